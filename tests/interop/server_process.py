@@ -1,0 +1,99 @@
+"""Start and stop a real Leveret server process for integration tests.
+
+The server runs as ``python -m broker`` on 127.0.0.1 and a free port, with its
+log in a file the test can read. Only the process this module started is ever
+signalled, by its pid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class BrokerProcess:
+    """One broker process: ``start()``, ``stop()``, ``kill()``, ``restart()``.
+
+    ``extra_args`` are passed to the ``leveret`` command line (for example
+    ``["--heartbeat", "1"]``). ``url`` is the AMQP URL for pika/aio-pika.
+    """
+
+    def __init__(self, data_dir: Path, extra_args: list[str] | None = None, port: int | None = None):
+        self.data_dir = Path(data_dir)
+        self.extra_args = list(extra_args or [])
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-broker.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@{self.host}:{self.port}/%2F"
+
+    def start(self, timeout: float = 15.0) -> "BrokerProcess":
+        """Start the process and wait until it accepts TCP connections.
+
+        Raises RuntimeError with the log's tail if it exits or does not listen
+        within ``timeout`` seconds.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        cmd = [sys.executable, "-m", "broker", "--host", self.host, "--port", str(self.port),
+               "--data-dir", str(self.data_dir), "--log-level", "debug", *self.extra_args]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"broker did not listen within {timeout}s:\n{self.log_text()[-3000:]}")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM the process and wait for it; SIGKILL if it does not exit.
+        Returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the process (crash simulation) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> "BrokerProcess":
+        """Stop gracefully and start again on the same port and data dir."""
+        self.stop()
+        return self.start()
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
