@@ -1,0 +1,281 @@
+"""Channels: per-channel state, method dispatch, deliveries, acknowledgements
+and the close handshake (AMQP 0-9-1 spec §1.5 class channel, §1.8 class basic)."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import TYPE_CHECKING
+
+from pamqp import commands
+
+from broker import basic_methods, confirms, exchange_methods, queue_methods, tx_methods
+from broker.consumer import Consumer
+from broker.message import QueuedMessage
+from protocol import reply_codes
+from protocol.assembler import ContentAssembler
+from protocol.constants import BASIC_ACK, BASIC_NACK, BASIC_PUBLISH, BASIC_REJECT
+from protocol.errors import AMQPError, channel_error
+from protocol.hot_methods import decode_tag_bits, deliver_frames
+from protocol.methods import Method, decode_method, encode_method
+
+if TYPE_CHECKING:
+    from broker.connection import Connection
+    from broker.queue import Queue
+
+log = logging.getLogger(__name__)
+
+_IDS = struct.Struct(">HH")
+OPEN = "open"
+CLOSING = "closing"  # we sent channel.close and wait for close-ok
+CLOSED = "closed"
+
+_HANDLERS = {
+    **exchange_methods.HANDLERS,
+    **queue_methods.HANDLERS,
+    **basic_methods.HANDLERS,
+    **tx_methods.HANDLERS,
+}
+
+
+class Channel:
+    """One open channel of a connection.
+
+    Holds the consumers started on it (``consumers``: tag -> Consumer), the
+    deliveries not yet acknowledged (``unacked``: delivery tag ->
+    ``(QueuedMessage, Queue, Consumer | None)``, in delivery-tag order),
+    prefetch settings, publisher-confirm and transaction state. Channel errors
+    raised by handlers are turned into channel.close here; connection errors
+    propagate to the connection.
+    """
+
+    def __init__(self, connection: "Connection", number: int):
+        self.connection = connection
+        self.number = number
+        self.vhost = connection.vhost
+        self.state = OPEN
+        self.assembler = ContentAssembler(connection.server.config.max_message_size)
+        self.consumers: dict[str, Consumer] = {}
+        self.unacked: dict[int, tuple[QueuedMessage, "Queue", Consumer | None]] = {}
+        self.delivery_tag = 0
+        self.prefetch_count = 0
+        self.global_prefetch = 0
+        self.flow_active = True
+        self.confirms: confirms.PublisherConfirms | None = None
+        self.tx: tx_methods.Transaction | None = None
+        self.last_queue_name = ""
+
+    def __repr__(self) -> str:
+        return f"{self.connection.name} channel {self.number}"
+
+    # ---- frames in -------------------------------------------------------
+
+    def on_method_frame(self, payload: bytes) -> None:
+        """Handle one method frame addressed to this channel."""
+        class_id, method_id = _IDS.unpack_from(payload, 0)
+        if self.state != OPEN:
+            self._on_frame_while_closing(payload, class_id, method_id)
+            return
+        try:
+            if class_id == 60:
+                if method_id == 40:
+                    self.assembler.start(payload)
+                    return
+                if method_id == 80:
+                    tag, bits = decode_tag_bits(payload, "basic.ack")
+                    self.ack(tag, bool(bits & 1))
+                    return
+                if method_id == 120:
+                    tag, bits = decode_tag_bits(payload, "basic.nack")
+                    self.reject(tag, bool(bits & 1), bool(bits & 2), BASIC_NACK)
+                    return
+                if method_id == 90:
+                    tag, bits = decode_tag_bits(payload, "basic.reject")
+                    self.reject(tag, False, bool(bits & 1), BASIC_REJECT)
+                    return
+            self.handle(decode_method(payload))
+        except AMQPError as error:
+            self.fail(error.for_method(class_id, method_id))
+
+    def on_header_frame(self, payload: bytes) -> None:
+        if self.state != OPEN:
+            return
+        self._on_content(self.assembler.on_header, payload)
+
+    def on_body_frame(self, payload: bytes) -> None:
+        if self.state != OPEN:
+            return
+        self._on_content(self.assembler.on_body, payload)
+
+    def _on_content(self, feed, payload: bytes) -> None:
+        try:
+            command = feed(payload)
+            if command is not None:
+                basic_methods.publish(self, *command)
+        except AMQPError as error:
+            self.fail(error.for_method(*BASIC_PUBLISH))
+
+    def handle(self, method: Method) -> None:
+        """Dispatch a decoded (non-hot) method to its handler."""
+        handler = _HANDLERS.get(type(method))
+        if handler is not None:
+            handler(self, method)
+        elif isinstance(method, commands.Channel.Close):
+            self._on_close(method)
+        elif isinstance(method, commands.Channel.Flow):
+            self._on_flow(method)
+        elif isinstance(method, commands.Confirm.Select):
+            self._on_confirm_select(method)
+        elif isinstance(method, commands.Channel.Open):
+            raise AMQPError(reply_codes.CHANNEL_ERROR, "second 'channel.open' seen", connection_level=True)
+        else:
+            raise AMQPError(reply_codes.COMMAND_INVALID, f"unexpected method {method.name} on a channel",
+                            connection_level=True)
+
+    def send(self, method: Method) -> None:
+        """Queue one method frame for this channel."""
+        self.connection.send(encode_method(self.number, method))
+
+    # ---- close -----------------------------------------------------------
+
+    def fail(self, error: AMQPError) -> None:
+        """Answer a channel error with channel.close; connection errors go up."""
+        if error.connection_level:
+            raise error
+        log.warning("%s vhost '%s': channel error %s (class %d method %d)", self, self.vhost.name,
+                    error.reply_text, error.class_id, error.method_id)
+        self.release()
+        self.state = CLOSING
+        self.send(commands.Channel.Close(reply_code=error.reply_code, reply_text=error.reply_text,
+                                         class_id=error.class_id, method_id=error.method_id))
+
+    def _on_close(self, method: commands.Channel.Close) -> None:
+        self.release()
+        self.state = CLOSED
+        self.send(commands.Channel.CloseOk())
+        self.connection.forget_channel(self)
+
+    def _on_frame_while_closing(self, payload: bytes, class_id: int, method_id: int) -> None:
+        # After we sent channel.close everything but close/close-ok is dropped
+        # (spec §1.5.2.5).
+        if class_id != 20:
+            return
+        if method_id == 41:
+            self.state = CLOSED
+            self.connection.forget_channel(self)
+        elif method_id == 40:
+            self.send(commands.Channel.CloseOk())
+
+    def release(self) -> None:
+        """Cancel this channel's consumers and requeue its unacknowledged
+        messages in their original order (spec §1.8.3.14, RabbitMQ requeues
+        on channel close). Safe to call more than once."""
+        for consumer in list(self.consumers.values()):
+            consumer.queue.remove_consumer(consumer)
+        self.consumers.clear()
+        if self.tx is not None:
+            self.tx.rollback(self)
+        unacked, self.unacked = self.unacked, {}
+        self.requeue_entries(unacked.values())
+        self.assembler.reset()
+
+    @staticmethod
+    def requeue_entries(entries) -> None:
+        """Requeue ``(entry, queue, consumer)`` triples, grouped per queue."""
+        by_queue: dict = {}
+        for entry, queue, _consumer in entries:
+            by_queue.setdefault(queue, []).append(entry)
+        for queue, queued in by_queue.items():
+            queue.requeue(queued)
+
+    # ---- deliveries and acks ---------------------------------------------
+
+    def deliverable(self) -> bool:
+        """Deliveries may be sent now (flow on, socket writable, open)."""
+        return self.flow_active and self.state == OPEN and self.connection.can_deliver()
+
+    def deliver(self, consumer: Consumer, entry: QueuedMessage) -> None:
+        """basic.deliver ``entry`` to ``consumer`` under the next delivery tag."""
+        self.delivery_tag += 1
+        tag = self.delivery_tag
+        if not consumer.no_ack:
+            self.unacked[tag] = (entry, consumer.queue, consumer)
+            consumer.unacked += 1
+        message = entry.message
+        connection = self.connection
+        connection.send(deliver_frames(self.number, consumer.prefix, tag, entry.redelivered,
+                                       message.exchange_routing_key, message.header, message.body,
+                                       connection.frame_max))
+
+    def take_unacked(self, tag: int, multiple: bool, ids: tuple[int, int]) -> list:
+        """Remove and return ``(delivery_tag, (entry, queue, consumer))`` for
+        every delivery an ack/nack/reject with ``tag``/``multiple`` covers
+        (tag 0 with multiple = all outstanding). Raises a channel error 406
+        PRECONDITION_FAILED "unknown delivery tag" when ``tag`` is not
+        outstanding (spec §1.8.3.13)."""
+        unacked = self.unacked
+        if multiple:
+            if tag == 0:
+                taken = list(unacked.items())
+                unacked.clear()
+                return taken
+            if tag not in unacked:
+                raise AMQPError(reply_codes.PRECONDITION_FAILED, f"unknown delivery tag {tag}", *ids)
+            tags = []
+            for key in unacked:
+                if key > tag:
+                    break
+                tags.append(key)
+            return [(key, unacked.pop(key)) for key in tags]
+        triple = unacked.pop(tag, None)
+        if triple is None:
+            raise AMQPError(reply_codes.PRECONDITION_FAILED, f"unknown delivery tag {tag}", *ids)
+        return [(tag, triple)]
+
+    def ack(self, tag: int, multiple: bool) -> None:
+        """basic.ack from the client (spec §1.8.3.13)."""
+        taken = self.take_unacked(tag, multiple, BASIC_ACK)
+        if self.tx is not None:
+            self.tx.add_acks(taken)
+            return
+        self.settle(taken)
+
+    def reject(self, tag: int, multiple: bool, requeue: bool, ids: tuple[int, int]) -> None:
+        """basic.nack / basic.reject: requeue, or drop the messages."""
+        taken = self.take_unacked(tag, multiple, ids)
+        if self.tx is not None:
+            self.tx.add_rejects(taken, requeue)
+            return
+        self.settle(taken, requeue)
+
+    def settle(self, taken: list, requeue: bool = False) -> None:
+        """Finish deliveries taken by ``take_unacked``: return prefetch
+        credit, requeue when asked (else the messages are dropped)."""
+        drained = set()
+        for _tag, (_entry, queue, consumer) in taken:
+            if consumer is not None:
+                consumer.unacked -= 1
+            drained.add(queue)
+        if requeue:
+            self.requeue_entries(triple for _tag, triple in taken)
+        if self.global_prefetch:
+            drained.update(c.queue for c in self.consumers.values())
+        for queue in drained:
+            queue.schedule_drain()
+
+    # ---- channel.flow, confirm.select --------------------------------------
+
+    def _on_flow(self, method: commands.Channel.Flow) -> None:
+        self.flow_active = bool(method.active)
+        self.send(commands.Channel.FlowOk(active=self.flow_active))
+        if self.flow_active:
+            for consumer in self.consumers.values():
+                consumer.queue.schedule_drain()
+
+    def _on_confirm_select(self, method: commands.Confirm.Select) -> None:
+        if self.tx is not None:
+            raise channel_error(reply_codes.PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
+        if self.confirms is None:
+            self.confirms = confirms.PublisherConfirms(self)
+        if not method.nowait:
+            self.send(commands.Confirm.SelectOk())

@@ -1,0 +1,324 @@
+"""One AMQP connection: handshake, channel table, heartbeats, output batching
+and the close handshake (AMQP 0-9-1 spec §1.4 class connection, §4.2.7
+heartbeat frames). Errors are turned into connection.close in one place,
+``_fail``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from pamqp import commands
+
+from broker.channel import Channel
+from protocol import reply_codes
+from protocol.constants import HEARTBEAT_FRAME, PROTOCOL_HEADER
+from protocol.errors import AMQPError, connection_error
+from protocol.framing import FrameReader
+from protocol.handshake import OPEN as HANDSHAKE_OPEN, AWAIT_PROTOCOL_HEADER, BadProtocolHeader, Handshake
+from protocol.methods import decode_method, encode_method
+
+if TYPE_CHECKING:
+    from broker.queue import Queue
+    from broker.server import Server
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE = "handshake"
+OPEN = "open"
+CLOSING = "closing"  # we sent connection.close, waiting for close-ok
+CLOSED = "closed"
+
+#: seconds to wait for the peer's close-ok before dropping the socket
+CLOSE_OK_TIMEOUT = 3.0
+#: bytes of frames one connection may collect in one loop pass before its
+#: consumers wait for the next pass (keeps one write bounded)
+OUTPUT_BUDGET = 1 << 20
+
+
+class Connection:
+    """State of one client connection; the transport protocol feeds it bytes.
+
+    ``send(data)`` queues frame bytes; they are written once per event-loop
+    pass. Consumers ask ``can_deliver()`` before each delivery: it is False
+    while the socket is paused (``pause_writing``) or this pass's output
+    budget is spent, and deliveries resume by themselves afterwards.
+    """
+
+    def __init__(self, server: "Server", transport: asyncio.Transport):
+        config = server.config
+        self.server = server
+        self.transport = transport
+        self.loop = asyncio.get_running_loop()
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        local = transport.get_extra_info("sockname") or ("?", 0)
+        self.name = f"connection {peer[0]}:{peer[1]} -> {local[0]}:{local[1]}"
+        self.state = HANDSHAKE
+        self.reader = FrameReader(config.frame_max)
+        self.handshake = Handshake(server.server_properties(), config.channel_max, config.frame_max,
+                                   config.heartbeat, server.authenticate, server.vhosts.__contains__)
+        self.frame_max = config.frame_max
+        self.channel_max = config.channel_max
+        self.heartbeat = 0
+        self.username = ""
+        self.vhost = None
+        self.cancel_notify = False
+        self.channels: dict[int, Channel] = {}
+        self.exclusive_queues: set[Queue] = set()
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._flush_scheduled = False
+        self._before_flush: list = []
+        self._paused = False
+        self._starved = False
+        self._last_recv = self._last_send = self.loop.time()
+        self._timer = self.loop.call_later(config.handshake_timeout, self._handshake_timeout)
+
+    # ---- bytes in --------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Parse and handle every complete frame in ``data``."""
+        self._last_recv = self.loop.time()
+        if self.state == CLOSED:
+            return
+        reader = self.reader
+        reader.feed(data)
+        try:
+            if self.handshake.state == AWAIT_PROTOCOL_HEADER and not self._on_protocol_header():
+                return
+            channels = self.channels
+            for frame_type, number, payload in reader.frames():
+                channel = channels.get(number)
+                if channel is not None:
+                    if frame_type == 1:
+                        channel.on_method_frame(payload)
+                    elif frame_type == 3:
+                        channel.on_body_frame(payload)
+                    elif frame_type == 2:
+                        channel.on_header_frame(payload)
+                    else:
+                        raise connection_error(reply_codes.FRAME_ERROR, f"heartbeat frame on channel {number}")
+                elif number == 0:
+                    self._on_channel_zero(frame_type, payload)
+                else:
+                    self._open_channel(number, frame_type, payload)
+        except AMQPError as error:
+            if self.state == CLOSING:
+                return  # garbage after our connection.close: nothing more to say
+            self._fail(error)
+        except BadProtocolHeader as exc:
+            log.warning("%s: bad protocol header %r, answering with AMQP 0-9-1's", self.name, exc.args[0])
+            self.transport.write(PROTOCOL_HEADER)
+            self._close_transport()
+        except Exception:
+            log.exception("%s: internal error", self.name)
+            self._fail(connection_error(reply_codes.INTERNAL_ERROR, "internal error"))
+
+    def _on_protocol_header(self) -> bool:
+        """Consume the 8-byte protocol header once complete; reject early a
+        prefix that can never become one (spec §4.2.2)."""
+        reader = self.reader
+        if reader.pending() < 8:
+            head = reader.peek(8)
+            if not PROTOCOL_HEADER.startswith(head):
+                raise BadProtocolHeader(head)
+            return False
+        self.send(self.handshake.on_protocol_header(reader.take(8)))
+        return True
+
+    def _on_channel_zero(self, frame_type: int, payload: bytes) -> None:
+        if frame_type == 8:
+            return
+        if frame_type != 1:
+            raise connection_error(reply_codes.UNEXPECTED_FRAME, f"content frame type {frame_type} on channel 0")
+        method = decode_method(payload)
+        if isinstance(method, commands.Connection.Close):
+            log.info("%s: closed by client (%s %s)", self.name, method.reply_code, method.reply_text)
+            self._release_all()
+            self.send(encode_method(0, commands.Connection.CloseOk()))
+            self.state = CLOSED
+            self._close_transport()
+            return
+        if isinstance(method, commands.Connection.CloseOk):
+            self.state = CLOSED
+            self._close_transport()
+            return
+        if self.state == CLOSING:
+            return
+        if self.state == HANDSHAKE:
+            self.send(self.handshake.on_method(method))
+            if self.handshake.state == HANDSHAKE_OPEN:
+                self._on_open()
+            return
+        if isinstance(method, (commands.Connection.Blocked, commands.Connection.Unblocked)):
+            return
+        if isinstance(method, commands.Connection.UpdateSecret):
+            self.send(encode_method(0, commands.Connection.UpdateSecretOk()))
+            return
+        raise connection_error(reply_codes.COMMAND_INVALID,
+                               f"unexpected method {method.name} on channel 0").for_method(
+            method.index >> 16, method.index & 0xFFFF)
+
+    def _open_channel(self, number: int, frame_type: int, payload: bytes) -> None:
+        if self.state == CLOSING:
+            return
+        if self.state != OPEN:
+            raise connection_error(reply_codes.CHANNEL_ERROR, f"frame on channel {number} before connection.open")
+        if frame_type != 1:
+            raise connection_error(reply_codes.CHANNEL_ERROR, f"expected 'channel.open' on channel {number}")
+        method = decode_method(payload)
+        ids = (method.index >> 16, method.index & 0xFFFF)
+        if not isinstance(method, commands.Channel.Open):
+            raise connection_error(reply_codes.CHANNEL_ERROR,
+                                   f"expected 'channel.open' on channel {number}").for_method(*ids)
+        if number > self.channel_max or len(self.channels) >= self.channel_max:
+            raise connection_error(
+                reply_codes.NOT_ALLOWED,
+                f"number of channels opened ({len(self.channels)}) has reached the negotiated "
+                f"channel_max ({self.channel_max})").for_method(*ids)
+        self.channels[number] = Channel(self, number)
+        self.send(encode_method(number, commands.Channel.OpenOk()))
+
+    def _on_open(self) -> None:
+        handshake = self.handshake
+        self.state = OPEN
+        self._timer.cancel()
+        self.frame_max = handshake.frame_max
+        self.reader.frame_max = handshake.frame_max
+        self.channel_max = handshake.channel_max
+        self.heartbeat = handshake.heartbeat
+        self.username = handshake.username
+        self.vhost = self.server.vhosts[handshake.vhost]
+        capabilities = handshake.client_properties.get("capabilities") or {}
+        self.cancel_notify = bool(capabilities.get("consumer_cancel_notify"))
+        product = handshake.client_properties.get("product", "?")
+        log.info("%s: user '%s' opened vhost '%s' (client %s, heartbeat %ss, frame_max %d)", self.name,
+                 self.username, handshake.vhost, product, self.heartbeat, self.frame_max)
+        if self.heartbeat:
+            self._timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
+
+    def forget_channel(self, channel: Channel) -> None:
+        """Drop a fully closed channel so its number can be reused."""
+        if self.channels.get(channel.number) is channel:
+            del self.channels[channel.number]
+
+    # ---- bytes out -------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Queue frame bytes; written at the end of this loop pass."""
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def before_flush(self, callback) -> None:
+        """Run ``callback()`` just before this pass's write (publisher
+        confirms batch their acks this way)."""
+        self._before_flush.append(callback)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def can_deliver(self) -> bool:
+        """May a consumer on this connection get another message now?"""
+        if self._paused or self._out_bytes >= OUTPUT_BUDGET:
+            self._starved = True
+            return False
+        return True
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._before_flush:
+            callbacks, self._before_flush = self._before_flush, []
+            for callback in callbacks:
+                callback()
+        out = self._out
+        if out:
+            self._out = []
+            self._out_bytes = 0
+            if not self.transport.is_closing():
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+                self._last_send = self.loop.time()
+        if self._starved and not self._paused:
+            self._resume_consumers()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._starved:
+            self._resume_consumers()
+
+    def _resume_consumers(self) -> None:
+        self._starved = False
+        for channel in self.channels.values():
+            for consumer in channel.consumers.values():
+                consumer.queue.schedule_drain()
+
+    # ---- timers ----------------------------------------------------------
+
+    def _handshake_timeout(self) -> None:
+        if self.state == HANDSHAKE:
+            log.warning("%s: handshake not finished within %ss (%s), closing", self.name,
+                        self.server.config.handshake_timeout, self.handshake.state)
+            self._close_transport()
+
+    def _heartbeat_tick(self) -> None:
+        if self.state in (CLOSED,):
+            return
+        now = self.loop.time()
+        if now - self._last_recv > 2 * self.heartbeat:
+            log.warning("%s: missed heartbeats from client, timeout: %ss", self.name, self.heartbeat)
+            self._release_all()
+            self.state = CLOSED
+            self.transport.abort()
+            return
+        if now - self._last_send >= self.heartbeat / 2:
+            self.send(HEARTBEAT_FRAME)
+        self._timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
+
+    # ---- closing ---------------------------------------------------------
+
+    def _fail(self, error: AMQPError) -> None:
+        """Answer a connection error with connection.close and wait for
+        close-ok (spec §1.4.2.9)."""
+        log.warning("%s vhost '%s': connection error %s (class %d method %d)", self.name,
+                    self.vhost.name if self.vhost else "", error.reply_text, error.class_id, error.method_id)
+        self.close(error.reply_code, error.reply_text, error.class_id, error.method_id)
+
+    def close(self, reply_code: int, reply_text: str, class_id: int = 0, method_id: int = 0) -> None:
+        """Server-initiated connection.close (errors, shutdown)."""
+        if self.state in (CLOSING, CLOSED):
+            return
+        self._release_all()
+        self.state = CLOSING
+        self.send(encode_method(0, commands.Connection.Close(reply_code=reply_code, reply_text=reply_text,
+                                                             class_id=class_id, method_id=method_id)))
+        self._timer.cancel()
+        self._timer = self.loop.call_later(CLOSE_OK_TIMEOUT, self._close_transport)
+
+    def _close_transport(self) -> None:
+        self._flush()
+        self.transport.close()
+
+    def _release_all(self) -> None:
+        for channel in self.channels.values():
+            channel.release()
+        self.channels.clear()
+        for queue in list(self.exclusive_queues):
+            log.info("%s vhost '%s' queue '%s': exclusive queue deleted with its connection", self.name,
+                     queue.vhost.name, queue.name)
+            queue.vhost.delete_queue(queue)
+        self.exclusive_queues.clear()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The socket is gone: requeue, clean up, forget this connection."""
+        if self.state != CLOSED:
+            log.info("%s: socket closed%s", self.name, f" ({exc})" if exc else "")
+        self._release_all()
+        self.state = CLOSED
+        self._timer.cancel()
+        self.server.connections.discard(self)

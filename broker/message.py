@@ -1,0 +1,69 @@
+"""Messages as the broker holds them: the publisher's content header bytes and
+body, shared by every queue the message is routed to (design.md, "A message
+body is stored once")."""
+
+from __future__ import annotations
+
+import itertools
+
+from pamqp.commands import Basic
+from pamqp.header import ContentHeader
+
+from protocol.hot_methods import shortstr
+
+_ids = itertools.count(1)
+
+
+class Message:
+    """One published message.
+
+    ``header`` is the content header frame payload exactly as the publisher
+    sent it (class, weight, body size, property flags and properties) and is
+    sent back verbatim on delivery; ``body`` is the body bytes.
+    ``exchange_routing_key`` is the two short strings as they appear in
+    basic.deliver, built once. Properties are decoded only on first use of
+    ``properties``.
+    """
+
+    __slots__ = ("id", "exchange", "routing_key", "exchange_routing_key", "header", "body", "_properties")
+
+    def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes):
+        self.id = next(_ids)
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.exchange_routing_key = shortstr(exchange) + shortstr(routing_key)
+        self.header = header
+        self.body = body
+        self._properties: Basic.Properties | None = None
+
+    @property
+    def properties(self) -> Basic.Properties:
+        """The decoded basic properties (pamqp); raises ValueError when the
+        header is malformed."""
+        if self._properties is None:
+            content_header = ContentHeader()
+            content_header.unmarshal(self.header)
+            self._properties = content_header.properties
+        return self._properties
+
+    def headers(self) -> dict | None:
+        """The ``headers`` property (a field table) or None."""
+        return self.properties.headers
+
+    @property
+    def size(self) -> int:
+        """Body size in bytes."""
+        return len(self.body)
+
+
+class QueuedMessage:
+    """A message's place in one queue: the shared ``message``, the queue's
+    sequence number ``seq`` (original order, used to requeue in place) and the
+    ``redelivered`` flag (set once it was delivered and came back)."""
+
+    __slots__ = ("message", "seq", "redelivered")
+
+    def __init__(self, message: Message, seq: int, redelivered: bool = False):
+        self.message = message
+        self.seq = seq
+        self.redelivered = redelivered

@@ -1,0 +1,142 @@
+"""Queues: ready messages in order, consumers served round-robin
+(AMQP 0-9-1 spec §3.1.3 "Message Queues"; rabbitmq.com/queues.html)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from broker.message import Message, QueuedMessage
+
+if TYPE_CHECKING:
+    from broker.consumer import Consumer
+
+log = logging.getLogger(__name__)
+
+
+class Queue:
+    """One queue in one vhost.
+
+    ``exclusive_owner`` is the owning connection of an exclusive queue (None
+    otherwise). Ready messages sit in ``ready`` in delivery order; messages
+    delivered but unacknowledged live in their channel, not here, and come
+    back through ``requeue``. Deliveries happen in ``drain``, which gives each
+    message to the next consumer (round-robin) that has prefetch credit and a
+    writable socket.
+    """
+
+    def __init__(self, vhost, name: str, durable: bool = False, exclusive_owner=None,
+                 auto_delete: bool = False, arguments: dict | None = None):
+        self.vhost = vhost
+        self.name = name
+        self.durable = durable
+        self.exclusive_owner = exclusive_owner
+        self.auto_delete = auto_delete
+        self.arguments = dict(arguments or {})
+        self.ready: deque[QueuedMessage] = deque()
+        self.consumers: list[Consumer] = []
+        self.deleted = False
+        self._next_seq = 0
+        self._rr = 0
+        self._drain_scheduled = False
+        self.had_consumer = False
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r} vhost={self.vhost.name!r}>"
+
+    @property
+    def message_count(self) -> int:
+        """Ready messages (not counting unacknowledged ones), as in declare-ok."""
+        return len(self.ready)
+
+    @property
+    def consumer_count(self) -> int:
+        return len(self.consumers)
+
+    def enqueue(self, message: Message) -> None:
+        """Append a routed message; hand it straight to a consumer when the
+        queue has nothing else waiting."""
+        self._next_seq += 1
+        entry = QueuedMessage(message, self._next_seq)
+        if not self.ready and self.consumers:
+            consumer = self._next_consumer()
+            if consumer is not None:
+                consumer.deliver(entry)
+                return
+        self.ready.append(entry)
+
+    def get(self) -> QueuedMessage | None:
+        """Take the head message for basic.get, or None when empty."""
+        return self.ready.popleft() if self.ready else None
+
+    def requeue(self, entries: list[QueuedMessage]) -> None:
+        """Put delivered messages back in their original order, flagged
+        redelivered (spec §1.8.3.14 basic.recover; RabbitMQ requeues to the
+        original position)."""
+        if self.deleted:
+            return
+        ready = self.ready
+        for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
+            entry.redelivered = True
+            if not ready or entry.seq < ready[0].seq:
+                ready.appendleft(entry)
+                continue
+            index = 0
+            for index, other in enumerate(ready):  # rare: a gap left by a later requeue
+                if other.seq > entry.seq:
+                    break
+            else:
+                index = len(ready)
+            ready.insert(index, entry)
+        self.schedule_drain()
+
+    def purge(self) -> int:
+        """Drop every ready message; returns how many (queue.purge-ok)."""
+        count = len(self.ready)
+        self.ready.clear()
+        return count
+
+    def add_consumer(self, consumer: "Consumer") -> None:
+        self.consumers.append(consumer)
+        self.had_consumer = True
+        self.schedule_drain()
+
+    def remove_consumer(self, consumer: "Consumer") -> None:
+        """Detach a consumer; an auto-delete queue goes once its last one has
+        (rabbitmq.com/queues.html, "auto-delete")."""
+        try:
+            self.consumers.remove(consumer)
+        except ValueError:
+            return
+        if self.auto_delete and not self.consumers and not self.deleted:
+            log.info("vhost '%s' queue '%s': auto-deleted after its last consumer", self.vhost.name, self.name)
+            self.vhost.delete_queue(self)
+
+    def schedule_drain(self) -> None:
+        """Deliver what can be delivered at the end of this loop pass."""
+        if not self._drain_scheduled and self.consumers and self.ready:
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self.drain)
+
+    def drain(self) -> None:
+        """Give ready messages to consumers with credit until either runs out."""
+        self._drain_scheduled = False
+        ready = self.ready
+        while ready:
+            consumer = self._next_consumer()
+            if consumer is None:
+                return
+            consumer.deliver(ready.popleft())
+
+    def _next_consumer(self) -> "Consumer | None":
+        consumers = self.consumers
+        count = len(consumers)
+        for step in range(count):
+            index = (self._rr + step) % count
+            consumer = consumers[index]
+            if consumer.can_take():
+                self._rr = index + 1
+                return consumer
+        return None

@@ -1,0 +1,108 @@
+"""The broker process: listening socket, vhosts, users, signal handling and
+shutdown (connection.close 320 CONNECTION_FORCED to every client, as
+RabbitMQ does on shutdown)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import platform
+import signal
+
+from broker import __version__
+from broker.config import Config
+from broker.transport import AMQPProtocol
+from broker.vhost import VHost
+from protocol import reply_codes
+from storage import Storage
+
+log = logging.getLogger(__name__)
+
+#: seconds a shutdown waits for clients to answer connection.close
+SHUTDOWN_GRACE = 3.0
+
+CAPABILITIES = ("publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify",
+                "connection.blocked", "per_consumer_qos", "authentication_failure_close",
+                "consumer_priorities", "direct_reply_to")
+
+
+class Server:
+    """Everything one broker process holds: ``vhosts`` by name, the user
+    table, the open ``connections`` and the storage facade."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.vhosts: dict[str, VHost] = {config.default_vhost: VHost(config.default_vhost)}
+        self.users: dict[str, str] = {config.default_user: config.default_pass}
+        self.connections: set = set()
+        self.storage = Storage(config.data_dir)
+        self._listener: asyncio.base_events.Server | None = None
+
+    def authenticate(self, username: str, password: str) -> bool:
+        """True when the password matches the user's (constant-time compare)."""
+        expected = self.users.get(username)
+        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+    def server_properties(self) -> dict:
+        """connection.start server-properties, as RabbitMQ announces them."""
+        return {
+            "product": "Leveret",
+            "version": __version__,
+            "platform": f"Python {platform.python_version()}",
+            "copyright": "Leveret developers",
+            "information": "Licensed under the Apache License 2.0",
+            "capabilities": {name: True for name in CAPABILITIES if name != "direct_reply_to"},
+            "cluster_name": f"leveret@{platform.node()}",
+        }
+
+    async def start(self) -> None:
+        """Open storage and listen. Raises OSError when the port is taken."""
+        self.storage.open()
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(lambda: AMQPProtocol(self), self.config.host, self.config.port,
+                                                  reuse_address=True, backlog=1024)
+        log.info("Leveret %s listening on %s:%d (AMQP 0-9-1), data dir %s", __version__, self.config.host,
+                 self.config.port, self.config.data_dir.resolve())
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection with 320, wait briefly."""
+        if self._listener is not None:
+            self._listener.close()
+        log.info("shutting down: closing %d connections", len(self.connections))
+        for connection in list(self.connections):
+            connection.close(reply_codes.CONNECTION_FORCED, "broker forced connection closure with reason 'shutdown'")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_GRACE
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for connection in list(self.connections):
+            connection.transport.abort()
+        self.storage.close()
+        log.info("stopped")
+
+
+async def serve(config: Config) -> int:
+    """Run until SIGTERM or SIGINT; returns the process exit code."""
+    server = Server(config)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await server.stop()
+    return 0
+
+
+def run(config: Config) -> int:
+    """Blocking entry point for the command line: uvloop when importable."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(config))
+    return uvloop.run(serve(config))

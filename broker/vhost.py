@@ -1,0 +1,105 @@
+"""Virtual hosts: the exchanges and queues of one namespace, and routing
+through them (AMQP 0-9-1 spec §3.1.1; rabbitmq.com/vhosts.html)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from pamqp import commands
+
+from broker.exchanges import DirectExchange, Exchange, FanoutExchange, HeadersExchange, TopicExchange, route_message
+from protocol import reply_codes
+from protocol.errors import channel_error
+
+if TYPE_CHECKING:
+    from broker.message import Message
+    from broker.queue import Queue
+
+log = logging.getLogger(__name__)
+
+#: exchanges every vhost has (spec §3.1.3.1 and RabbitMQ's amq.match)
+STANDARD_EXCHANGES = (
+    ("", DirectExchange), ("amq.direct", DirectExchange), ("amq.fanout", FanoutExchange),
+    ("amq.topic", TopicExchange), ("amq.headers", HeadersExchange), ("amq.match", HeadersExchange),
+)
+
+
+class VHost:
+    """``exchanges`` and ``queues`` by name. The default exchange ("") is
+    an exchange object for lookups, but routes by queue name itself (every
+    queue is implicitly bound to it with its name as binding key)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.exchanges: dict[str, Exchange] = {}
+        self.queues: dict[str, Queue] = {}
+        for exchange_name, cls in STANDARD_EXCHANGES:
+            self.exchanges[exchange_name] = cls(exchange_name, durable=True)
+
+    def route(self, exchange: Exchange, message: "Message"):
+        """The queues ``message`` goes to (a collection, each queue once)."""
+        if exchange.name == "":
+            queue = self.queues.get(message.routing_key)
+            return (queue,) if queue is not None else ()
+        return route_message(exchange, message.routing_key, message.headers, self.exchanges.get)
+
+    # ---- exchanges -------------------------------------------------------
+
+    def find_exchange(self, name: str) -> Exchange:
+        """The exchange ``name``; 404 NOT_FOUND (channel error) when absent."""
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            raise channel_error(reply_codes.NOT_FOUND, f"no exchange '{name}' in vhost '{self.name}'")
+        return exchange
+
+    def exchange_for_binding(self, name: str) -> Exchange:
+        """Like ``find_exchange``, but the default exchange is 403
+        ACCESS_REFUSED: it cannot be bound to or from."""
+        if name == "":
+            raise channel_error(reply_codes.ACCESS_REFUSED, "operation not permitted on the default exchange")
+        return self.find_exchange(name)
+
+    def add_exchange(self, exchange: Exchange) -> None:
+        self.exchanges[exchange.name] = exchange
+
+    def delete_exchange(self, exchange: Exchange) -> None:
+        """Remove ``exchange`` and every binding from or to it."""
+        if self.exchanges.get(exchange.name) is not exchange:
+            return
+        del self.exchanges[exchange.name]
+        for other in list(self.exchanges.values()):
+            if other.unbind_destination(exchange):
+                self.delete_exchange_if_unused(other)
+
+    def delete_exchange_if_unused(self, exchange: Exchange) -> None:
+        """Auto-delete: an auto-delete exchange goes when its last binding
+        does (rabbitmq.com/exchanges.html)."""
+        if exchange.auto_delete and not exchange.has_bindings():
+            log.info("vhost '%s': exchange '%s' auto-deleted", self.name, exchange.name)
+            self.delete_exchange(exchange)
+
+    # ---- queues ----------------------------------------------------------
+
+    def add_queue(self, queue: "Queue") -> None:
+        self.queues[queue.name] = queue
+
+    def delete_queue(self, queue: "Queue") -> int:
+        """Remove ``queue``: its bindings go, its consumers are cancelled
+        with a server-sent basic.cancel (rabbitmq.com/consumer-cancel.html),
+        its ready messages are dropped. Returns how many were dropped."""
+        if self.queues.get(queue.name) is not queue:
+            return 0
+        del self.queues[queue.name]
+        queue.deleted = True
+        for exchange in list(self.exchanges.values()):
+            if exchange.unbind_destination(queue):
+                self.delete_exchange_if_unused(exchange)
+        for consumer in list(queue.consumers):
+            channel = consumer.channel
+            if channel.consumers.pop(consumer.tag, None) is not None and channel.connection.cancel_notify:
+                channel.send(commands.Basic.Cancel(consumer_tag=consumer.tag, nowait=True))
+        queue.consumers.clear()
+        if queue.exclusive_owner is not None:
+            queue.exclusive_owner.exclusive_queues.discard(queue)
+        return queue.purge()

@@ -1,0 +1,126 @@
+"""The connection handshake state machine (AMQP 0-9-1 spec §2.2.4 and
+§4.2.2): protocol header -> start/start-ok -> tune/tune-ok -> open/open-ok.
+Bytes and pamqp methods only; authentication and vhost checks are callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pamqp import commands
+
+from protocol import reply_codes
+from protocol.constants import FRAME_MIN_SIZE, PROTOCOL_HEADER
+from protocol.errors import AMQPError, connection_error
+from protocol.methods import Method, encode_method
+from protocol.sasl import MECHANISMS, parse_response
+
+AWAIT_PROTOCOL_HEADER = "awaiting protocol header"
+AWAIT_START_OK = "awaiting connection.start-ok"
+AWAIT_TUNE_OK = "awaiting connection.tune-ok"
+AWAIT_OPEN = "awaiting connection.open"
+OPEN = "open"
+
+
+class BadProtocolHeader(Exception):
+    """The peer did not send ``AMQP 0 0 9 1``; answer with
+    ``REPLY_HEADER`` and close the socket (spec §4.2.2)."""
+
+    REPLY_HEADER = PROTOCOL_HEADER
+
+
+class Handshake:
+    """Drives one connection from its first byte to connection.open-ok.
+
+    ``authenticate(username, password) -> bool`` and
+    ``vhost_exists(name) -> bool`` are supplied by the broker. The tune
+    proposal is ``channel_max`` (channels), ``frame_max`` (bytes) and
+    ``heartbeat`` (seconds); after tune-ok the negotiated values are in the
+    attributes of the same names. Errors: 403 ACCESS_REFUSED for a failed
+    login, 530 NOT_ALLOWED for an unknown vhost or a frame_max outside
+    [4096, proposal], 503 COMMAND_INVALID for a method out of order; all are
+    connection errors.
+    """
+
+    def __init__(self, server_properties: dict, channel_max: int, frame_max: int, heartbeat: int,
+                 authenticate: Callable[[str, str], bool], vhost_exists: Callable[[str], bool]):
+        self.state = AWAIT_PROTOCOL_HEADER
+        self.server_properties = server_properties
+        self.channel_max = channel_max
+        self.frame_max = frame_max
+        self.heartbeat = heartbeat
+        self._authenticate = authenticate
+        self._vhost_exists = vhost_exists
+        self.username = ""
+        self.vhost = ""
+        self.client_properties: dict = {}
+        self.mechanism = ""
+
+    def on_protocol_header(self, data: bytes) -> bytes:
+        """Check the 8-byte protocol header; return the connection.start frame.
+        Raises BadProtocolHeader."""
+        if data != PROTOCOL_HEADER:
+            raise BadProtocolHeader(data)
+        self.state = AWAIT_START_OK
+        start = commands.Connection.Start(
+            version_major=0, version_minor=9, server_properties=self.server_properties,
+            mechanisms=" ".join(MECHANISMS), locales="en_US")
+        return encode_method(0, start)
+
+    def on_method(self, method: Method) -> bytes:
+        """Advance on a connection-class method from channel 0; returns the
+        frames to send (possibly empty)."""
+        handler = {
+            AWAIT_START_OK: (commands.Connection.StartOk, self._on_start_ok),
+            AWAIT_TUNE_OK: (commands.Connection.TuneOk, self._on_tune_ok),
+            AWAIT_OPEN: (commands.Connection.Open, self._on_open),
+        }.get(self.state)
+        if handler is None or not isinstance(method, handler[0]):
+            raise self._error(reply_codes.COMMAND_INVALID, f"unexpected {method.name} while {self.state}",
+                              method)
+        return handler[1](method)
+
+    def _on_start_ok(self, method: commands.Connection.StartOk) -> bytes:
+        self.client_properties = method.client_properties or {}
+        self.mechanism = method.mechanism
+        if method.mechanism not in MECHANISMS:
+            raise self._error(reply_codes.ACCESS_REFUSED,
+                              f"unsupported authentication mechanism '{method.mechanism}'", method)
+        credentials = parse_response(method.mechanism, method.response or b"")
+        if credentials is None or not self._authenticate(*credentials):
+            raise self._error(
+                reply_codes.ACCESS_REFUSED,
+                f"Login was refused using authentication mechanism {method.mechanism}. "
+                "For details see the broker logfile.", method)
+        self.username = credentials[0]
+        self.state = AWAIT_TUNE_OK
+        tune = commands.Connection.Tune(channel_max=self.channel_max, frame_max=self.frame_max,
+                                        heartbeat=self.heartbeat)
+        return encode_method(0, tune)
+
+    def _on_tune_ok(self, method: commands.Connection.TuneOk) -> bytes:
+        frame_max = method.frame_max or self.frame_max
+        if frame_max < FRAME_MIN_SIZE:
+            raise self._error(reply_codes.NOT_ALLOWED,
+                              f"frame_max={frame_max} < {FRAME_MIN_SIZE} min size", method)
+        if frame_max > self.frame_max:
+            raise self._error(reply_codes.NOT_ALLOWED,
+                              f"frame_max={frame_max} > {self.frame_max} max size", method)
+        channel_max = method.channel_max
+        if channel_max == 0 or channel_max > self.channel_max:
+            channel_max = self.channel_max
+        self.frame_max = frame_max
+        self.channel_max = channel_max
+        self.heartbeat = method.heartbeat
+        self.state = AWAIT_OPEN
+        return b""
+
+    def _on_open(self, method: commands.Connection.Open) -> bytes:
+        if not self._vhost_exists(method.virtual_host):
+            raise self._error(reply_codes.NOT_ALLOWED, f"vhost {method.virtual_host} not found", method)
+        self.vhost = method.virtual_host
+        self.state = OPEN
+        return encode_method(0, commands.Connection.OpenOk())
+
+    @staticmethod
+    def _error(code: int, text: str, method: Method) -> AMQPError:
+        return connection_error(code, text).for_method(method.index >> 16, method.index & 0xFFFF)

@@ -1,0 +1,119 @@
+"""struct fast paths for the methods on the message path (design.md,
+"Performance principles"): basic.publish, the content header, basic.ack,
+basic.nack and basic.reject are decoded here, basic.deliver, basic.get-ok and
+basic.return are encoded here. Field layouts are AMQP 0-9-1 spec §1.8.3
+(class basic) and §4.2.6 (content header)."""
+
+from __future__ import annotations
+
+import struct
+
+from protocol import reply_codes
+from protocol.constants import FRAME_BODY
+from protocol.errors import connection_error
+
+_FRAME_HEAD = struct.Struct(">BHI")
+_CONTENT_HEAD = struct.Struct(">HHQ")
+_TAG_BITS = struct.Struct(">QB")
+_DELIVER_CM = b"\x00\x3c\x00\x3c"
+_GET_OK_CM = b"\x00\x3c\x00\x47"
+_RETURN_CM = b"\x00\x3c\x00\x32"
+
+
+def _syntax_error(what: str) -> Exception:
+    return connection_error(reply_codes.SYNTAX_ERROR, f"malformed {what}")
+
+
+def decode_publish(payload: bytes) -> tuple[str, str, bool, bool]:
+    """basic.publish payload (class/method ids included) ->
+    ``(exchange, routing_key, mandatory, immediate)``.
+
+    Raises AMQPError 502 SYNTAX_ERROR when truncated or not UTF-8.
+    """
+    try:
+        n = payload[6]
+        exchange = payload[7:7 + n]
+        o = 7 + n
+        m = payload[o]
+        routing_key = payload[o + 1:o + 1 + m]
+        bits = payload[o + 1 + m]
+        return exchange.decode(), routing_key.decode(), bool(bits & 1), bool(bits & 2)
+    except (IndexError, UnicodeDecodeError):
+        raise _syntax_error("basic.publish") from None
+
+
+def decode_content_header(payload: bytes) -> tuple[int, int]:
+    """Content header payload -> ``(class_id, body_size in bytes)``.
+    Raises AMQPError 502 when shorter than the 14 fixed bytes."""
+    if len(payload) < 14:
+        raise _syntax_error("content header")
+    class_id, _weight, body_size = _CONTENT_HEAD.unpack_from(payload, 0)
+    return class_id, body_size
+
+
+def decode_tag_bits(payload: bytes, what: str) -> tuple[int, int]:
+    """basic.ack / basic.nack / basic.reject payload ->
+    ``(delivery_tag, bits)``: ack bit0 = multiple; nack bit0 = multiple,
+    bit1 = requeue; reject bit0 = requeue. Raises AMQPError 502."""
+    try:
+        return _TAG_BITS.unpack_from(payload, 4)
+    except struct.error:
+        raise _syntax_error(what) from None
+
+
+def shortstr(value: str) -> bytes:
+    """AMQP short string: length octet + UTF-8 bytes (at most 255)."""
+    data = value.encode()
+    return bytes((len(data),)) + data
+
+
+def deliver_prefix(consumer_tag: str) -> bytes:
+    """The constant part of every basic.deliver to one consumer: class and
+    method ids and the consumer tag. Built once per consumer."""
+    return _DELIVER_CM + shortstr(consumer_tag)
+
+
+def content_frames(channel: int, header: bytes, body: bytes, frame_max: int) -> bytes:
+    """Content header frame (the publisher's header payload, verbatim) and the
+    body split into frames of at most ``frame_max`` bytes."""
+    head = _FRAME_HEAD.pack(2, channel, len(header)) + header + b"\xce"
+    size = len(body)
+    if size == 0:
+        return head
+    chunk = frame_max - 8
+    if size <= chunk:
+        return head + _FRAME_HEAD.pack(3, channel, size) + body + b"\xce"
+    parts = [head]
+    for start in range(0, size, chunk):
+        piece = body[start:start + chunk]
+        parts.append(_FRAME_HEAD.pack(FRAME_BODY, channel, len(piece)))
+        parts.append(piece)
+        parts.append(b"\xce")
+    return b"".join(parts)
+
+
+def deliver_frames(channel: int, prefix: bytes, delivery_tag: int, redelivered: bool,
+                   exchange_routing_key: bytes, header: bytes, body: bytes, frame_max: int) -> bytes:
+    """basic.deliver + content frames. ``prefix`` from ``deliver_prefix``;
+    ``exchange_routing_key`` is ``shortstr(exchange) + shortstr(routing_key)``,
+    built once per message."""
+    size = len(prefix) + 9 + len(exchange_routing_key)
+    method = (_FRAME_HEAD.pack(1, channel, size) + prefix + _TAG_BITS.pack(delivery_tag, redelivered)
+              + exchange_routing_key + b"\xce")
+    return method + content_frames(channel, header, body, frame_max)
+
+
+def get_ok_frames(channel: int, delivery_tag: int, redelivered: bool, exchange_routing_key: bytes,
+                  message_count: int, header: bytes, body: bytes, frame_max: int) -> bytes:
+    """basic.get-ok (spec §1.8.3.11) + content frames."""
+    args = _TAG_BITS.pack(delivery_tag, redelivered) + exchange_routing_key + struct.pack(">I", message_count)
+    method = _FRAME_HEAD.pack(1, channel, 4 + len(args)) + _GET_OK_CM + args + b"\xce"
+    return method + content_frames(channel, header, body, frame_max)
+
+
+def return_frames(channel: int, reply_code: int, reply_text: str, exchange_routing_key: bytes,
+                  header: bytes, body: bytes, frame_max: int) -> bytes:
+    """basic.return (spec §1.8.3.8) + content frames."""
+    args = struct.pack(">H", reply_code) + shortstr(reply_text) + exchange_routing_key
+    method = _FRAME_HEAD.pack(1, channel, 4 + len(args)) + _RETURN_CM + args + b"\xce"
+    return method + content_frames(channel, header, body, frame_max)
