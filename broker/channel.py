@@ -13,7 +13,7 @@ from broker import basic_methods, confirms, exchange_methods, queue_methods, tx_
 from broker.consumer import Consumer
 from broker.message import QueuedMessage
 from protocol import reply_codes
-from protocol.assembler import ContentAssembler
+from protocol.assembler import IDLE, ContentAssembler
 from protocol.constants import BASIC_ACK, BASIC_NACK, BASIC_PUBLISH, BASIC_REJECT
 from protocol.errors import AMQPError, channel_error
 from protocol.hot_methods import decode_tag_bits, deliver_frames
@@ -77,6 +77,8 @@ class Channel:
             self._on_frame_while_closing(payload, class_id, method_id)
             return
         try:
+            if self.assembler.state != IDLE:
+                raise self.assembler.unexpected("method")
             if class_id == 60:
                 if method_id == 40:
                     self.assembler.start(payload)

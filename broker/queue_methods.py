@@ -90,11 +90,12 @@ def declare(channel: "Channel", method: commands.Queue.Declare) -> None:
     if method.passive:
         queue = resolve_queue(channel, name)
     else:
-        if not name:
+        generated = not name
+        if generated:
             name = "amq.gen-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
         queue = vhost.queues.get(name)
         if queue is None:
-            if name.startswith("amq."):
+            if name.startswith("amq.") and not generated:
                 raise channel_error(reply_codes.ACCESS_REFUSED,
                                     f"queue name '{name}' contains reserved prefix 'amq.*'")
             owner = channel.connection if method.exclusive else None

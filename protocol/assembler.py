@@ -37,14 +37,14 @@ class ContentAssembler:
     def start(self, method_payload: bytes) -> None:
         """Begin a message; 505 if the previous one is incomplete."""
         if self.state != IDLE:
-            raise self._unexpected("method")
+            raise self.unexpected("method")
         self.method = method_payload
         self.state = AWAIT_HEADER
 
     def on_header(self, payload: bytes) -> tuple[bytes, bytes, bytes] | None:
         """Accept the content header frame's payload."""
         if self.state != AWAIT_HEADER:
-            raise self._unexpected("content header")
+            raise self.unexpected("content header")
         class_id, body_size = decode_content_header(payload)
         method = self.method
         if class_id != 60:
@@ -66,7 +66,7 @@ class ContentAssembler:
     def on_body(self, payload: bytes) -> tuple[bytes, bytes, bytes] | None:
         """Accept one body frame's payload."""
         if self.state != AWAIT_BODY:
-            raise self._unexpected("content body")
+            raise self.unexpected("content body")
         self.received += len(payload)
         if self.received > self.body_size:
             raise connection_error(reply_codes.FRAME_ERROR,
@@ -87,6 +87,7 @@ class ContentAssembler:
         self.method = self.header = b""
         self.chunks = []
 
-    def _unexpected(self, got: str) -> AMQPError:
+    def unexpected(self, got: str) -> AMQPError:
+        """The 505 UNEXPECTED_FRAME error for a ``got`` frame in this state."""
         expected = {IDLE: "method", AWAIT_HEADER: "content header", AWAIT_BODY: "content body"}[self.state]
         return connection_error(reply_codes.UNEXPECTED_FRAME, f"expected {expected} frame, got {got} frame")
