@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"leveret {__version__}")
     _add_serve_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    serve = commands.add_parser("serve", help="run the broker until SIGTERM/SIGINT (the default)",
+    serve = commands.add_parser("serve", prog="leveret serve",
+                                help="run the broker until SIGTERM/SIGINT (the default)",
                                 description="Run the broker until SIGTERM or SIGINT.")
     _add_serve_options(serve)
     return parser

@@ -316,7 +316,10 @@ class Connection:
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The socket is gone: requeue, clean up, forget this connection."""
-        if self.state != CLOSED:
+        if self.state == HANDSHAKE and self.handshake.state == AWAIT_PROTOCOL_HEADER:
+            # a bare TCP probe (health checks, port scans): not worth an info line
+            log.debug("%s: socket closed before the protocol header", self.name)
+        elif self.state != CLOSED:
             log.info("%s: socket closed%s", self.name, f" ({exc})" if exc else "")
         self._release_all()
         self.state = CLOSED

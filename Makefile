@@ -1,0 +1,63 @@
+# Leveret: developer commands. Everything runs from the project's own
+# virtualenv in .venv, created on first use.
+#
+#   make run      install (when needed) and start the broker on 127.0.0.1:5672, data in ./data
+#   make test     install (when needed) and run the whole test suite
+#   make install  create .venv and pip install -e '.[test]' (again only when pyproject.toml changed)
+#   make bench    run the benchmarks (bench/run.py)
+#   make lint     hadolint on docker/Dockerfile
+#   make clean    remove caches and build leftovers (keeps .venv and ./data)
+#   make distclean  clean, and remove .venv too (./data is never removed)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+# python3.11 when there is one, else python3
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+# the stamp is newer than pyproject.toml once the install for it succeeded
+STAMP := $(VENV)/.installed
+
+HOST ?= 127.0.0.1
+PORT ?= 5672
+DATA_DIR ?= ./data
+PYTEST_ARGS ?=
+
+.PHONY: help run install test bench lint clean distclean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "need python3.11 or python3 on PATH" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/leveret --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+test: $(STAMP)
+	$(BIN)/pytest -q tests $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@if [ -f bench/run.py ]; then \
+		$(BIN)/python bench/run.py; \
+	else \
+		echo "no benchmarks yet: bench/run.py does not exist (planned for issue 5)"; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/hadolint docker/Dockerfile
+
+clean:
+	rm -rf build dist .pytest_cache *.egg-info $(STAMP)
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
