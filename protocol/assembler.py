@@ -48,7 +48,7 @@ class ContentAssembler:
         class_id, body_size = decode_content_header(payload)
         method = self.method
         if class_id != 60:
-            raise connection_error(reply_codes.FRAME_ERROR, f"content header class {class_id} is not basic (60)")
+            raise self._error(f"expected content header for class 60, got one for class {class_id} instead")
         if body_size > self.max_size:
             self.reset()
             raise AMQPError(reply_codes.PRECONDITION_FAILED,
@@ -90,4 +90,12 @@ class ContentAssembler:
     def unexpected(self, got: str) -> AMQPError:
         """The 505 UNEXPECTED_FRAME error for a ``got`` frame in this state."""
         expected = {IDLE: "method", AWAIT_HEADER: "content header", AWAIT_BODY: "content body"}[self.state]
-        return connection_error(reply_codes.UNEXPECTED_FRAME, f"expected {expected} frame, got {got} frame")
+        return self._error(f"expected {expected} frame, got {got} frame")
+
+    def _error(self, text: str) -> AMQPError:
+        """505 naming the pending content method, as RabbitMQ's assembler does."""
+        error = connection_error(reply_codes.UNEXPECTED_FRAME, text)
+        method = self.method
+        if self.state != IDLE and len(method) >= 4:
+            error.for_method(method[0] << 8 | method[1], method[2] << 8 | method[3])
+        return error

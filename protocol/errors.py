@@ -29,8 +29,8 @@ class AMQPError(Exception):
 
     @property
     def reply_text(self) -> str:
-        """The reply-text field as sent on the wire (at most 255 bytes)."""
-        return str(self)[:255]
+        """The reply-text field as sent on the wire (at most 255 UTF-8 bytes)."""
+        return str(self).encode()[:255].decode(errors="ignore")
 
     def for_method(self, class_id: int, method_id: int) -> "AMQPError":
         """Fill in the offending method's ids when the raiser did not know them."""

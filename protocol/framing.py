@@ -22,7 +22,7 @@ class FrameReader:
     ``feed(data)`` appends bytes; iterating ``frames()`` yields
     ``(frame_type, channel, payload: bytes)`` for every complete frame. The
     7-byte header is checked before the payload is buffered: a declared size
-    above ``frame_max - 8`` bytes, an unknown frame type or a frame-end octet
+    above ``frame_max`` bytes (RabbitMQ's tolerance of 8 over the spec), an unknown frame type or a frame-end octet
     other than 0xCE raise AMQPError 501 FRAME_ERROR (spec §4.2.3).
     """
 
@@ -56,7 +56,9 @@ class FrameReader:
         """Yield complete frames; stop at the first incomplete one."""
         buf = self._buf
         unpack = _HEADER.unpack_from
-        limit = self.frame_max - 8
+        # RabbitMQ lets the payload reach frame_max (8 bytes over the spec's
+        # limit) because many clients count frame_max as payload size
+        limit = self.frame_max
         try:
             while True:
                 pos = self._pos
@@ -69,7 +71,8 @@ class FrameReader:
                 if size > limit:
                     raise connection_error(
                         reply_codes.FRAME_ERROR,
-                        f"frame size {size + 8} is larger than negotiated maximum {self.frame_max}")
+                        f"type {frame_type}, {size} byte frame payload is larger than negotiated maximum "
+                        f"{self.frame_max}")
                 end = pos + 7 + size
                 if avail < 8 + size:
                     return

@@ -106,7 +106,10 @@ class Handshake:
             raise self._error(reply_codes.NOT_ALLOWED,
                               f"frame_max={frame_max} > {self.frame_max} max size", method)
         channel_max = method.channel_max
-        if channel_max == 0 or channel_max > self.channel_max:
+        if channel_max > self.channel_max:
+            raise self._error(reply_codes.NOT_ALLOWED, f"negotiated channel_max = {channel_max} is higher than "
+                              f"the maximum allowed value ({self.channel_max})", method)
+        if channel_max == 0:  # RabbitMQ refuses 0; taking it as "the server's limit" is kinder
             channel_max = self.channel_max
         self.frame_max = frame_max
         self.channel_max = channel_max

@@ -12,24 +12,51 @@ MECHANISMS = ("PLAIN", "AMQPLAIN")
 
 def parse_response(mechanism: str, response: bytes | str) -> tuple[str, str] | None:
     """Return ``(username, password)`` from a start-ok response, or None when
-    the mechanism is unsupported or the response malformed."""
+    the mechanism is unsupported or the response malformed (truncated,
+    missing LOGIN/PASSWORD, or non-string values)."""
     raw = response.encode("utf-8", "surrogateescape") if isinstance(response, str) else bytes(response)
     if mechanism == "PLAIN":
         parts = raw.split(b"\x00")
         if len(parts) != 3:
             return None
-        return _text(parts[1]), _text(parts[2])
+        return parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
     if mechanism == "AMQPLAIN":
-        try:
-            _, table = decode.field_table(struct.pack(">I", len(raw)) + raw)
-        except Exception:
+        table = _amqplain_table(raw)
+        if table is None:
             return None
         login, password = table.get("LOGIN"), table.get("PASSWORD")
-        if login is None or password is None:
+        if not isinstance(login, bytes) or not isinstance(password, bytes):
             return None
-        return _text(login), _text(password)
+        return login.decode("utf-8", "replace"), password.decode("utf-8", "replace")
     return None
 
 
-def _text(value: bytes | str) -> str:
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+def _amqplain_table(raw: bytes) -> dict | None:
+    """The AMQPLAIN field table (sent without its 4-byte length prefix).
+    Long strings ('S') are bounds-checked here because pamqp's decoder does
+    not check a declared length against the bytes present; other value types
+    go through pamqp."""
+    table: dict = {}
+    offset, end = 0, len(raw)
+    try:
+        while offset < end:
+            key_len = raw[offset]
+            key = raw[offset + 1:offset + 1 + key_len]
+            offset += 1 + key_len
+            if len(key) != key_len or offset >= end:
+                return None
+            kind = raw[offset:offset + 1]
+            offset += 1
+            if kind == b"S":
+                (size,) = struct.unpack_from(">I", raw, offset)
+                value = raw[offset + 4:offset + 4 + size]
+                if len(value) != size:
+                    return None
+                offset += 4 + size
+            else:
+                consumed, value = decode.embedded_value(kind + raw[offset:])
+                offset += consumed - 1
+            table[key.decode("utf-8", "replace")] = value
+    except (IndexError, struct.error, ValueError, TypeError):
+        return None
+    return table if offset == end else None
