@@ -117,3 +117,25 @@ def return_frames(channel: int, reply_code: int, reply_text: str, exchange_routi
     args = struct.pack(">H", reply_code) + shortstr(reply_text) + exchange_routing_key
     method = _FRAME_HEAD.pack(1, channel, 4 + len(args)) + _RETURN_CM + args + b"\xce"
     return method + content_frames(channel, header, body, frame_max)
+
+
+def delivery_mode(header: bytes) -> int:
+    """The delivery-mode property (2 = persistent) of a content header
+    payload, without decoding the other properties: it follows
+    content-type, content-encoding and headers (spec §1.8, basic
+    properties, in flag order). Returns 0 when absent; raises AMQPError 502
+    when the header is truncated."""
+    flags = header[12] << 8 | header[13]
+    if not flags & 0x1000:
+        return 0
+    offset = 14
+    try:
+        if flags & 0x8000:
+            offset += 1 + header[offset]
+        if flags & 0x4000:
+            offset += 1 + header[offset]
+        if flags & 0x2000:
+            offset += 4 + int.from_bytes(header[offset:offset + 4], "big")
+        return header[offset]
+    except IndexError:
+        raise _syntax_error("content header") from None
