@@ -15,7 +15,8 @@ from broker.message import Message
 from broker.queue_methods import resolve_queue
 from protocol import reply_codes
 from protocol.errors import channel_error, connection_error
-from protocol.hot_methods import decode_publish, get_ok_frames, return_frames
+from protocol.hot_methods import delivery_mode, get_ok_frames, return_frames
+from storage.wal import REASON_ACKED
 
 if TYPE_CHECKING:
     from broker.channel import Channel
@@ -26,8 +27,10 @@ log = logging.getLogger(__name__)
 _USER_ID_FLAG = 0x0010
 
 
-def publish(channel: "Channel", method_payload: bytes, header: bytes, body: bytes) -> None:
-    """A complete basic.publish command: route it, or hold it in a transaction.
+def publish(channel: "Channel", publish_args: tuple, header: bytes, body: bytes) -> None:
+    """A complete basic.publish command (``publish_args`` as decoded by
+    ``protocol.hot_methods.decode_publish``): route it, or hold it in a
+    transaction.
 
     Errors: 404 NOT_FOUND (no such exchange), 403 ACCESS_REFUSED (internal
     exchange), 406 PRECONDITION_FAILED (user-id property is not the
@@ -35,7 +38,7 @@ def publish(channel: "Channel", method_payload: bytes, header: bytes, body: byte
     are channel errors; immediate=true is 540 NOT_IMPLEMENTED on the
     connection, as in RabbitMQ.
     """
-    exchange_name, routing_key, mandatory, immediate = decode_publish(method_payload)
+    exchange_name, routing_key, mandatory, immediate = publish_args
     if immediate:
         raise connection_error(reply_codes.NOT_IMPLEMENTED, "immediate=true")
     vhost = channel.vhost
@@ -59,7 +62,10 @@ def route(channel: "Channel", exchange, message: Message, mandatory: bool) -> No
     unroutable mandatory message goes back as basic.return 312 NO_ROUTE
     (spec §1.8.3.8), before the publisher confirm."""
     queues = channel.vhost.route(exchange, message)
+    persisted = False
     if queues:
+        if delivery_mode(message.header) == 2:
+            persisted = _persist(channel.vhost, message, queues)
         for queue in queues:
             queue.enqueue(message)
     elif mandatory:
@@ -68,7 +74,22 @@ def route(channel: "Channel", exchange, message: Message, mandatory: bool) -> No
                                       message.exchange_routing_key, message.header, message.body,
                                       connection.frame_max))
     if channel.confirms is not None:
-        channel.confirms.settle(channel.confirms.publish())
+        seq = channel.confirms.publish()
+        if persisted:
+            channel.confirms.settle_when_durable(seq, channel.vhost.storage)
+        else:
+            channel.confirms.settle(seq)
+
+
+def _persist(vhost, message: Message, queues) -> bool:
+    """Append a persistent message to the WAL once, naming the durable
+    queues it went to (design.md, "One publish", step 5)."""
+    names = [queue.name for queue in queues if queue.stored]
+    if not names:
+        return False
+    message.stored = vhost.storage.persist_message(message.id, vhost.name, message.exchange, message.routing_key,
+                                                   names, message.header, message.body)
+    return True
 
 
 def _check_user_id(channel: "Channel", message: Message) -> None:
@@ -120,12 +141,16 @@ def get(channel: "Channel", method: commands.Basic.Get) -> None:
         return
     channel.delivery_tag += 1
     tag = channel.delivery_tag
-    if not method.no_ack:
-        channel.unacked[tag] = (entry, queue, None)
     message = entry.message
+    if method.no_ack:
+        queue.removed(entry, REASON_ACKED)
+    else:
+        channel.unacked[tag] = (entry, queue, None)
+        queue.delivered(entry)
     connection = channel.connection
     connection.send(get_ok_frames(channel.number, tag, entry.redelivered, message.exchange_routing_key,
-                                  len(queue.ready), message.header, message.body, connection.frame_max))
+                                  len(queue.ready), message.header, channel.body_of(message),
+                                  connection.frame_max))
 
 
 def qos(channel: "Channel", method: commands.Basic.Qos) -> None:

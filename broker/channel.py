@@ -13,10 +13,11 @@ from broker import basic_methods, confirms, exchange_methods, queue_methods, tx_
 from broker.consumer import Consumer
 from broker.message import QueuedMessage
 from protocol import reply_codes
+from storage.wal import REASON_ACKED, REASON_REJECTED
 from protocol.assembler import IDLE, ContentAssembler
 from protocol.constants import BASIC_ACK, BASIC_NACK, BASIC_PUBLISH, BASIC_REJECT
 from protocol.errors import AMQPError, channel_error
-from protocol.hot_methods import decode_tag_bits, deliver_frames
+from protocol.hot_methods import decode_publish, decode_tag_bits, deliver_frames
 from protocol.methods import Method, decode_method, encode_method
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ class Channel:
         self.confirms: confirms.PublisherConfirms | None = None
         self.tx: tx_methods.Transaction | None = None
         self.last_queue_name = ""
+        #: (exchange, routing_key, mandatory, immediate) of the publish being assembled
+        self.publish_args: tuple = ()
 
     def __repr__(self) -> str:
         return f"{self.connection.name} channel {self.number}"
@@ -81,6 +84,8 @@ class Channel:
                 raise self.assembler.unexpected("method")
             if class_id == 60:
                 if method_id == 40:
+                    # decoded now, as RabbitMQ does: a bad publish fails before its content
+                    self.publish_args = decode_publish(payload)
                     self.assembler.start(payload)
                     return
                 if method_id == 80:
@@ -111,11 +116,15 @@ class Channel:
 
     def _on_content(self, feed, payload: bytes) -> None:
         try:
-            command = feed(payload)
-            if command is not None:
-                basic_methods.publish(self, *command)
+            command = feed(payload)  # assembler errors carry their own method ids
         except AMQPError as error:
-            self.fail(error.for_method(*BASIC_PUBLISH))
+            self.fail(error)
+            return
+        if command is not None:
+            try:
+                basic_methods.publish(self, self.publish_args, command[1], command[2])
+            except AMQPError as error:
+                self.fail(error.for_method(*BASIC_PUBLISH))
 
     def handle(self, method: Method) -> None:
         """Dispatch a decoded (non-hot) method to its handler."""
@@ -131,7 +140,7 @@ class Channel:
         elif isinstance(method, commands.Channel.Open):
             raise AMQPError(reply_codes.CHANNEL_ERROR, "second 'channel.open' seen", connection_level=True)
         else:
-            raise AMQPError(reply_codes.COMMAND_INVALID, f"unexpected method {method.name} on a channel",
+            raise AMQPError(reply_codes.COMMAND_INVALID, "unimplemented method",
                             connection_level=True)
 
     def send(self, method: Method) -> None:
@@ -200,14 +209,25 @@ class Channel:
         """basic.deliver ``entry`` to ``consumer`` under the next delivery tag."""
         self.delivery_tag += 1
         tag = self.delivery_tag
-        if not consumer.no_ack:
-            self.unacked[tag] = (entry, consumer.queue, consumer)
-            consumer.unacked += 1
         message = entry.message
+        queue = consumer.queue
+        if not consumer.no_ack:
+            self.unacked[tag] = (entry, queue, consumer)
+            consumer.unacked += 1
+        if message.stored is not None:
+            if consumer.no_ack:
+                queue.removed(entry, REASON_ACKED)
+            else:
+                queue.delivered(entry)
         connection = self.connection
         connection.send(deliver_frames(self.number, consumer.prefix, tag, entry.redelivered,
-                                       message.exchange_routing_key, message.header, message.body,
+                                       message.exchange_routing_key, message.header, self.body_of(message),
                                        connection.frame_max))
+
+    def body_of(self, message) -> bytes:
+        """The message body, read back from the WAL when it is on disk only."""
+        body = message.body
+        return body if body is not None else self.vhost.storage.read_body(message.stored)
 
     def take_unacked(self, tag: int, multiple: bool, ids: tuple[int, int]) -> list:
         """Remove and return ``(delivery_tag, (entry, queue, consumer))`` for
@@ -248,16 +268,20 @@ class Channel:
         if self.tx is not None:
             self.tx.add_rejects(taken, requeue)
             return
-        self.settle(taken, requeue)
+        self.settle(taken, requeue, ack=False)
 
-    def settle(self, taken: list, requeue: bool = False) -> None:
+    def settle(self, taken: list, requeue: bool = False, ack: bool = True) -> None:
         """Finish deliveries taken by ``take_unacked``: return prefetch
-        credit, requeue when asked (else the messages are dropped)."""
+        credit; requeue when asked, else the messages are gone (acked, or
+        rejected when ``ack`` is False)."""
         drained = set()
-        for _tag, (_entry, queue, consumer) in taken:
+        reason = REASON_ACKED if ack else REASON_REJECTED
+        for _tag, (entry, queue, consumer) in taken:
             if consumer is not None:
                 consumer.unacked -= 1
             drained.add(queue)
+            if not requeue and entry.message.stored is not None:
+                queue.removed(entry, reason)
         if requeue:
             self.requeue_entries(triple for _tag, triple in taken)
         if self.global_prefetch:
@@ -268,6 +292,8 @@ class Channel:
     # ---- channel.flow, confirm.select --------------------------------------
 
     def _on_flow(self, method: commands.Channel.Flow) -> None:
+        if not method.active:  # as RabbitMQ 3.x: consumers use basic.qos instead
+            raise AMQPError(reply_codes.NOT_IMPLEMENTED, "active=false", connection_level=True)
         self.flow_active = bool(method.active)
         self.send(commands.Channel.FlowOk(active=self.flow_active))
         if self.flow_active:

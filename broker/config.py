@@ -32,6 +32,9 @@ class Config:
     heartbeat: int = 60
     handshake_timeout: float = 10.0
     max_message_size: int = 128 * 1024 * 1024
+    #: "always": a publisher confirm for a persistent message means fsynced;
+    #: "never": no fsync at all (benchmarks only, logged as unsafe)
+    fsync: str = "always"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Config":

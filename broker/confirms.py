@@ -24,7 +24,7 @@ class PublisherConfirms:
     right away (after any acks due).
     """
 
-    __slots__ = ("channel", "last_seq", "acked_upto", "fresh", "done", "scheduled")
+    __slots__ = ("channel", "last_seq", "acked_upto", "fresh", "done", "scheduled", "unsynced", "_storage")
 
     def __init__(self, channel: "Channel"):
         self.channel = channel
@@ -33,6 +33,8 @@ class PublisherConfirms:
         self.fresh: list[int] = []   # settled since the last emit
         self.done: set[int] = set()  # answered, beyond acked_upto
         self.scheduled = False
+        self.unsynced: list[int] = []  # persisted, waiting for the fsync
+        self._storage = None
 
     def publish(self) -> int:
         self.last_seq += 1
@@ -44,6 +46,26 @@ class PublisherConfirms:
         if not self.scheduled:
             self.scheduled = True
             self.channel.connection.before_flush(self.emit)
+
+    def settle_when_durable(self, seq: int, storage) -> None:
+        """Settle ``seq`` once the WAL fsync covering it completes: the
+        request to the WAL is made just before this pass's write, so one
+        fsync covers every publish of the pass (group commit)."""
+        if not self.unsynced:
+            self.channel.connection.before_flush(self._request_sync)
+            self._storage = storage
+        self.unsynced.append(seq)
+
+    def _request_sync(self) -> None:
+        batch, self.unsynced = self.unsynced, []
+        if self.channel.state != "open":
+            return
+
+        def synced() -> None:
+            if self.channel.state == "open":
+                for seq in batch:
+                    self.settle(seq)
+        self._storage.sync_soon(synced)
 
     def nack(self, seq: int) -> None:
         """basic.nack one publish (the broker could not take it)."""

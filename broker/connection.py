@@ -16,7 +16,8 @@ from protocol import reply_codes
 from protocol.constants import HEARTBEAT_FRAME, PROTOCOL_HEADER
 from protocol.errors import AMQPError, connection_error
 from protocol.framing import FrameReader
-from protocol.handshake import OPEN as HANDSHAKE_OPEN, AWAIT_PROTOCOL_HEADER, BadProtocolHeader, Handshake
+from protocol.handshake import (OPEN as HANDSHAKE_OPEN, AWAIT_PROTOCOL_HEADER, BadProtocolHeader, Handshake,
+                                HandshakeRefused)
 from protocol.methods import decode_method, encode_method
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class Connection:
                     elif frame_type == 2:
                         channel.on_header_frame(payload)
                     else:
-                        raise connection_error(reply_codes.FRAME_ERROR, f"heartbeat frame on channel {number}")
+                        raise connection_error(reply_codes.UNEXPECTED_FRAME, f"type 8 heartbeat on channel {number}")
                 elif number == 0:
                     self._on_channel_zero(frame_type, payload)
                 else:
@@ -107,6 +108,10 @@ class Connection:
             if self.state == CLOSING:
                 return  # garbage after our connection.close: nothing more to say
             self._fail(error)
+        except HandshakeRefused as exc:
+            log.warning("%s: handshake refused: %s", self.name, exc)
+            self.state = CLOSED
+            self._close_transport()
         except BadProtocolHeader as exc:
             log.warning("%s: bad protocol header %r, answering with AMQP 0-9-1's", self.name, exc.args[0])
             self.transport.write(PROTOCOL_HEADER)
@@ -147,36 +152,39 @@ class Connection:
         if self.state == CLOSING:
             return
         if self.state == HANDSHAKE:
+            if isinstance(method, commands.Connection.Open) and self.handshake.state != "awaiting connection.open":
+                raise HandshakeRefused("connection.open before the handshake reached it")
             self.send(self.handshake.on_method(method))
             if self.handshake.state == HANDSHAKE_OPEN:
                 self._on_open()
             return
         if isinstance(method, (commands.Connection.Blocked, commands.Connection.Unblocked)):
             return
+        if isinstance(method, commands.Connection.Open):
+            raise connection_error(reply_codes.CHANNEL_ERROR, "unexpected method in connection state running"
+                                   ).for_method(method.index >> 16, method.index & 0xFFFF)
         if isinstance(method, commands.Connection.UpdateSecret):
             self.send(encode_method(0, commands.Connection.UpdateSecretOk()))
             return
-        raise connection_error(reply_codes.COMMAND_INVALID,
-                               f"unexpected method {method.name} on channel 0").for_method(
+        raise connection_error(reply_codes.CHANNEL_ERROR, "unexpected method in connection state running").for_method(
             method.index >> 16, method.index & 0xFFFF)
 
     def _open_channel(self, number: int, frame_type: int, payload: bytes) -> None:
         if self.state == CLOSING:
             return
-        if self.state != OPEN:
-            raise connection_error(reply_codes.CHANNEL_ERROR, f"frame on channel {number} before connection.open")
-        if frame_type != 1:
-            raise connection_error(reply_codes.CHANNEL_ERROR, f"expected 'channel.open' on channel {number}")
+        if self.state != OPEN or frame_type != 1:
+            raise connection_error(reply_codes.UNEXPECTED_FRAME,
+                                   f"type {frame_type}, expected method frame, got non method frame instead")
         method = decode_method(payload)
-        ids = (method.index >> 16, method.index & 0xFFFF)
         if not isinstance(method, commands.Channel.Open):
-            raise connection_error(reply_codes.CHANNEL_ERROR,
-                                   f"expected 'channel.open' on channel {number}").for_method(*ids)
-        if number > self.channel_max or len(self.channels) >= self.channel_max:
+            raise connection_error(reply_codes.CHANNEL_ERROR, "expected 'channel.open'").for_method(
+                method.index >> 16, method.index & 0xFFFF)
+        # RabbitMQ counts open channels against channel_max, not channel numbers
+        if len(self.channels) >= self.channel_max:
             raise connection_error(
                 reply_codes.NOT_ALLOWED,
                 f"number of channels opened ({len(self.channels)}) has reached the negotiated "
-                f"channel_max ({self.channel_max})").for_method(*ids)
+                f"channel_max ({self.channel_max})")
         self.channels[number] = Channel(self, number)
         self.send(encode_method(number, commands.Channel.OpenOk()))
 
@@ -287,16 +295,16 @@ class Connection:
         close-ok (spec §1.4.2.9)."""
         log.warning("%s vhost '%s': connection error %s (class %d method %d)", self.name,
                     self.vhost.name if self.vhost else "", error.reply_text, error.class_id, error.method_id)
-        self.close(error.reply_code, error.reply_text, error.class_id, error.method_id)
+        self.close(error)
 
-    def close(self, reply_code: int, reply_text: str, class_id: int = 0, method_id: int = 0) -> None:
+    def close(self, error: AMQPError) -> None:
         """Server-initiated connection.close (errors, shutdown)."""
         if self.state in (CLOSING, CLOSED):
             return
         self._release_all()
         self.state = CLOSING
-        self.send(encode_method(0, commands.Connection.Close(reply_code=reply_code, reply_text=reply_text,
-                                                             class_id=class_id, method_id=method_id)))
+        self.send(encode_method(0, commands.Connection.Close(reply_code=error.reply_code, reply_text=error.reply_text,
+                                                             class_id=error.class_id, method_id=error.method_id)))
         self._timer.cancel()
         self._timer = self.loop.call_later(CLOSE_OK_TIMEOUT, self._close_transport)
 

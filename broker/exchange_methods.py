@@ -32,14 +32,14 @@ def declare(channel: "Channel", method: commands.Exchange.Declare) -> None:
     an inequivalent re-declare."""
     vhost = channel.vhost
     name = method.exchange
+    if name == "":
+        raise channel_error(reply_codes.ACCESS_REFUSED, "operation not permitted on the default exchange")
     if method.passive:
         vhost.find_exchange(name)
     else:
         cls = EXCHANGE_TYPES.get(method.exchange_type)
         if cls is None:
             raise connection_error(reply_codes.COMMAND_INVALID, f"invalid exchange type '{method.exchange_type}'")
-        if name == "":
-            raise channel_error(reply_codes.ACCESS_REFUSED, "operation not permitted on the default exchange")
         exchange = vhost.exchanges.get(name)
         arguments = method.arguments or {}
         if exchange is None:
@@ -77,6 +77,9 @@ def delete(channel: "Channel", method: commands.Exchange.Delete) -> None:
     name = method.exchange
     if name == "":
         raise channel_error(reply_codes.ACCESS_REFUSED, "operation not permitted on the default exchange")
+    if name.startswith("amq."):
+        raise channel_error(reply_codes.ACCESS_REFUSED,
+                            f"deletion of system exchange '{name}' in vhost '{vhost.name}' not allowed")
     exchange = vhost.exchanges.get(name)
     if exchange is not None:
         if method.if_unused and exchange.has_bindings():
@@ -90,25 +93,25 @@ def delete(channel: "Channel", method: commands.Exchange.Delete) -> None:
 
 def bind(channel: "Channel", method: commands.Exchange.Bind) -> None:
     """exchange.bind (e2e): 404 for a missing source or destination, 403
-    for the default exchange."""
+    for the default exchange, 406 for invalid binding arguments."""
     vhost = channel.vhost
-    destination = vhost.exchange_for_binding(method.destination)
     source = vhost.exchange_for_binding(method.source)
-    try:
-        source.bind(destination, method.routing_key, method.arguments or {})
-    except ValueError as exc:
-        raise channel_error(reply_codes.PRECONDITION_FAILED, str(exc)) from None
+    destination = vhost.exchange_for_binding(method.destination)
+    vhost.bind(source, destination, method.routing_key, method.arguments or {})
     if not method.nowait:
         channel.send(commands.Exchange.BindOk())
 
 
 def unbind(channel: "Channel", method: commands.Exchange.Unbind) -> None:
-    """exchange.unbind; a binding that does not exist is not an error."""
+    """exchange.unbind; a missing exchange or binding is not an error (as
+    RabbitMQ); the default exchange is 403."""
     vhost = channel.vhost
-    destination = vhost.exchange_for_binding(method.destination)
-    source = vhost.exchange_for_binding(method.source)
-    source.unbind(destination, method.routing_key, method.arguments or {})
-    vhost.delete_exchange_if_unused(source)
+    if method.destination == "" or method.source == "":
+        vhost.exchange_for_binding("")
+    destination = vhost.exchanges.get(method.destination)
+    source = vhost.exchanges.get(method.source)
+    if source is not None and destination is not None:
+        vhost.unbind(source, destination, method.routing_key, method.arguments or {})
     if not method.nowait:
         channel.send(commands.Exchange.UnbindOk())
 

@@ -20,15 +20,21 @@ class Message:
     ``header`` is the content header frame payload exactly as the publisher
     sent it (class, weight, body size, property flags and properties) and is
     sent back verbatim on delivery; ``body`` is the body bytes.
+    ``body`` is None for a message recovered from the WAL whose body
+    stays on disk until delivery (``stored`` says where).
     ``exchange_routing_key`` is the two short strings as they appear in
     basic.deliver, built once. Properties are decoded only on first use of
     ``properties``.
     """
 
-    __slots__ = ("id", "exchange", "routing_key", "exchange_routing_key", "header", "body", "_properties")
+    __slots__ = ("id", "exchange", "routing_key", "exchange_routing_key", "header", "body", "_properties",
+                 "stored")
 
-    def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes):
-        self.id = next(_ids)
+    def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes | None,
+                 message_id: int | None = None):
+        self.id = next(_ids) if message_id is None else message_id
+        #: Position of the body in the WAL once persisted, else None
+        self.stored = None
         self.exchange = exchange
         self.routing_key = routing_key
         self.exchange_routing_key = shortstr(exchange) + shortstr(routing_key)
@@ -50,10 +56,13 @@ class Message:
         """The ``headers`` property (a field table) or None."""
         return self.properties.headers
 
-    @property
-    def size(self) -> int:
-        """Body size in bytes."""
-        return len(self.body)
+
+
+def continue_ids_after(message_id: int) -> None:
+    """Make new message ids start above ``message_id`` (after recovery:
+    WAL message ids must stay unique across restarts)."""
+    global _ids
+    _ids = itertools.count(message_id + 1)
 
 
 class QueuedMessage:

@@ -9,6 +9,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from broker.message import Message, QueuedMessage
+from storage.wal import REASON_DELETED, REASON_PURGED
 
 if TYPE_CHECKING:
     from broker.consumer import Consumer
@@ -38,6 +39,10 @@ class Queue:
         self.ready: deque[QueuedMessage] = deque()
         self.consumers: list[Consumer] = []
         self.deleted = False
+        #: survives restarts (with its persistent messages): durable, not
+        #: exclusive, not auto-delete, and the vhost has storage
+        self.stored = (durable and exclusive_owner is None and not auto_delete
+                       and vhost.storage is not None)
         self._next_seq = 0
         self._rr = 0
         self._drain_scheduled = False
@@ -67,6 +72,12 @@ class Queue:
                 return
         self.ready.append(entry)
 
+    def restore(self, entry: QueuedMessage) -> None:
+        """Append a recovered message at start-up (no consumers yet)."""
+        self._next_seq += 1
+        entry.seq = self._next_seq
+        self.ready.append(entry)
+
     def get(self) -> QueuedMessage | None:
         """Take the head message for basic.get, or None when empty."""
         return self.ready.popleft() if self.ready else None
@@ -76,6 +87,8 @@ class Queue:
         redelivered (spec §1.8.3.14 basic.recover; RabbitMQ requeues to the
         original position)."""
         if self.deleted:
+            for entry in entries:
+                self.removed(entry, REASON_DELETED)
             return
         ready = self.ready
         for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
@@ -95,8 +108,22 @@ class Queue:
     def purge(self) -> int:
         """Drop every ready message; returns how many (queue.purge-ok)."""
         count = len(self.ready)
+        if self.stored:
+            for entry in self.ready:
+                self.removed(entry, REASON_PURGED)
         self.ready.clear()
         return count
+
+    def removed(self, entry: QueuedMessage, reason: int) -> None:
+        """``entry`` left this queue for good (acked, rejected, purged...:
+        a storage.wal REASON_*); a persisted message's WAL record learns it."""
+        if self.stored and entry.message.stored is not None:
+            self.vhost.storage.record_removed(entry.message.id, self.name, reason)
+
+    def delivered(self, entry: QueuedMessage) -> None:
+        """``entry`` was handed out: after a crash it comes back redelivered."""
+        if self.stored and entry.message.stored is not None:
+            self.vhost.storage.record_delivered(entry.message.id, self.name)
 
     def add_consumer(self, consumer: "Consumer") -> None:
         self.consumers.append(consumer)

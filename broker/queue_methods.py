@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from pamqp import commands
 
+from broker import queue_arguments
 from broker.queue import Queue
 from protocol import reply_codes
 from protocol.errors import channel_error
@@ -20,9 +21,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: queue arguments whose values must match on re-declare (rabbit_amqqueue.erl)
+ARG_DEFAULTS = {"x-queue-type": "classic"}
 EQUIVALENCE_ARGS = ("x-expires", "x-message-ttl", "x-max-length", "x-max-length-bytes", "x-max-priority",
                     "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-overflow", "x-queue-type",
-                    "x-queue-mode", "x-single-active-consumer", "x-delivery-limit", "x-queue-master-locator")
+                    "x-queue-mode", "x-single-active-consumer", "x-queue-version", "x-queue-master-locator")
 
 
 def _bool_text(value: bool) -> str:
@@ -69,7 +71,7 @@ def _check_equivalence(queue: Queue, method: commands.Queue.Declare) -> None:
                             "or the exclusive property value does not match that of the original declaration.")
     arguments = method.arguments or {}
     for key in EQUIVALENCE_ARGS:
-        received, current = arguments.get(key), queue.arguments.get(key)
+        received, current = arguments.get(key, ARG_DEFAULTS.get(key)), queue.arguments.get(key, ARG_DEFAULTS.get(key))
         if received != current:
             raise channel_error(reply_codes.PRECONDITION_FAILED,
                                 f"inequivalent arg '{key}' {where}: received {_describe(received)} "
@@ -98,6 +100,7 @@ def declare(channel: "Channel", method: commands.Queue.Declare) -> None:
             if name.startswith("amq.") and not generated:
                 raise channel_error(reply_codes.ACCESS_REFUSED,
                                     f"queue name '{name}' contains reserved prefix 'amq.*'")
+            queue_arguments.validate(name, vhost.name, method.arguments or {})
             owner = channel.connection if method.exclusive else None
             queue = Queue(vhost, name, bool(method.durable), owner, bool(method.auto_delete), method.arguments)
             vhost.add_queue(queue)
@@ -115,27 +118,32 @@ def declare(channel: "Channel", method: commands.Queue.Declare) -> None:
 
 
 def bind(channel: "Channel", method: commands.Queue.Bind) -> None:
-    """queue.bind: 404 for a missing queue or exchange, 403 for the default
-    exchange, 406 for invalid binding arguments."""
-    queue = resolve_queue(channel, method.queue)
+    """queue.bind: 403 for the default exchange, then 404 for a missing
+    exchange or queue (the exchange is named first, as RabbitMQ), 406 for
+    invalid binding arguments."""
     exchange = channel.vhost.exchange_for_binding(method.exchange)
+    queue = resolve_queue(channel, method.queue)
     routing_key = method.routing_key
     if not routing_key and not method.queue:
         routing_key = queue.name  # spec §1.7.2.3: both empty -> the last declared queue's name
-    try:
-        exchange.bind(queue, routing_key, method.arguments or {})
-    except ValueError as exc:
-        raise channel_error(reply_codes.PRECONDITION_FAILED, str(exc)) from None
+    channel.vhost.bind(exchange, queue, routing_key, method.arguments or {})
     if not method.nowait:
         channel.send(commands.Queue.BindOk())
 
 
 def unbind(channel: "Channel", method: commands.Queue.Unbind) -> None:
-    """queue.unbind; a binding that does not exist is not an error."""
-    queue = resolve_queue(channel, method.queue)
-    exchange = channel.vhost.exchange_for_binding(method.exchange)
-    exchange.unbind(queue, method.routing_key, method.arguments or {})
-    channel.vhost.delete_exchange_if_unused(exchange)
+    """queue.unbind; a missing exchange, queue or binding is not an error
+    (as RabbitMQ), the default exchange is 403, an exclusive queue of
+    another connection 405."""
+    vhost = channel.vhost
+    if method.exchange == "":
+        vhost.exchange_for_binding("")
+    exchange = vhost.exchanges.get(method.exchange)
+    queue = vhost.queues.get(method.queue or channel.last_queue_name)
+    if exchange is not None and queue is not None:
+        if exchange.has_binding(queue, method.routing_key, method.arguments or {}):
+            check_exclusive(queue, channel)
+        vhost.unbind(exchange, queue, method.routing_key, method.arguments or {})
     channel.send(commands.Queue.UnbindOk())
 
 
@@ -153,6 +161,8 @@ def delete(channel: "Channel", method: commands.Queue.Delete) -> None:
     RabbitMQ). 406 for if-unused with consumers or if-empty with messages."""
     vhost = channel.vhost
     name = method.queue or channel.last_queue_name
+    if not name:
+        raise channel_error(reply_codes.NOT_FOUND, "no previously declared queue")
     queue = vhost.queues.get(name)
     count = 0
     if queue is not None:
@@ -161,7 +171,7 @@ def delete(channel: "Channel", method: commands.Queue.Delete) -> None:
         if method.if_unused and queue.consumers:
             raise channel_error(reply_codes.PRECONDITION_FAILED, f"{where} in use")
         if method.if_empty and queue.ready:
-            raise channel_error(reply_codes.PRECONDITION_FAILED, f"{where} is not empty")
+            raise channel_error(reply_codes.PRECONDITION_FAILED, f"{where} not empty")
         count = vhost.delete_queue(queue)
         log.info("%s vhost '%s' queue '%s': deleted with %d messages", channel, vhost.name, name, count)
     if not method.nowait:

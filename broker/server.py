@@ -13,9 +13,12 @@ import signal
 from broker import __version__
 from broker.config import Config
 from broker.transport import AMQPProtocol
+from broker.recovery import recover
 from broker.vhost import VHost
 from protocol import reply_codes
+from protocol.errors import connection_error
 from storage import Storage
+from storage.wal import WalError
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +36,12 @@ class Server:
 
     def __init__(self, config: Config):
         self.config = config
-        self.vhosts: dict[str, VHost] = {config.default_vhost: VHost(config.default_vhost)}
+        if config.fsync not in ("always", "never"):
+            raise ValueError(f"fsync must be 'always' or 'never', not {config.fsync!r}")
+        self.storage = Storage(config.data_dir, fsync=config.fsync == "always")
+        self.vhosts: dict[str, VHost] = {config.default_vhost: VHost(config.default_vhost, self.storage)}
         self.users: dict[str, str] = {config.default_user: config.default_pass}
         self.connections: set = set()
-        self.storage = Storage(config.data_dir)
         self._listener: asyncio.base_events.Server | None = None
 
     def authenticate(self, username: str, password: str) -> bool:
@@ -57,8 +62,12 @@ class Server:
         }
 
     async def start(self) -> None:
-        """Open storage and listen. Raises OSError when the port is taken."""
-        self.storage.open()
+        """Open storage, recover, and listen. Raises OSError when the port is
+        taken, storage.wal.WalCorruptError when the WAL is damaged."""
+        if not self.storage.fsync:
+            log.warning("fsync = never: publisher confirms do not wait for the disk; a power loss can lose "
+                        "confirmed messages (UNSAFE, for benchmarks only)")
+        recover(self.vhosts, self.storage)
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(lambda: AMQPProtocol(self), self.config.host, self.config.port,
                                                   reuse_address=True, backlog=1024)
@@ -71,7 +80,8 @@ class Server:
             self._listener.close()
         log.info("shutting down: closing %d connections", len(self.connections))
         for connection in list(self.connections):
-            connection.close(reply_codes.CONNECTION_FORCED, "broker forced connection closure with reason 'shutdown'")
+            connection.close(connection_error(reply_codes.CONNECTION_FORCED,
+                                              "broker forced connection closure with reason 'shutdown'"))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHUTDOWN_GRACE
         while self.connections and loop.time() < deadline:
@@ -88,8 +98,11 @@ async def serve(config: Config) -> int:
     try:
         await server.start()
     except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+        log.error("cannot start on %s:%d: %s", config.host, config.port, exc)
         return 1
+    except WalError as exc:
+        log.error("cannot recover from the write-ahead log: %s", exc)
+        return 3
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -41,8 +41,8 @@ class Transaction:
         self.publishes, self.settlements = [], []
         for exchange, message, mandatory in publishes:
             route(channel, exchange, message, mandatory)
-        for taken, _is_ack, requeue in settlements:
-            channel.settle(taken, requeue)
+        for taken, is_ack, requeue in settlements:
+            channel.settle(taken, requeue, ack=is_ack)
 
     def rollback(self, channel: "Channel") -> None:
         """Discard publishes; acked or rejected deliveries become unacked again."""

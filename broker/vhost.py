@@ -11,8 +11,10 @@ from pamqp import commands
 from broker.exchanges import DirectExchange, Exchange, FanoutExchange, HeadersExchange, TopicExchange, route_message
 from protocol import reply_codes
 from protocol.errors import channel_error
+from storage.topology import BindingRow, ExchangeRow, QueueRow
 
 if TYPE_CHECKING:
+    from storage import Storage
     from broker.message import Message
     from broker.queue import Queue
 
@@ -30,8 +32,9 @@ class VHost:
     an exchange object for lookups, but routes by queue name itself (every
     queue is implicitly bound to it with its name as binding key)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, storage: "Storage | None" = None):
         self.name = name
+        self.storage = storage
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         for exchange_name, cls in STANDARD_EXCHANGES:
@@ -60,14 +63,22 @@ class VHost:
             raise channel_error(reply_codes.ACCESS_REFUSED, "operation not permitted on the default exchange")
         return self.find_exchange(name)
 
-    def add_exchange(self, exchange: Exchange) -> None:
+    def add_exchange(self, exchange: Exchange, store: bool = True) -> None:
+        """Register ``exchange``; a durable one is stored (unless ``store``
+        is False, as when it is being restored)."""
         self.exchanges[exchange.name] = exchange
+        if store and self.storage is not None and _stored(exchange):
+            self.storage.topology.save_exchange(ExchangeRow(self.name, exchange.name, exchange.type_name,
+                                                            exchange.auto_delete, exchange.internal,
+                                                            exchange.arguments))
 
     def delete_exchange(self, exchange: Exchange) -> None:
         """Remove ``exchange`` and every binding from or to it."""
         if self.exchanges.get(exchange.name) is not exchange:
             return
         del self.exchanges[exchange.name]
+        if self.storage is not None and _stored(exchange):
+            self.storage.topology.delete_exchange(self.name, exchange.name)
         for other in list(self.exchanges.values()):
             if other.unbind_destination(exchange):
                 self.delete_exchange_if_unused(other)
@@ -79,10 +90,43 @@ class VHost:
             log.info("vhost '%s': exchange '%s' auto-deleted", self.name, exchange.name)
             self.delete_exchange(exchange)
 
+    # ---- bindings --------------------------------------------------------
+
+    def bind(self, source: Exchange, destination, binding_key: str, arguments: dict, store: bool = True) -> None:
+        """Add a binding; stored when both ends are durable. Invalid
+        arguments (headers x-match) are 406 PRECONDITION_FAILED."""
+        try:
+            added = source.bind(destination, binding_key, arguments)
+        except ValueError as exc:
+            raise channel_error(reply_codes.PRECONDITION_FAILED, str(exc)) from None
+        if added and store and self._binding_stored(source, destination):
+            self.storage.topology.save_binding(self._binding_row(source, destination, binding_key, arguments))
+
+    def unbind(self, source: Exchange, destination, binding_key: str, arguments: dict) -> None:
+        """Remove a binding if present; an auto-delete source left without
+        bindings goes."""
+        if source.unbind(destination, binding_key, arguments) and self._binding_stored(source, destination):
+            self.storage.topology.delete_binding(self._binding_row(source, destination, binding_key, arguments))
+        self.delete_exchange_if_unused(source)
+
+    def _binding_stored(self, source: Exchange, destination) -> bool:
+        if self.storage is None or not source.durable:
+            return False
+        return _stored(destination) if isinstance(destination, Exchange) else destination.stored
+
+    def _binding_row(self, source: Exchange, destination, binding_key: str, arguments: dict) -> BindingRow:
+        kind = "exchange" if isinstance(destination, Exchange) else "queue"
+        return BindingRow(self.name, source.name, destination.name, kind, binding_key, arguments)
+
     # ---- queues ----------------------------------------------------------
 
-    def add_queue(self, queue: "Queue") -> None:
+    def add_queue(self, queue: "Queue", store: bool = True) -> None:
+        """Register ``queue``; a durable, non-exclusive, non-auto-delete one
+        is stored (it survives a restart, and so do its persistent
+        messages)."""
         self.queues[queue.name] = queue
+        if store and queue.stored:
+            self.storage.topology.save_queue(QueueRow(self.name, queue.name, queue.auto_delete, queue.arguments))
 
     def delete_queue(self, queue: "Queue") -> int:
         """Remove ``queue``: its bindings go, its consumers are cancelled
@@ -92,6 +136,8 @@ class VHost:
             return 0
         del self.queues[queue.name]
         queue.deleted = True
+        if queue.stored:
+            self.storage.topology.delete_queue(self.name, queue.name)
         for exchange in list(self.exchanges.values()):
             if exchange.unbind_destination(queue):
                 self.delete_exchange_if_unused(exchange)
@@ -103,3 +149,12 @@ class VHost:
         if queue.exclusive_owner is not None:
             queue.exclusive_owner.exclusive_queues.discard(queue)
         return queue.purge()
+
+
+def _stored(exchange: Exchange) -> bool:
+    """Durable, user-declared exchanges survive restarts; the standard ones
+    are recreated at every start."""
+    return exchange.durable and not exchange.auto_delete and exchange.name not in _STANDARD_NAMES
+
+
+_STANDARD_NAMES = frozenset(name for name, _cls in STANDARD_EXCHANGES)

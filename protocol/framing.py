@@ -73,6 +73,8 @@ class FrameReader:
                         reply_codes.FRAME_ERROR,
                         f"type {frame_type}, {size} byte frame payload is larger than negotiated maximum "
                         f"{self.frame_max}")
+                if (frame_type == FRAME_METHOD and size < 4) or (frame_type == FRAME_HEARTBEAT and size):
+                    raise connection_error(reply_codes.FRAME_ERROR, f"type {frame_type}, {size} byte payload: unknown_frame")
                 end = pos + 7 + size
                 if avail < 8 + size:
                     return

@@ -28,6 +28,11 @@ class BadProtocolHeader(Exception):
     REPLY_HEADER = PROTOCOL_HEADER
 
 
+class HandshakeRefused(Exception):
+    """RabbitMQ closes the socket without a frame (unknown SASL mechanism);
+    the argument says why, for the log."""
+
+
 class Handshake:
     """Drives one connection from its first byte to connection.open-ok.
 
@@ -83,14 +88,13 @@ class Handshake:
         self.client_properties = method.client_properties or {}
         self.mechanism = method.mechanism
         if method.mechanism not in MECHANISMS:
-            raise self._error(reply_codes.ACCESS_REFUSED,
-                              f"unsupported authentication mechanism '{method.mechanism}'", method)
+            raise HandshakeRefused(f"unsupported authentication mechanism '{method.mechanism}'")
         credentials = parse_response(method.mechanism, method.response or b"")
         if credentials is None or not self._authenticate(*credentials):
-            raise self._error(
+            raise connection_error(
                 reply_codes.ACCESS_REFUSED,
                 f"Login was refused using authentication mechanism {method.mechanism}. "
-                "For details see the broker logfile.", method)
+                "For details see the broker logfile.")
         self.username = credentials[0]
         self.state = AWAIT_TUNE_OK
         tune = commands.Connection.Tune(channel_max=self.channel_max, frame_max=self.frame_max,

@@ -20,15 +20,16 @@ _GET_OK_CM = b"\x00\x3c\x00\x47"
 _RETURN_CM = b"\x00\x3c\x00\x32"
 
 
-def _syntax_error(what: str) -> Exception:
-    return connection_error(reply_codes.SYNTAX_ERROR, f"malformed {what}")
+def _decode_error(what: str) -> Exception:
+    """RabbitMQ answers undecodable frames with 501 FRAME_ERROR "cannot decode"."""
+    return connection_error(reply_codes.FRAME_ERROR, f"cannot decode {what}")
 
 
 def decode_publish(payload: bytes) -> tuple[str, str, bool, bool]:
     """basic.publish payload (class/method ids included) ->
     ``(exchange, routing_key, mandatory, immediate)``.
 
-    Raises AMQPError 502 SYNTAX_ERROR when truncated or not UTF-8.
+    Raises AMQPError 501 FRAME_ERROR when truncated or not UTF-8.
     """
     try:
         n = payload[6]
@@ -39,14 +40,14 @@ def decode_publish(payload: bytes) -> tuple[str, str, bool, bool]:
         bits = payload[o + 1 + m]
         return exchange.decode(), routing_key.decode(), bool(bits & 1), bool(bits & 2)
     except (IndexError, UnicodeDecodeError):
-        raise _syntax_error("basic.publish") from None
+        raise _decode_error("basic.publish") from None
 
 
 def decode_content_header(payload: bytes) -> tuple[int, int]:
     """Content header payload -> ``(class_id, body_size in bytes)``.
-    Raises AMQPError 502 when shorter than the 14 fixed bytes."""
+    Raises AMQPError 501 when shorter than the 14 fixed bytes."""
     if len(payload) < 14:
-        raise _syntax_error("content header")
+        raise _decode_error("content header")
     class_id, _weight, body_size = _CONTENT_HEAD.unpack_from(payload, 0)
     return class_id, body_size
 
@@ -54,11 +55,11 @@ def decode_content_header(payload: bytes) -> tuple[int, int]:
 def decode_tag_bits(payload: bytes, what: str) -> tuple[int, int]:
     """basic.ack / basic.nack / basic.reject payload ->
     ``(delivery_tag, bits)``: ack bit0 = multiple; nack bit0 = multiple,
-    bit1 = requeue; reject bit0 = requeue. Raises AMQPError 502."""
+    bit1 = requeue; reject bit0 = requeue. Raises AMQPError 501."""
     try:
         return _TAG_BITS.unpack_from(payload, 4)
     except struct.error:
-        raise _syntax_error(what) from None
+        raise _decode_error(what) from None
 
 
 def shortstr(value: str) -> bytes:
@@ -123,7 +124,7 @@ def delivery_mode(header: bytes) -> int:
     """The delivery-mode property (2 = persistent) of a content header
     payload, without decoding the other properties: it follows
     content-type, content-encoding and headers (spec §1.8, basic
-    properties, in flag order). Returns 0 when absent; raises AMQPError 502
+    properties, in flag order). Returns 0 when absent; raises AMQPError 501
     when the header is truncated."""
     flags = header[12] << 8 | header[13]
     if not flags & 0x1000:
@@ -138,4 +139,4 @@ def delivery_mode(header: bytes) -> int:
             offset += 4 + int.from_bytes(header[offset:offset + 4], "big")
         return header[offset]
     except IndexError:
-        raise _syntax_error("content header") from None
+        raise _decode_error("content header") from None

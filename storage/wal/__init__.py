@@ -20,17 +20,19 @@ from storage.wal.log import RecoveryResult, WriteAheadLog
 from storage.wal.record import (ACK, CHECKPOINT, DELIVERED, MESSAGE, REASON_ACKED,
                                 REASON_DEAD_LETTERED, REASON_DELETED, REASON_DROPPED,
                                 REASON_EXPIRED, REASON_NAMES, REASON_PURGED, REASON_REJECTED,
-                                RECORD_TYPE_NAMES, TOPOLOGY, MessageRecord, Position,
+                                RECORD_TYPE_NAMES, REQUEUED, TOPOLOGY, MessageRecord, Position,
                                 QueueEvent, Record, body_position, decode_ack,
-                                decode_delivered, decode_message, decode_record, encode_ack,
-                                encode_delivered, encode_message, encode_record)
+                                decode_delivered, decode_message, decode_record,
+                                decode_requeued, encode_ack, encode_delivered, encode_message,
+                                encode_record, encode_requeued, now_ms)
 
 __all__ = [
     "WriteAheadLog", "RecoveryResult", "WalError", "WalCorruptError", "RecordError",
     "Position", "Record", "MessageRecord", "QueueEvent",
-    "MESSAGE", "ACK", "DELIVERED", "TOPOLOGY", "CHECKPOINT", "RECORD_TYPE_NAMES",
+    "MESSAGE", "ACK", "DELIVERED", "TOPOLOGY", "CHECKPOINT", "REQUEUED", "RECORD_TYPE_NAMES",
     "REASON_ACKED", "REASON_REJECTED", "REASON_EXPIRED", "REASON_DEAD_LETTERED",
     "REASON_PURGED", "REASON_DROPPED", "REASON_DELETED", "REASON_NAMES",
     "encode_record", "decode_record", "encode_message", "decode_message",
-    "encode_ack", "decode_ack", "encode_delivered", "decode_delivered", "body_position",
+    "encode_ack", "decode_ack", "encode_delivered", "decode_delivered",
+    "encode_requeued", "decode_requeued", "body_position", "now_ms",
 ]

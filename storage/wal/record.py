@@ -4,29 +4,38 @@ A record on disk is a 9-byte header followed by the payload::
 
     >I  payload length in bytes (so one payload is at most 4 GiB - 1)
     >I  CRC32 (zlib.crc32) of the record type byte followed by the payload
-    B   record type (MESSAGE, ACK, DELIVERED, TOPOLOGY, CHECKPOINT)
+    B   record type (MESSAGE, ACK, DELIVERED, TOPOLOGY, CHECKPOINT, REQUEUED)
     ... payload
 
 Payloads (all integers big-endian; a "short string" is a u8 length and
-that many UTF-8 bytes, at most 255):
+that many UTF-8 bytes, at most 255; ``at_ms`` is a u64 wall-clock time in
+milliseconds since the Unix epoch, taken when the record was encoded unless
+the caller passes one):
 
-MESSAGE    u64 message id, short vhost, short exchange, short routing key,
-           u32 queue count + that many short queue names,
-           u32 content-header length + the AMQP content header payload
-           (kept verbatim), u64 body length + body. The body is always last,
-           so it is the final ``body_length`` bytes of the payload.
-ACK        u64 message id, short queue name, u8 reason (REASON_*):
-           the message left that queue.
-DELIVERED  same layout as ACK (reason 0): the message was handed to a
-           consumer of that queue, so after a crash it comes back with
+MESSAGE    u64 message id, u64 at_ms (published), short vhost, short
+           exchange, short routing key, u32 queue count + that many short
+           queue names, u32 content-header length + the AMQP content header
+           payload (kept verbatim), u64 body length + body. The body is
+           always last, so it is the final ``body_length`` bytes of the
+           payload.
+ACK        u64 message id, u64 at_ms, short queue name, u8 reason
+           (REASON_*): the message left that queue.
+DELIVERED  u64 message id, u64 at_ms, short queue name, u8 reason (always
+           0), short consumer tag ("" for basic.get), u32 delivery count
+           (1 for the first delivery): the message was handed to a consumer
+           of that queue, so after a crash it comes back with
            redelivered=true.
 TOPOLOGY   opaque bytes, owned by the broker.
 CHECKPOINT reserved.
+REQUEUED   same layout as ACK (reason 0): the message went back to the
+           ready list of that queue (basic.reject/nack with requeue,
+           basic.recover, a consumer's channel closing with it unacked).
 """
 
 from __future__ import annotations
 
 import struct
+import time
 import zlib
 from typing import Iterable, NamedTuple
 
@@ -37,9 +46,10 @@ ACK = 2
 DELIVERED = 3
 TOPOLOGY = 4
 CHECKPOINT = 5
+REQUEUED = 6
 
 RECORD_TYPE_NAMES = {MESSAGE: "message", ACK: "ack", DELIVERED: "delivered",
-                     TOPOLOGY: "topology", CHECKPOINT: "checkpoint"}
+                     TOPOLOGY: "topology", CHECKPOINT: "checkpoint", REQUEUED: "requeued"}
 
 # ACK reason byte: why the message left the queue.
 REASON_ACKED = 0
@@ -70,7 +80,16 @@ _U64 = struct.Struct(">Q")
 _U32_pack, _U32_unpack = _U32.pack, _U32.unpack_from
 _U64_pack, _U64_unpack = _U64.pack, _U64.unpack_from
 _new_tuple = tuple.__new__
-_QUEUE_EVENT = struct.Struct(">QB")   # message id + queue name length
+_ID_AT = struct.Struct(">QQ")           # message id + at_ms
+_ID_AT_pack = _ID_AT.pack
+_QUEUE_EVENT = struct.Struct(">QQB")    # message id + at_ms + queue name length
+_QUEUE_EVENT_SIZE = _QUEUE_EVENT.size   # 17
+_time_ns = time.time_ns
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the Unix epoch (the default ``at_ms``)."""
+    return _time_ns() // 1_000_000
 
 
 class Position(NamedTuple):
@@ -95,7 +114,9 @@ class MessageRecord(NamedTuple):
     """Decoded MESSAGE payload. ``queues`` is a tuple of names, ``header``
     the verbatim AMQP content-header payload; ``body`` is None when decoded
     with ``with_body=False``. ``body_offset`` is the body's byte offset
-    inside the payload, ``body_length`` its size in bytes."""
+    inside the payload, ``body_length`` its size in bytes. ``at_ms``: when
+    it was published, ms since the Unix epoch (last field, so code that
+    unpacks the first nine fields keeps working)."""
     message_id: int
     vhost: str
     exchange: str
@@ -105,14 +126,21 @@ class MessageRecord(NamedTuple):
     body: bytes | None
     body_offset: int
     body_length: int
+    at_ms: int
 
 
 class QueueEvent(NamedTuple):
-    """Decoded ACK or DELIVERED payload: message id, queue name, reason
-    (a REASON_* value; always 0 for DELIVERED)."""
+    """Decoded ACK, REQUEUED or DELIVERED payload: message id, queue name,
+    reason (a REASON_* value; always 0 for DELIVERED and REQUEUED), at_ms
+    (ms since the Unix epoch), and for DELIVERED the consumer tag ("" for
+    basic.get) and delivery count (1 = first delivery); ACK and REQUEUED
+    decode with consumer_tag "" and delivery_count 0."""
     message_id: int
     queue: str
     reason: int
+    at_ms: int
+    consumer_tag: str = ""
+    delivery_count: int = 0
 
 
 def record_crc(record_type: int, payload: bytes) -> int:
@@ -178,16 +206,20 @@ def _short(value: str | bytes) -> bytes:
 
 def encode_message(message_id: int, vhost: str | bytes, exchange: str | bytes,
                    routing_key: str | bytes, queues: Iterable[str | bytes],
-                   header: bytes, body: bytes) -> bytes:
+                   header: bytes, body: bytes, *, at_ms: int | None = None) -> bytes:
     """MESSAGE payload. Names may be str (UTF-8 encoded) or bytes, at most
-    255 bytes each. Raises RecordError for an over-long name."""
+    255 bytes each. ``at_ms``: publish time in ms since the Unix epoch
+    (None: now). Raises RecordError for an over-long name."""
+    if at_ms is None:
+        at_ms = _time_ns() // 1_000_000
     if not isinstance(queues, (list, tuple)):
         queues = list(queues)
     if len(queues) == 1:
         names = _short(queues[0])
     else:
         names = b"".join([_short(q) for q in queues])
-    return b"".join((_U64_pack(message_id), _short(vhost), _short(exchange), _short(routing_key),
+    return b"".join((_ID_AT_pack(message_id, at_ms), _short(vhost), _short(exchange),
+                     _short(routing_key),
                      _U32_pack(len(queues)), names, _U32_pack(len(header)), header,
                      _U64_pack(len(body)), body))
 
@@ -199,10 +231,10 @@ def decode_message(payload: bytes, with_body: bool = True) -> MessageRecord:
     if type(payload) is not bytes:
         payload = bytes(payload)
     try:
-        message_id = _U64_unpack(payload, 0)[0]
-        n = payload[8]
-        p = 9 + n
-        vhost = payload[9:p].decode()
+        message_id, at_ms = _ID_AT.unpack_from(payload, 0)
+        n = payload[16]
+        p = 17 + n
+        vhost = payload[17:p].decode()
         n = payload[p]
         q = p + 1 + n
         exchange = payload[p + 1:q].decode()
@@ -228,34 +260,79 @@ def decode_message(payload: bytes, with_body: bool = True) -> MessageRecord:
         raise RecordError("malformed message payload: lengths do not add up")
     body = payload[p:] if with_body else None
     return _new_tuple(MessageRecord, (message_id, vhost, exchange, routing_key, tuple(queues),
-                                      header, body, p, blen))
+                                      header, body, p, blen, at_ms))
 
 
-def encode_ack(message_id: int, queue: str | bytes, reason: int = REASON_ACKED) -> bytes:
-    """ACK payload: the message left ``queue`` for ``reason`` (REASON_*)."""
+def _queue_name(queue: str | bytes) -> bytes:
     raw = queue.encode() if isinstance(queue, str) else bytes(queue)
     if len(raw) > 255:
         raise RecordError(f"queue name of {len(raw)} bytes (max 255)")
-    return _QUEUE_EVENT.pack(message_id, len(raw)) + raw + bytes((reason,))
+    return raw
 
 
-def encode_delivered(message_id: int, queue: str | bytes) -> bytes:
-    """DELIVERED payload (same layout as ACK, reason 0)."""
-    return encode_ack(message_id, queue, 0)
+def encode_ack(message_id: int, queue: str | bytes, reason: int = REASON_ACKED, *,
+               at_ms: int | None = None) -> bytes:
+    """ACK payload: the message left ``queue`` for ``reason`` (REASON_*)
+    at ``at_ms`` (ms since the Unix epoch; None: now). Raises RecordError
+    for a queue name over 255 bytes."""
+    raw = _queue_name(queue)
+    if at_ms is None:
+        at_ms = _time_ns() // 1_000_000
+    return _QUEUE_EVENT.pack(message_id, at_ms, len(raw)) + raw + bytes((reason,))
+
+
+def encode_requeued(message_id: int, queue: str | bytes, at_ms: int | None = None) -> bytes:
+    """REQUEUED payload (ACK layout, reason 0): the message went back to
+    the ready list of ``queue``. Decode with ``decode_ack``."""
+    return encode_ack(message_id, queue, 0, at_ms=at_ms)
+
+
+def encode_delivered(message_id: int, queue: str | bytes, consumer_tag: str | bytes = "",
+                     delivery_count: int = 1, at_ms: int | None = None) -> bytes:
+    """DELIVERED payload: ACK layout (reason 0) followed by the consumer
+    tag (short string, "" for basic.get) and the delivery count (u32, 1 for
+    the first delivery). Raises RecordError for a name over 255 bytes or a
+    count outside 0..2**32-1."""
+    if not 0 <= delivery_count <= 0xFFFFFFFF:
+        raise RecordError(f"delivery count {delivery_count} out of range")
+    return b"".join((encode_ack(message_id, queue, 0, at_ms=at_ms), _short(consumer_tag),
+                     _U32_pack(delivery_count)))
 
 
 def decode_ack(payload: bytes) -> QueueEvent:
-    """Decode an ACK or DELIVERED payload. Raises RecordError if malformed."""
+    """Decode an ACK or REQUEUED payload (``QueueEvent`` with consumer_tag
+    "" and delivery_count 0). Raises RecordError if malformed."""
     try:
-        message_id, n = _QUEUE_EVENT.unpack_from(payload, 0)
-        if len(payload) != 10 + n:
+        message_id, at_ms, n = _QUEUE_EVENT.unpack_from(payload, 0)
+        if len(payload) != _QUEUE_EVENT_SIZE + 1 + n:
             raise RecordError("malformed ack payload: bad length")
-        return QueueEvent(message_id, str(payload[9:9 + n], "utf-8"), payload[9 + n])
+        end = _QUEUE_EVENT_SIZE + n
+        return _new_tuple(QueueEvent, (message_id, str(payload[_QUEUE_EVENT_SIZE:end], "utf-8"),
+                                       payload[end], at_ms, "", 0))
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise RecordError(f"malformed ack payload: {exc}") from None
 
 
-decode_delivered = decode_ack
+def decode_delivered(payload: bytes) -> QueueEvent:
+    """Decode a DELIVERED payload (``QueueEvent`` with reason 0, the
+    consumer tag and the delivery count). Raises RecordError if malformed."""
+    try:
+        message_id, at_ms, n = _QUEUE_EVENT.unpack_from(payload, 0)
+        end = _QUEUE_EVENT_SIZE + n
+        queue = str(payload[_QUEUE_EVENT_SIZE:end], "utf-8")
+        reason = payload[end]
+        t = payload[end + 1]
+        tag_end = end + 2 + t
+        tag = str(payload[end + 2:tag_end], "utf-8")
+        if len(payload) != tag_end + 4:
+            raise RecordError("malformed delivered payload: bad length")
+        count = _U32_unpack(payload, tag_end)[0]
+    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+        raise RecordError(f"malformed delivered payload: {exc}") from None
+    return _new_tuple(QueueEvent, (message_id, queue, reason, at_ms, tag, count))
+
+
+decode_requeued = decode_ack
 
 
 def body_position(position: Position, message: MessageRecord) -> Position:

@@ -200,13 +200,13 @@ def test_header_for_wrong_class_is_connection_error():
     assert info.value.reply_code in (reply_codes.FRAME_ERROR, reply_codes.UNEXPECTED_FRAME)
 
 
-def test_truncated_header_is_syntax_error():
-    """Spec §4.2.6: a content header shorter than 14 bytes is 502 SYNTAX_ERROR."""
+def test_truncated_header_is_frame_error():
+    """Spec §4.2.6: a content header shorter than 14 bytes is 501 FRAME_ERROR."""
     a = ContentAssembler(MAX)
     a.start(publish_payload())
     with pytest.raises(AMQPError) as info:
         a.on_header(header_payload(5)[:13])
-    assert info.value.reply_code == reply_codes.SYNTAX_ERROR
+    assert info.value.reply_code == reply_codes.FRAME_ERROR
 
 
 # --- body size checks -----------------------------------------------------------------

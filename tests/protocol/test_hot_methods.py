@@ -57,7 +57,7 @@ def unmarshal_all(data: bytes) -> list[tuple[int, object, int]]:
 
 
 def assert_syntax_error(excinfo) -> None:
-    assert excinfo.value.reply_code == reply_codes.SYNTAX_ERROR
+    assert excinfo.value.reply_code == reply_codes.FRAME_ERROR
     assert excinfo.value.connection_level is True
 
 
@@ -106,7 +106,7 @@ def test_decode_publish_accepts_bytearray():
 
 @pytest.mark.parametrize("exchange, routing_key", [("", ""), ("ex", "rk"), ("x" * 255, "y" * 255), ("交换", "键")])
 def test_decode_publish_truncated_everywhere(exchange, routing_key):
-    """Spec §4.2.3/§1.2: a truncated basic.publish is 502 SYNTAX_ERROR at every cut point."""
+    """Spec §4.2.3/§1.2: a truncated basic.publish is 501 FRAME_ERROR (RabbitMQ's 'cannot decode') at every cut point."""
     payload = payload_of(Publish(exchange=exchange, routing_key=routing_key, mandatory=True))
     for cut in range(len(payload)):
         with pytest.raises(AMQPError) as info:
@@ -116,7 +116,7 @@ def test_decode_publish_truncated_everywhere(exchange, routing_key):
 
 @pytest.mark.parametrize("bad", [b"\xff", b"\xc3", b"ab\x80"])
 def test_decode_publish_invalid_utf8(bad):
-    """Spec §4.2.5.3: shortstr names are UTF-8; invalid bytes are 502 SYNTAX_ERROR."""
+    """Spec §4.2.5.3: shortstr names are UTF-8; invalid bytes are 501 FRAME_ERROR (RabbitMQ's 'cannot decode')."""
     ok = encode.short_string("ok")
     bad_str = bytes([len(bad)]) + bad
     for exchange, routing_key in [(bad_str, ok), (ok, bad_str)]:
@@ -147,7 +147,7 @@ def test_decode_content_header_reports_class():
 
 
 def test_decode_content_header_truncated():
-    """Spec §4.2.6: a header shorter than its 14 fixed bytes is 502 SYNTAX_ERROR."""
+    """Spec §4.2.6: a header shorter than its 14 fixed bytes is 501 FRAME_ERROR (RabbitMQ's 'cannot decode')."""
     payload = header_payload(10)
     for cut in range(14):
         with pytest.raises(AMQPError) as info:
@@ -200,7 +200,7 @@ def test_decode_tag_bits_full_unsigned_range(method_id, what):
                                           (commands.Basic.Reject(delivery_tag=7), "basic.reject")],
                          ids=["ack", "nack", "reject"])
 def test_decode_tag_bits_truncated(method, what):
-    """Spec §1.8.3.13/14: a truncated ack/nack/reject is 502 SYNTAX_ERROR naming the method."""
+    """Spec §1.8.3.13/14: a truncated ack/nack/reject is 501 FRAME_ERROR (RabbitMQ's 'cannot decode') naming the method."""
     payload = payload_of(method)
     assert len(payload) == 13
     for cut in range(13):

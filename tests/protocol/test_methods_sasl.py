@@ -104,24 +104,24 @@ STRICT_SAMPLES = [m for m in SAMPLES if m.name not in ("Connection.StartOk", "Ch
 
 @pytest.mark.parametrize("method", [m for m in STRICT_SAMPLES if len(payload_of(m)) > 4], ids=sample_id)
 def test_truncated_arguments(method):
-    """Spec §1.2: arguments that do not decode are 502 SYNTAX_ERROR naming the method."""
+    """Spec §1.2: arguments that do not decode are 501 FRAME_ERROR (as RabbitMQ) naming the method."""
     payload = payload_of(method)
     for cut in range(4, len(payload)):
         with pytest.raises(AMQPError) as info:
             decode_method(payload[:cut])
         err = info.value
-        assert err.reply_code == reply_codes.SYNTAX_ERROR, f"cut at {cut}"
+        assert err.reply_code == reply_codes.FRAME_ERROR, f"cut at {cut}"
         assert err.connection_level is True
         assert (err.class_id, err.method_id) == ids_of(method)
 
 
 def test_truncated_start_ok_inside_response():
-    """Spec §1.2: a start-ok cut inside its fields is 502 SYNTAX_ERROR naming connection.start-ok."""
+    """Spec §1.2: a start-ok cut inside its fields is 501 FRAME_ERROR (as RabbitMQ) naming connection.start-ok."""
     payload = payload_of(SAMPLES[0])
     for cut in range(4, len(payload) - len("en_US")):
         with pytest.raises(AMQPError) as info:
             decode_method(payload[:cut])
-        assert info.value.reply_code == reply_codes.SYNTAX_ERROR, f"cut at {cut}"
+        assert info.value.reply_code == reply_codes.FRAME_ERROR, f"cut at {cut}"
         assert (info.value.class_id, info.value.method_id) == (10, 11)
 
 
@@ -133,30 +133,30 @@ def test_truncated_final_shortstr():
     payload = payload_of(SAMPLES[0])
     with pytest.raises(AMQPError) as info:
         decode_method(payload[:-1])
-    assert info.value.reply_code == reply_codes.SYNTAX_ERROR
+    assert info.value.reply_code == reply_codes.FRAME_ERROR
 
 
 @pytest.mark.parametrize("field", ["queue", "routing_key"])
 def test_invalid_utf8_shortstr(field):
-    """Spec §4.2.5.3: shortstr fields that are not UTF-8 are 502 SYNTAX_ERROR."""
+    """Spec §4.2.5.3: shortstr fields that are not UTF-8 are 501 FRAME_ERROR (as RabbitMQ)."""
     q = b"\x02\xff\xfe" if field == "queue" else encode.short_string("q")
     rk = b"\x02\xff\xfe" if field == "routing_key" else encode.short_string("rk")
     payload = (b"\x00\x32\x00\x14" + b"\x00\x00" + q + encode.short_string("ex") + rk + b"\x00"
                + encode.field_table({}))
     with pytest.raises(AMQPError) as info:
         decode_method(payload)
-    assert info.value.reply_code == reply_codes.SYNTAX_ERROR
+    assert info.value.reply_code == reply_codes.FRAME_ERROR
     assert (info.value.class_id, info.value.method_id) == (50, 20)
 
 
 def test_bad_field_table_type():
-    """Spec §4.2.5.5 / RabbitMQ errata: an unknown field-table value type is 502 SYNTAX_ERROR."""
+    """Spec §4.2.5.5 / RabbitMQ errata: an unknown field-table value type is 501 FRAME_ERROR (as RabbitMQ)."""
     table = b"\x01k" + b"Z" + b"\x00"             # key 'k', unknown type 'Z'
     payload = (b"\x00\x32\x00\x0a" + b"\x00\x00" + encode.short_string("q") + b"\x00"
                + struct.pack(">I", len(table)) + table)
     with pytest.raises(AMQPError) as info:
         decode_method(payload)
-    assert info.value.reply_code == reply_codes.SYNTAX_ERROR
+    assert info.value.reply_code == reply_codes.FRAME_ERROR
     assert (info.value.class_id, info.value.method_id) == (50, 10)
 
 

@@ -1,0 +1,78 @@
+"""Validation of queue.declare arguments, with RabbitMQ's reply texts
+(rabbitmq.com/queues.html#optional-arguments; rabbit_amqqueue.erl's
+declare_args checks)."""
+
+from __future__ import annotations
+
+from protocol import reply_codes
+from protocol.errors import AMQPError, channel_error
+
+OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
+QUEUE_TYPES = ("classic", "quorum")
+QUEUE_MODES = ("default", "lazy")
+
+
+def _integer(value) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        kind = "longstr" if isinstance(value, (str, bytes)) else type(value).__name__
+        return f"expected integer, got {kind}"
+    return None
+
+
+def _non_negative(value) -> str | None:
+    return _integer(value) or (f"{{value_negative,{value}}}" if value < 0 else None)
+
+
+def _positive(value) -> str | None:
+    problem = _non_negative(value)
+    if problem is None and value == 0:
+        return "{value_zero,0}"
+    return problem
+
+
+def _priority(value) -> str | None:
+    problem = _non_negative(value)
+    if problem is None and value > 255:
+        return f"{{max_value_exceeded,{value}}}"
+    return problem
+
+
+def _one_of(choices: tuple, what: str):
+    def check(value) -> str | None:
+        text = value.decode() if isinstance(value, bytes) else value
+        if text in choices:
+            return None
+        return "invalid_overflow" if what == "overflow" else f"unsupported queue {what} '{text}'"
+    return check
+
+
+CHECKS = {
+    "x-message-ttl": _non_negative,
+    "x-expires": _positive,
+    "x-max-length": _non_negative,
+    "x-max-length-bytes": _non_negative,
+    "x-max-priority": _priority,
+    "x-delivery-limit": _non_negative,
+    "x-overflow": _one_of(OVERFLOW_MODES, "overflow"),
+    "x-queue-type": _one_of(QUEUE_TYPES, "type"),
+    "x-queue-mode": _one_of(QUEUE_MODES, "mode"),
+}
+
+
+def validate(queue_name: str, vhost_name: str, arguments: dict) -> None:
+    """Raise a channel-level AMQPError 406 PRECONDITION_FAILED
+    ``invalid arg '<arg>' for queue '<q>' in vhost '<v>': <reason>`` for the
+    first invalid argument; unknown arguments are accepted, as RabbitMQ
+    does."""
+    for key, check in CHECKS.items():
+        if key in arguments:
+            problem = check(arguments[key])
+            if problem is not None:
+                raise _invalid(key, queue_name, vhost_name, problem)
+    if "x-dead-letter-routing-key" in arguments and "x-dead-letter-exchange" not in arguments:
+        raise _invalid("x-dead-letter-routing-key", queue_name, vhost_name, "routing_key_but_no_dlx_defined")
+
+
+def _invalid(key: str, queue_name: str, vhost_name: str, problem: str) -> AMQPError:
+    return channel_error(reply_codes.PRECONDITION_FAILED,
+                         f"invalid arg '{key}' for queue '{queue_name}' in vhost '{vhost_name}': {problem}")

@@ -1,0 +1,153 @@
+"""Read-only queries on the message database (``leveret messages``).
+
+The file is opened with the stdlib ``sqlite3`` as ``file:<path>?mode=ro``,
+so queries never write and work while the broker runs (journal_mode=WAL:
+readers do not block the writer). Times are ms since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from storage.mirror.schema import EVENT_COLUMNS, MESSAGE_COLUMNS
+
+#: columns ``find`` returns (everything but the body)
+FIND_COLUMNS = tuple(c for c in MESSAGE_COLUMNS if c != "body")
+
+
+class MirrorNotFound(FileNotFoundError):
+    """There is no message database at the given path."""
+
+
+def connect_ro(db_path: Path | str) -> sqlite3.Connection:
+    """A read-only connection to the database at ``db_path``. Raises
+    MirrorNotFound when the file does not exist, sqlite3.Error when it is
+    not a database."""
+    path = Path(db_path)
+    if not path.is_file():
+        raise MirrorNotFound(f"no message database at {path}")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def to_ms(value: Any) -> int:
+    """Milliseconds since the epoch from an int/float (already ms), a
+    datetime (naive = UTC), or a string: digits (ms) or ISO-8601
+    (``2026-05-09``, ``2026-05-09T07:35:25.123Z``, ``...+02:00``; naive =
+    UTC). Raises ValueError for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a time: {value!r}")
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            value = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not an ISO-8601 time or ms since the epoch: {value!r}") from None
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        value = datetime.datetime(value.year, value.month, value.day)
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return int(value.timestamp() * 1000)
+    raise ValueError(f"not a time: {value!r}")
+
+
+def _json_path(key: str) -> str:
+    if '"' in key:
+        raise ValueError(f"header names with a double quote cannot be queried: {key!r}")
+    return f'$."{key}"'
+
+
+def _message_dict(columns, row) -> dict:
+    d = dict(zip(columns, row))
+    if d.get("headers") is not None:
+        d["headers"] = json.loads(d["headers"])
+    return d
+
+
+def find(db_path: Path | str, vhost: str | None = None, queue: str | None = None,
+         exchange: str | None = None, routing_key: str | None = None,
+         message_id: str | None = None, correlation_id: str | None = None,
+         headers: dict | None = None, state: str | None = None, since: Any = None,
+         until: Any = None, limit: int | None = 100) -> list[dict]:
+    """Messages matching every given filter, newest (highest id) first.
+
+    ``queue``: routed to that queue (any event in it). ``headers``:
+    {name: value}; a str value matches a header whose value is that string
+    or whose JSON text is it (``"42"`` matches 42 and "42", ``"true"``
+    matches true); another value matches a header equal to it as JSON
+    (``json_extract``). ``state``: exact ``messages.state``. ``since`` /
+    ``until``: published_at >= since and < until (see ``to_ms`` for the
+    accepted forms). ``limit``: at most that many rows (None: all).
+
+    Returns one dict per message with the ``FIND_COLUMNS`` (no body);
+    ``headers`` is decoded from JSON (dict or None). Raises MirrorNotFound,
+    ValueError for a bad time or header name, sqlite3.Error."""
+    where, params = [], []
+    for column, value in (("vhost", vhost), ("exchange", exchange), ("routing_key", routing_key),
+                          ("message_id", message_id), ("correlation_id", correlation_id),
+                          ("state", state)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if queue is not None:
+        where.append("id IN (SELECT message FROM message_events WHERE queue = ?)")
+        params.append(queue)
+    for key, value in (headers or {}).items():
+        path = _json_path(str(key))
+        if isinstance(value, str):
+            where.append("(headers ->> ? = ? OR headers -> ? = ?)")
+            params += [path, value, path, value]
+        else:
+            where.append("headers -> ? = json(?)")
+            params += [path, json.dumps(value)]
+    if since is not None:
+        where.append("published_at >= ?")
+        params.append(to_ms(since))
+    if until is not None:
+        where.append("published_at < ?")
+        params.append(to_ms(until))
+    sql = f"SELECT {', '.join(FIND_COLUMNS)} FROM messages"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    conn = connect_ro(db_path)
+    try:
+        return [_message_dict(FIND_COLUMNS, row) for row in conn.execute(sql, params)]
+    finally:
+        conn.close()
+
+
+def show(db_path: Path | str, id: int) -> dict | None:
+    """The message with internal id ``id``: every ``messages`` column
+    (``body`` as bytes or None, ``headers`` decoded from JSON) plus
+    ``events``: its timeline as a list of dicts (id, queue, event, at,
+    consumer_tag, delivery_count) in WAL order, which is time order.
+    Returns None when there is no such message. Raises MirrorNotFound,
+    sqlite3.Error."""
+    conn = connect_ro(db_path)
+    try:
+        row = conn.execute(f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages WHERE id = ?",
+                           (int(id),)).fetchone()
+        if row is None:
+            return None
+        message = _message_dict(MESSAGE_COLUMNS, row)
+        cols = [c for c in EVENT_COLUMNS if c != "message"]
+        message["events"] = [dict(zip(cols, r)) for r in conn.execute(
+            f"SELECT {', '.join(cols)} FROM message_events WHERE message = ? ORDER BY id",
+            (int(id),))]
+        return message
+    finally:
+        conn.close()

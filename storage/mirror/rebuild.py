@@ -1,0 +1,156 @@
+"""Recreate the message database from the WAL segments (``leveret db rebuild``).
+
+Layout: the WAL in ``<data_dir>/wal/``, the database at
+``<data_dir>/messages.db``. The segment files are read directly (read-only)
+with the segment scanner and the record decoders, and fed through the same
+``MessageMirror`` code the broker uses, so a rebuilt database has the same
+rows as one fed live (minus history already deleted from the WAL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+
+from storage.mirror.writer import MessageMirror
+from storage.wal.errors import WalCorruptError
+from storage.wal.segment import (SEGMENT_HEADER, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC,
+                                 TOMBSTONE_MAGIC, list_segments, pread_exact, scan_records,
+                                 segment_name)
+
+log = logging.getLogger("storage.mirror")
+
+WAL_DIR = "wal"
+DB_NAME = "messages.db"
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class RebuildError(Exception):
+    """The rebuild cannot run: no WAL directory, or it is locked (the
+    broker is running)."""
+
+
+def db_path(data_dir: Path | str) -> Path:
+    """Where the message database of ``data_dir`` lives."""
+    return Path(data_dir) / DB_NAME
+
+
+def _lock(wal_dir: Path) -> int:
+    """flock the WAL directory the way ``WriteAheadLog.open`` does; returns
+    the fd holding the lock. Raises RebuildError if it is held."""
+    fd = os.open(wal_dir, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RebuildError(f"WAL directory {wal_dir} is locked by another process (is the "
+                           "broker running?); stop it before rebuilding") from None
+    return fd
+
+
+def read_wal(wal_dir: Path, stats: dict):
+    """Generator over the records of every live segment in ``wal_dir``, in
+    log order, as ``Record(type, payload, position)``. Tombstones are
+    skipped. A torn or corrupt record ends the last segment with a warning
+    (as in recovery, but nothing is modified); anywhere else it raises
+    WalCorruptError. Counts go to ``stats`` (segments, records,
+    truncated)."""
+    numbers = list_segments(wal_dir)
+    for n in numbers:
+        path = wal_dir / segment_name(n)
+        fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+        try:
+            head = pread_exact(fd, SEGMENT_HEADER_SIZE, 0)
+            magic, number = (SEGMENT_HEADER.unpack(head) if len(head) == SEGMENT_HEADER_SIZE
+                             else (None, None))
+            if magic == TOMBSTONE_MAGIC and number == n:
+                continue
+            if magic != SEGMENT_MAGIC or number != n:
+                if n == numbers[-1] and (len(head) < SEGMENT_HEADER_SIZE or not any(head)):
+                    continue          # torn segment creation: holds no record
+                raise WalCorruptError(f"WAL segment {path} has a bad file header {head!r}",
+                                      n, str(path), 0)
+            size = os.fstat(fd).st_size
+            end, problem, count = yield from scan_records(fd, size, n)
+            stats["segments"] += 1
+            stats["records"] += count
+            if problem is not None:
+                if n != numbers[-1]:
+                    raise WalCorruptError(f"WAL segment {path} is corrupt at byte offset {end}: "
+                                          f"{problem}", n, str(path), end)
+                log.warning("WAL: %s in last segment %s at byte offset %d: rebuild stops there",
+                            problem, path, end)
+                stats["truncated"] = (n, end)
+        finally:
+            os.close(fd)
+
+
+async def rebuild_async(data_dir: Path | str, **mirror_options) -> dict:
+    """``rebuild`` for callers already inside an event loop."""
+    data_dir = Path(data_dir)
+    wal_dir = data_dir / WAL_DIR
+    if not wal_dir.is_dir():
+        raise RebuildError(f"no WAL directory at {wal_dir}")
+    target = db_path(data_dir)
+    tmp = target.with_name(target.name + ".rebuild")
+    t0 = time.monotonic()
+    stats = {"segments": 0, "records": 0, "truncated": None}
+    fd = _lock(wal_dir)
+    try:
+        for path in (tmp, *(tmp.with_name(tmp.name + s) for s in ("-wal", "-shm"))):
+            path.unlink(missing_ok=True)
+        mirror = MessageMirror(tmp, **mirror_options)
+        await mirror.start()
+        try:
+            chunk = 2 * mirror.batch_size
+            pending = 0
+            for record in read_wal(wal_dir, stats):
+                mirror.feed(record.type, record.payload, record.position)
+                pending += 1
+                if pending >= chunk:
+                    await mirror.flush()
+                    pending = 0
+            await mirror.flush()
+            await mirror.cleanup()
+            result = mirror.stats
+        finally:
+            await mirror.stop()
+        if result["failed"]:
+            raise RebuildError(f"writing {tmp} failed (see the log)")
+        for suffix in ("-wal", "-shm"):
+            target.with_name(target.name + suffix).unlink(missing_ok=True)
+        os.replace(tmp, target)
+    finally:
+        os.close(fd)
+    summary = {"db_path": str(target), "segments": stats["segments"],
+               "records": stats["records"], "messages": result["rows"],
+               "events": result["events"], "orphans": result["orphans"],
+               "duplicates": result["duplicates"], "errors": result["errors"],
+               "retention_deleted": result["retention_deleted"],
+               "truncated": stats["truncated"], "watermark": result["watermark"],
+               "seconds": round(time.monotonic() - t0, 3)}
+    log.info("message database rebuilt from %s: %s", wal_dir, summary)
+    return summary
+
+
+def rebuild(data_dir: Path | str, **mirror_options) -> dict:
+    """Delete and recreate ``<data_dir>/messages.db`` from the WAL segments
+    in ``<data_dir>/wal``, holding the WAL directory lock meanwhile.
+
+    The new database is built next to the old one (``messages.db.rebuild``)
+    and renamed over it at the end, so a failed rebuild leaves the old one.
+    ``mirror_options`` go to ``MessageMirror`` (body_limit, retention...).
+    Returns a summary dict: db_path, segments, records (WAL records read),
+    messages (rows kept), events, orphans (events whose message is no longer
+    in the WAL), duplicates (compaction copies), errors (malformed records),
+    retention_deleted, truncated ((segment, offset) of a torn tail, or
+    None), watermark (Position of the last record, or None), seconds.
+    Raises RebuildError (no WAL directory; directory locked, i.e. the
+    broker is running; the database could not be written),
+    WalCorruptError (corruption outside the tail of the last segment).
+    Runs its own event loop: call ``rebuild_async`` from inside one."""
+    return asyncio.run(rebuild_async(data_dir, **mirror_options))

@@ -1,0 +1,184 @@
+"""The message database schema (SQLite, journal_mode=WAL).
+
+The database lives at ``<data_dir>/messages.db``. One writer (the
+``MessageMirror`` background task, or ``rebuild``) fills it from WAL
+records; everyone else reads it (``storage.mirror.query``, the
+``leveret messages`` commands, plain ``sqlite3``). Every time is an INTEGER
+of milliseconds since the Unix epoch (UTC); the views ``messages_iso`` and
+``message_events_iso`` add ISO-8601 UTC text columns
+(``2026-05-09T07:35:25.123Z``) next to them.
+
+Table ``messages`` -- one row per persistent message that reached a durable
+queue (one MESSAGE record in the WAL):
+
+==================  =========================================================
+id                  INTEGER PRIMARY KEY: the broker's message id from the WAL
+                    record (unique for the life of the data directory)
+vhost               TEXT: virtual host it was published in
+exchange            TEXT: exchange it was published to ("" = default exchange)
+routing_key         TEXT: routing key of the basic.publish
+queue_count         INTEGER: number of durable queues it was routed to
+message_id          TEXT: the message-id property (NULL when absent; same
+                    for every property column below)
+correlation_id      TEXT: correlation-id property
+content_type        TEXT: content-type property
+content_encoding    TEXT: content-encoding property
+type                TEXT: type property
+app_id              TEXT: app-id property
+user_id             TEXT: user-id property
+timestamp           INTEGER: timestamp property, seconds since the Unix epoch
+priority            INTEGER: priority property (0-255)
+expiration          TEXT: expiration property (per-message TTL in ms, as text)
+delivery_mode       INTEGER: delivery-mode property (2 = persistent)
+reply_to            TEXT: reply-to property
+headers             TEXT: headers table as JSON (an object). Strings,
+                    numbers, booleans, void (null), arrays and nested tables
+                    map to JSON directly; a byte string (field type 'x', or a
+                    long string that is not UTF-8) becomes the string itself
+                    when it is valid UTF-8, else ``{"$base64": "<base64>"}``;
+                    a timestamp becomes ISO-8601 UTC text; a decimal its
+                    text (``"1.25"``). Query with ``json_extract(headers,
+                    '$."x-key"')`` or ``headers ->> '$."x-key"'``.
+body_size           INTEGER: body length in bytes (always set)
+body                BLOB: the body; NULL when longer than the mirror's body
+                    limit (default 64 KiB) or when the row was written in
+                    metadata-only mode (see ``meta.mode``)
+published_at        INTEGER: publish time (ms), from the MESSAGE record
+state               TEXT: current state, derived from the last event of the
+                    message in each of its queues (rule below)
+finished_at         INTEGER: time (ms) of the event that finished the message
+                    in its last queue; NULL while it is queued or delivered
+                    in any queue. Retention deletes by this column.
+==================  =========================================================
+
+State rule. Per queue the message is *ready* after ``routed`` or
+``requeued``, *unacked* after ``delivered``, and *finished* after any other
+event. ``state`` is ``queued`` if it is ready in at least one queue, else
+``delivered`` if it is unacked in at least one queue, else the event that
+finished it in the queue where it finished last (``acked``, ``rejected``,
+``expired``, ``dead-lettered``, ``purged``, ``dropped`` or ``deleted``).
+A message routed to no queue is ``unrouted`` (and finished at publish).
+
+Table ``message_events`` -- the timeline, one row per thing that happened
+to a message in one queue, in WAL order:
+
+==============  ==============================================================
+id              INTEGER PRIMARY KEY: increases in WAL order (timeline order)
+message         INTEGER: ``messages.id`` (REFERENCES ... ON DELETE CASCADE;
+                the writer deletes events itself, foreign_keys is not needed)
+queue           TEXT: queue name
+event           TEXT: one of EVENTS: ``routed`` (published into the queue),
+                ``delivered`` (basic.deliver or basic.get-ok), ``requeued``
+                (back to the ready list: reject/nack with requeue, recover,
+                channel closed), and the finishing events ``acked``,
+                ``rejected``, ``expired``, ``dead-lettered``, ``purged``,
+                ``dropped`` (overflow), ``deleted`` (the queue was deleted)
+at              INTEGER: when (ms), from the WAL record
+consumer_tag    TEXT: for ``delivered``: the consumer tag ("" = basic.get);
+                NULL for other events
+delivery_count  INTEGER: for ``delivered``: 1 for the first delivery, 2 for
+                the first redelivery, ...; NULL for other events
+==============  ==============================================================
+
+Table ``meta`` (key TEXT PRIMARY KEY, value): ``schema_version``;
+``wal_segment``, ``wal_offset``, ``wal_length``: the WAL Position of the
+last record applied (written in the same transaction as its rows, so the
+database and its watermark never disagree); ``mode``: ``full`` or
+``metadata-only`` (bodies are not being stored because the mirror fell
+behind); ``body_limit``: the body size limit in bytes.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+#: every value of message_events.event
+EVENTS = ("routed", "delivered", "requeued", "acked", "rejected", "expired",
+          "dead-lettered", "purged", "dropped", "deleted")
+#: events after which the message is still in the queue
+READY_EVENTS = frozenset(("routed", "requeued"))
+UNACKED_EVENTS = frozenset(("delivered",))
+#: every value of messages.state
+STATES = ("queued", "delivered", "acked", "rejected", "expired", "dead-lettered",
+          "purged", "dropped", "deleted", "unrouted")
+
+MODE_FULL = "full"
+MODE_METADATA_ONLY = "metadata-only"
+
+#: the message columns a MESSAGE record fills, in insert order
+MESSAGE_COLUMNS = ("id", "vhost", "exchange", "routing_key", "queue_count", "message_id",
+                   "correlation_id", "content_type", "content_encoding", "type", "app_id",
+                   "user_id", "timestamp", "priority", "expiration", "delivery_mode",
+                   "reply_to", "headers", "body_size", "body", "published_at", "state",
+                   "finished_at")
+#: the property columns, in the order ``rows.decode_properties`` returns them
+PROPERTY_COLUMNS = MESSAGE_COLUMNS[5:18]
+EVENT_COLUMNS = ("id", "message", "queue", "event", "at", "consumer_tag", "delivery_count")
+
+_ISO = "strftime('%Y-%m-%dT%H:%M:%fZ', {0} / 1000.0, 'unixepoch')"
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS messages (
+    id               INTEGER PRIMARY KEY,
+    vhost            TEXT NOT NULL,
+    exchange         TEXT NOT NULL,
+    routing_key      TEXT NOT NULL,
+    queue_count      INTEGER NOT NULL,
+    message_id       TEXT,
+    correlation_id   TEXT,
+    content_type     TEXT,
+    content_encoding TEXT,
+    type             TEXT,
+    app_id           TEXT,
+    user_id          TEXT,
+    timestamp        INTEGER,
+    priority         INTEGER,
+    expiration       TEXT,
+    delivery_mode    INTEGER,
+    reply_to         TEXT,
+    headers          TEXT,
+    body_size        INTEGER NOT NULL,
+    body             BLOB,
+    published_at     INTEGER NOT NULL,
+    state            TEXT NOT NULL,
+    finished_at      INTEGER
+);
+CREATE INDEX IF NOT EXISTS messages_message_id ON messages(message_id);
+CREATE INDEX IF NOT EXISTS messages_correlation_id ON messages(correlation_id);
+CREATE INDEX IF NOT EXISTS messages_exchange_key ON messages(exchange, routing_key);
+CREATE INDEX IF NOT EXISTS messages_published_at ON messages(published_at);
+CREATE INDEX IF NOT EXISTS messages_state ON messages(state);
+CREATE INDEX IF NOT EXISTS messages_finished_at ON messages(finished_at)
+    WHERE finished_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS message_events (
+    id             INTEGER PRIMARY KEY,
+    message        INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    queue          TEXT NOT NULL,
+    event          TEXT NOT NULL,
+    at             INTEGER NOT NULL,
+    consumer_tag   TEXT,
+    delivery_count INTEGER
+);
+CREATE INDEX IF NOT EXISTS message_events_message ON message_events(message, id);
+CREATE INDEX IF NOT EXISTS message_events_queue ON message_events(queue, message);
+
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value
+) WITHOUT ROWID;
+
+CREATE VIEW IF NOT EXISTS messages_iso AS
+    SELECT *, {_ISO.format('published_at')} AS published_at_iso,
+              {_ISO.format('finished_at')} AS finished_at_iso
+    FROM messages;
+CREATE VIEW IF NOT EXISTS message_events_iso AS
+    SELECT *, {_ISO.format('at')} AS at_iso FROM message_events;
+"""
+
+#: pragmas of the writer's connection. synchronous=NORMAL: a power loss may
+#: lose the last transactions, never corrupt the file; the watermark rolls
+#: back with them, so the facade feeds those records again at start.
+WRITER_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+                  "PRAGMA busy_timeout=5000", "PRAGMA cache_size=-65536",
+                  "PRAGMA temp_store=MEMORY")
