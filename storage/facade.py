@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple
 
 from storage.topology import TopologyStore
 from storage.wal import (ACK, DELIVERED, MESSAGE, REASON_DELETED, Position, WriteAheadLog, decode_ack,
-                         decode_message, encode_ack, encode_delivered, encode_message)
+                         decode_delivered, decode_message, encode_ack, encode_delivered, encode_message)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Storage:
                 live[message.message_id] = _Live(position, set(message.queues))
                 max_id = max(max_id, message.message_id)
             elif record_type in (ACK, DELIVERED):
-                event = decode_ack(payload)
+                event = decode_ack(payload) if record_type == ACK else decode_delivered(payload)
                 entry = live.get(event.message_id)
                 if entry is None:
                     self.wal.release(position)
