@@ -7,10 +7,19 @@
             [--frame-max B] [--channel-max N] [--max-message-size B]
             [--handshake-timeout S]
 
+    leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
+            [--routing-key K] [--message-id M] [--correlation-id C]
+            [--header NAME=VALUE ...] [--state S] [--since T] [--until T]
+            [--limit N] [--json]
+    leveret messages show ID [--data-dir D] [--json]
+    leveret db rebuild [--data-dir D]
+
 With no subcommand, or when the first argument is an option, the broker
 serves: ``leveret --port 5673`` is ``leveret serve --port 5673``. The
-subcommand table is there so that later commands (``leveret db rebuild``,
-``leveret messages find``) slot in beside ``serve``.
+``messages`` and ``db`` commands work on the message database in the data
+directory (``--data-dir``, else ``LEVERET_DATA_DIR``, else ``./data``) and
+accept no server option. ``messages find/show`` read it while the broker
+runs; ``db rebuild`` needs the broker stopped.
 
 Each setting comes from, in order: the command-line flag, the ``LEVERET_*``
 environment variable (``Config.from_env``), the default in
@@ -36,7 +45,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FRAME_MIN_SIZE = 4096
 
 #: subcommands; ``serve`` is the one run when none is named
-COMMANDS = ("serve",)
+COMMANDS = ("serve", "messages", "db")
 DEFAULT_COMMAND = "serve"
 
 
@@ -130,13 +139,85 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
                            help=f"{text} [env {_env_name(field)}, default {default}]")
 
 
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", dest="data_dir", metavar="D", type=_path,
+                        default=argparse.SUPPRESS,
+                        help=f"the broker's data directory [env {_env_name('data_dir')}, "
+                             "default ./data]")
+
+
+def _header_filter(text: str) -> tuple[str, str]:
+    """An argparse ``type`` accepting ``NAME=VALUE``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _time(text: str) -> str:
+    """An argparse ``type`` accepting ISO-8601 or ms since the epoch."""
+    from storage.mirror.query import to_ms
+
+    try:
+        to_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _add_tool_commands(commands) -> None:
+    """The ``messages`` and ``db`` commands (no server options)."""
+    messages = commands.add_parser(
+        "messages", prog="leveret messages", help="query the message database",
+        description="Query the message database (works while the broker runs).")
+    sub = messages.add_subparsers(dest="action", metavar="ACTION", title="actions",
+                                  required=True)
+    find = sub.add_parser(
+        "find", prog="leveret messages find", help="list messages matching filters",
+        description="List messages matching every given filter, newest first. Table columns: "
+                    "id, published_at, exchange, routing_key, message_id, state, body_size.")
+    _data_dir_option(find)
+    for flag, text in (("--vhost", "virtual host"), ("--queue", "routed to this queue"),
+                       ("--exchange", "published to this exchange"),
+                       ("--routing-key", "routing key"), ("--message-id", "message-id property"),
+                       ("--correlation-id", "correlation-id property"),
+                       ("--state", "current state: queued, delivered, acked, rejected, expired, "
+                                   "dead-lettered, purged, dropped, deleted, unrouted")):
+        find.add_argument(flag, help=text)
+    find.add_argument("--header", dest="headers", metavar="NAME=VALUE", type=_header_filter,
+                      action="append", help="header NAME equals VALUE (string, or the JSON "
+                                            "text of a number/boolean); repeatable")
+    find.add_argument("--since", type=_time, metavar="T",
+                      help="published at or after T (ISO-8601, UTC if no offset; or ms)")
+    find.add_argument("--until", type=_time, metavar="T", help="published before T")
+    find.add_argument("--limit", type=_int_range(1), default=100, metavar="N",
+                      help="at most N messages (default 100)")
+    find.add_argument("--json", action="store_true", help="print a JSON array")
+    show = sub.add_parser("show", prog="leveret messages show",
+                          help="one message: properties and event timeline",
+                          description="Show one message: its properties, body and the event "
+                                      "timeline (routed, delivered, acked...).")
+    show.add_argument("id", type=_int_range(0), metavar="ID", help="the message's id")
+    _data_dir_option(show)
+    show.add_argument("--json", action="store_true", help="print a JSON object")
+    db = commands.add_parser("db", prog="leveret db", help="maintain the message database",
+                             description="Maintain the message database.")
+    dbsub = db.add_subparsers(dest="action", metavar="ACTION", title="actions", required=True)
+    rebuild = dbsub.add_parser(
+        "rebuild", prog="leveret db rebuild", help="recreate it from the WAL (broker stopped)",
+        description="Delete and recreate the message database from the WAL segments. "
+                    "Refuses while the broker runs (the WAL directory is locked).")
+    _data_dir_option(rebuild)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``leveret`` argument parser.
 
     The top-level parser carries the ``serve`` options too, so that
     ``leveret --port 5673`` works without naming the subcommand and
     ``leveret --help`` lists them. Subcommands live in ``args.command``
-    (``None`` when absent, which means ``serve``).
+    (``None`` when absent, which means ``serve``); ``messages`` and ``db``
+    put their sub-action in ``args.action``.
     """
     from broker import __version__
 
@@ -155,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="run the broker until SIGTERM/SIGINT (the default)",
                                 description="Run the broker until SIGTERM or SIGINT.")
     _add_serve_options(serve)
+    _add_tool_commands(commands)
     return parser
 
 
@@ -180,6 +262,16 @@ def _config_from(args: argparse.Namespace, environ: Mapping[str, str],
     return config
 
 
+def _check_tool_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``messages``/``db`` take no server option, not even before the
+    command name (``leveret --port 1 db rebuild``); ``--data-dir`` is the
+    exception, it means the same thing everywhere."""
+    for field, flag, _metavar, _parse, _text in SERVE_OPTIONS:
+        if field != "data_dir" and hasattr(args, field):
+            parser.error(f"{flag} is a server option; it does not apply to "
+                         f"'{args.command} {args.action}'")
+
+
 def parse_command_line(argv: Sequence[str] | None = None,
                        environ: Mapping[str, str] | None = None) -> tuple[str, Config]:
     """Parse ``argv`` (without the program name; ``sys.argv[1:]`` when None)
@@ -188,14 +280,26 @@ def parse_command_line(argv: Sequence[str] | None = None,
     Returns ``(command, config)``; ``command`` is ``"serve"`` when no command
     is named. Raises ``SystemExit(2)`` after printing a usage message for an
     unknown option, a bad value in a flag or a ``LEVERET_*`` variable, and
-    ``SystemExit(0)`` for ``--help``/``--version``.
+    ``SystemExit(0)`` for ``--help``/``--version``. For ``messages``/``db``
+    use ``parse_tool_command`` (their config is just the data directory).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or DEFAULT_COMMAND
+    if command != "serve":
+        _check_tool_args(args, parser)
     return command, _config_from(args, environ, parser)
+
+
+def tool_data_dir(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
+    """The data directory of a ``messages``/``db`` command: ``--data-dir``,
+    else ``LEVERET_DATA_DIR``, else ``Config().data_dir`` (./data)."""
+    if hasattr(args, "data_dir"):
+        return args.data_dir
+    value = environ.get(_env_name("data_dir"))
+    return Path(value) if value else Config().data_dir
 
 
 def build_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -218,14 +322,60 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
 
 
+def run_tool(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Run ``messages find|show`` or ``db rebuild``; returns the exit status
+    (0 ok, 1 error: no database, no such message, broker running...).
+    Output goes to stdout, errors to stderr."""
+    from storage.mirror import MirrorNotFound, RebuildError, db_path, find, rebuild, show
+    from storage.mirror.render import format_message, format_table, to_json
+    from storage.wal import WalError
+
+    data_dir = tool_data_dir(args, environ)
+    try:
+        if args.command == "db":
+            summary = rebuild(data_dir)
+            print(f"rebuilt {summary['db_path']} from {summary['segments']} WAL segments: "
+                  f"{summary['records']} records, {summary['messages']} messages "
+                  f"in {summary['seconds']:.2f} s")
+            if summary["truncated"]:
+                print(f"note: the last segment ends in a torn record at {summary['truncated']}")
+            return 0
+        path = db_path(data_dir)
+        if args.action == "show":
+            message = show(path, args.id)
+            if message is None:
+                print(f"leveret: no message {args.id} in {path}", file=sys.stderr)
+                return 1
+            print(to_json(message) if args.json else format_message(message))
+            return 0
+        headers = dict(args.headers) if args.headers else None
+        rows = find(path, vhost=args.vhost, queue=args.queue, exchange=args.exchange,
+                    routing_key=args.routing_key, message_id=args.message_id,
+                    correlation_id=args.correlation_id, headers=headers, state=args.state,
+                    since=args.since, until=args.until, limit=args.limit)
+        print(to_json(rows) if args.json else format_table(rows))
+        return 0
+    except (MirrorNotFound, RebuildError, WalError, ValueError, OSError) as exc:
+        print(f"leveret: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``leveret`` console script and ``python -m broker``.
 
     Parses ``argv`` (``sys.argv[1:]`` when None), sets up logging and runs the
     chosen command. For ``serve`` that is ``broker.server.run(config)``, which
     blocks until SIGTERM/SIGINT; its return value becomes the process exit
-    status. Exits with status 2 on a usage error.
+    status. ``messages``/``db`` run ``run_tool`` (exit 0 or 1). Exits with
+    status 2 on a usage error.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("messages", "db"):
+        _check_tool_args(args, parser)
+        setup_logging("warning")
+        sys.exit(run_tool(args, os.environ))
     command, config = parse_command_line(argv)
     setup_logging(config.log_level)
     if command == "serve":

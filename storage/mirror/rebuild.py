@@ -144,11 +144,13 @@ def rebuild(data_dir: Path | str, **mirror_options) -> dict:
     The new database is built next to the old one (``messages.db.rebuild``)
     and renamed over it at the end, so a failed rebuild leaves the old one.
     ``mirror_options`` go to ``MessageMirror`` (body_limit, retention...).
-    Returns a summary dict: db_path, segments, records (WAL records read),
-    messages (rows kept), events, orphans (events whose message is no longer
-    in the WAL), duplicates (compaction copies), errors (malformed records),
-    retention_deleted, truncated ((segment, offset) of a torn tail, or
-    None), watermark (Position of the last record, or None), seconds.
+    Returns a summary dict: db_path, segments (live segments read), records
+    (WAL records read), messages (message rows in the new database),
+    events (event rows inserted), orphans (events whose MESSAGE record is
+    no longer in the WAL), duplicates (compaction copies), errors
+    (malformed records), retention_deleted, truncated ((segment, offset)
+    of a torn tail, or None), watermark (Position of the last record, or
+    None), seconds.
     Raises RebuildError (no WAL directory; directory locked, i.e. the
     broker is running; the database could not be written),
     WalCorruptError (corruption outside the tail of the last segment).

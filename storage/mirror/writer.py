@@ -2,25 +2,35 @@
 
 ``feed`` is called on the publish path (by the storage facade) and only
 appends to a deque. A background asyncio task takes up to ``batch_size``
-records at a time, decodes them in a worker thread (``rows.BatchDecoder``),
-and applies each batch in one SQLite transaction through aiosqlite
-``executemany``, together with the new WAL watermark. A second task
-deletes old history (retention).
+records at a time, decodes them on the loop in slices of a few ms
+(``rows``), and applies each batch in one SQLite transaction through
+aiosqlite ``executemany``, together with the new WAL watermark. A second
+task deletes old history (retention).
+
+Why so few database calls per batch: every aiosqlite call is a round trip
+to its thread, and every ``sqlite3_step`` releases the GIL. When the event
+loop is busy in slices shorter than the interpreter's switch interval
+(5 ms), a thread waiting for the GIL can wait that long or much longer for
+each round trip. So a batch costs a fixed handful of calls: one SELECT
+returning one JSON row, then multi-row INSERT/UPDATE statements of
+hundreds of rows each, the watermark, COMMIT.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 import os
+import sqlite3
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiosqlite
 
-from storage.mirror.rows import BatchDecoder, resolve
+from storage.mirror.rows import BatchDecoder, Resolved, resolve
 from storage.mirror.schema import (MESSAGE_COLUMNS, MODE_FULL, MODE_METADATA_ONLY, SCHEMA,
                                    SCHEMA_VERSION, WRITER_PRAGMAS)
 from storage.wal.record import Position
@@ -28,19 +38,57 @@ from storage.wal.record import Position
 log = logging.getLogger("storage.mirror")
 
 _monotonic = time.monotonic
-_INSERT_MESSAGE = (f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
-                   f"VALUES ({', '.join('?' * len(MESSAGE_COLUMNS))})")
-_INSERT_EVENT = ("INSERT INTO message_events (message, queue, event, at, consumer_tag, "
-                 "delivery_count) VALUES (?, ?, ?, ?, ?, ?)")
-_UPDATE_STATE = "UPDATE messages SET state = ?, finished_at = ? WHERE id = ?"
 _SET_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 _IDS = "(SELECT value FROM json_each(?))"
+_INSERT_EVENTS = ("INSERT INTO message_events (message, queue, event, at, consumer_tag, "
+                  "delivery_count) SELECT value->>0, value->>1, value->>2, value->>3, value->>4, "
+                  "value->>5 FROM json_each(?)")
+_UPDATE_STATES = ("UPDATE messages SET state = u.value->>1, finished_at = u.value->>2 "
+                  "FROM json_each(?) AS u WHERE messages.id = u.value->>0")
+_WATERMARK = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?), (?, ?), (?, ?)"
+_LOOKUP = ("SELECT (SELECT json_group_array(json_array(id, queue_count)) FROM messages "
+           f"        WHERE id IN {_IDS}),"
+           "       (SELECT json_group_array(json_array(id, message, queue, event, at)) "
+           "        FROM message_events WHERE message IN "
+           f"        (SELECT id FROM messages WHERE id IN {_IDS} AND queue_count > 1))")
 _FAILURES_BEFORE_GIVING_UP = 3
+_RETRY_DELAY = 1.0          # seconds between attempts at a failed batch
 _DELETE_CHUNK = 5000
+
+
+def _max_variables() -> int:
+    conn = sqlite3.connect(":memory:")
+    try:
+        return conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    finally:
+        conn.close()
+
+
+# Message rows per INSERT statement (23 parameters each), within SQLite's
+# limit on parameters per statement.
+_MESSAGE_ROWS = max(1, min(1400, _max_variables() // len(MESSAGE_COLUMNS)))
 
 
 def _ids_json(ids) -> str:
     return "[" + ",".join(map(str, ids)) + "]"
+
+
+def _insert_messages_sql(rows: int) -> str:
+    one = "(" + ",".join("?" * len(MESSAGE_COLUMNS)) + ")"
+    return f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES {','.join([one] * rows)}"
+
+
+async def _insert_messages(db: aiosqlite.Connection, rows: list) -> None:
+    """Insert message rows with statements of up to ``_MESSAGE_ROWS`` rows
+    (executemany over the full chunks, one execute for the remainder)."""
+    per = _MESSAGE_ROWS
+    full, rest = divmod(len(rows), per)
+    flat = itertools.chain.from_iterable
+    if full:
+        await db.executemany(_insert_messages_sql(per), [list(flat(rows[i * per:(i + 1) * per]))
+                                                         for i in range(full)])
+    if rest:
+        await db.execute(_insert_messages_sql(rest), list(flat(rows[full * per:])))
 
 
 class MessageMirror:
@@ -54,22 +102,27 @@ class MessageMirror:
     when the table holds more rows than that, oldest finished first),
     ``flush_interval`` (seconds the writer waits after a short batch so
     that the next one is bigger), ``cleanup_interval`` (seconds between
-    retention runs; one also runs at start).
+    retention runs; one also runs at start), ``max_backlog_bytes`` (the
+    backlog keeps the fed payloads alive; past this many bytes the mirror
+    stops, as below, rather than grow the broker's memory without bound).
 
     Lifecycle: ``await start()`` (opens or creates the database; a file
     that is not a readable mirror is moved aside to
     ``<name>.broken-<time>`` and a new one is created), ``feed(...)`` from
     the event loop thread, ``await stop()`` (applies everything fed, then
-    closes). If applying a batch fails 3 times in a row the mirror
-    disables itself (logged as an error; ``stats["failed"]``) and drops
-    what it is fed from then on: the broker is never affected, and
-    ``leveret db rebuild`` recreates the database from the WAL.
+    closes). If applying a batch fails 3 times in a row, or the backlog
+    passes ``max_backlog_bytes``, the mirror stops (one error in the log;
+    ``stats["failed"]``) and drops what it is fed from then on: the
+    broker is never affected. The database keeps a consistent watermark,
+    so the records after it are fed again from the WAL at the next start;
+    ``leveret db rebuild`` recreates it from the WAL at any time.
     """
 
     def __init__(self, db_path: Path | str, body_limit: int = 64 * 1024,
                  max_backlog: int = 200_000, batch_size: int = 5000,
                  retention_seconds: float = 7 * 86400, retention_rows: int = 10_000_000,
-                 *, flush_interval: float = 0.05, cleanup_interval: float = 60.0):
+                 *, flush_interval: float = 0.05, cleanup_interval: float = 60.0,
+                 max_backlog_bytes: int = 256 << 20):
         self.db_path = Path(db_path)
         self.body_limit = int(body_limit)
         self.max_backlog = int(max_backlog)
@@ -78,6 +131,7 @@ class MessageMirror:
         self.retention_rows = int(retention_rows)
         self.flush_interval = flush_interval
         self.cleanup_interval = cleanup_interval
+        self.max_backlog_bytes = int(max_backlog_bytes)
         self._backlog: deque = deque()
         self._backlog_bytes = 0
         self._wake = asyncio.Event()
@@ -85,7 +139,6 @@ class MessageMirror:
         self._inflight_since: float | None = None
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
-        self._executor: ThreadPoolExecutor | None = None
         self._decoder = BatchDecoder()
         self._task: asyncio.Task | None = None
         self._cleanup_task: asyncio.Task | None = None
@@ -93,10 +146,12 @@ class MessageMirror:
         self._flushers = 0
         self._metadata_only = False
         self._rows = 0
+        self._skip_until: tuple[int, int] | None = None
         self.watermark: Position | None = None
         self._n = dict(fed=0, applied=0, batches=0, messages=0, events=0, duplicates=0,
-                       orphans=0, dropped=0, retention_deleted=0, mode_switches=0,
-                       max_backlog_seen=0, last_batch_ms=0.0, max_batch_ms=0.0, max_lag=0.0)
+                       orphans=0, dropped=0, skipped=0, retention_deleted=0, cleanups=0,
+                       mode_switches=0, max_backlog_seen=0, last_batch_ms=0.0,
+                       max_batch_ms=0.0, max_lag=0.0)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -122,7 +177,6 @@ class MessageMirror:
                 if side.exists():
                     os.replace(side, broken.with_name(broken.name + suffix))
             await self._open()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="leveret-mirror")
         self._state = "running"
         self._task = asyncio.create_task(self._run(), name="leveret-mirror-writer")
         self._cleanup_task = asyncio.create_task(self._cleanup_loop(),
@@ -132,7 +186,9 @@ class MessageMirror:
                  MODE_METADATA_ONLY if self._metadata_only else MODE_FULL)
 
     async def _open(self) -> None:
-        self._db = db = await aiosqlite.connect(self.db_path, isolation_level=None)
+        # isolation_level DEFERRED: sqlite3 opens the transaction itself at
+        # the first INSERT/UPDATE/DELETE, which saves a BEGIN round trip.
+        self._db = db = await aiosqlite.connect(self.db_path, isolation_level="DEFERRED")
         for pragma in WRITER_PRAGMAS:
             await db.execute(pragma)
         meta = {}
@@ -147,9 +203,11 @@ class MessageMirror:
         await db.executescript(SCHEMA)
         await db.executemany(_SET_META, [("schema_version", SCHEMA_VERSION),
                                          ("body_limit", self.body_limit)])
+        await db.commit()
         if meta.get("wal_segment") is not None:
             self.watermark = Position(int(meta["wal_segment"]), int(meta["wal_offset"]),
                                       int(meta["wal_length"]))
+            self._skip_until = (self.watermark.segment, self.watermark.offset)
         self._metadata_only = meta.get("mode") == MODE_METADATA_ONLY
         async with db.execute("SELECT count(*) FROM messages") as cur:
             self._rows = (await cur.fetchone())[0]
@@ -174,8 +232,6 @@ class MessageMirror:
         if self._db is not None:
             await self._db.close()
             self._db = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
         self._state = "stopped"
         log.info("message database %s closed: %d records applied", self.db_path,
                  self._n["applied"])
@@ -205,6 +261,10 @@ class MessageMirror:
         self._backlog.append((record_type, payload, position, _monotonic()))
         self._backlog_bytes += len(payload)
         self._n["fed"] += 1
+        if self._backlog_bytes > self.max_backlog_bytes:
+            self._give_up(f"its backlog passed {self.max_backlog_bytes} bytes "
+                          f"({len(self._backlog)} records)")
+            return
         if self._idle:
             self._idle = False
             self._wake.set()
@@ -231,15 +291,21 @@ class MessageMirror:
 
     @property
     def stats(self) -> dict:
-        """Counters: fed, applied (records), batches, messages / events
-        (rows inserted), duplicates (MESSAGE records for known ids),
-        orphans (events for unknown messages), dropped (fed after stop or
-        failure), errors (malformed records), header_errors,
-        retention_deleted, mode_switches, backlog, backlog_bytes (payload
-        bytes held by the backlog), max_backlog_seen, last_batch_ms,
-        max_batch_ms, lag_seconds, max_lag (seconds from feed to commit of
-        the oldest record of the slowest batch: the worst lag so far), mode, rows (messages in the table), state, failed,
-        watermark."""
+        """A dict of counters and gauges: fed, applied (records taken from
+        the backlog and committed, skipped ones included), batches,
+        messages / events (rows inserted), duplicates (MESSAGE records for
+        ids already present), orphans (events for unknown messages),
+        dropped (fed after stop or failure), skipped (fed again although at
+        or before the watermark read at start: already applied), errors
+        (malformed records), header_errors (undecodable content headers),
+        retention_deleted, cleanups (retention runs completed),
+        mode_switches, backlog
+        (records waiting), backlog_bytes (payload bytes they hold),
+        max_backlog_seen, last_batch_ms / max_batch_ms (decode to commit),
+        lag_seconds, max_lag (seconds from feed to commit of the oldest
+        record of the slowest batch: the worst lag so far), mode ("full" or
+        "metadata-only"), rows (messages in the table), state (new,
+        running, stopping, stopped, failed), failed, watermark."""
         s = dict(self._n)
         s.update(errors=self._decoder.errors, header_errors=self._decoder.header_errors,
                  backlog=len(self._backlog), backlog_bytes=self._backlog_bytes,
@@ -277,9 +343,10 @@ class MessageMirror:
                               "(attempt %d of %d)", len(batch), failures,
                               _FAILURES_BEFORE_GIVING_UP)
                 if failures >= _FAILURES_BEFORE_GIVING_UP:
-                    self._give_up()
+                    self._inflight_since = None
+                    self._give_up("of repeated errors")
                     return
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(_RETRY_DELAY)
                 continue
             failures = 0
             batch = None
@@ -289,15 +356,15 @@ class MessageMirror:
             else:
                 await asyncio.sleep(0)
 
-    def _give_up(self) -> None:
+    def _give_up(self, why: str) -> None:
         self._state = "failed"
-        self._inflight_since = None
         self._n["dropped"] += len(self._backlog)
         self._backlog.clear()
         self._backlog_bytes = 0
-        log.error("message database %s disabled after repeated errors; the broker is not "
-                  "affected. Run `leveret db rebuild` while the broker is stopped to recreate it.",
-                  self.db_path)
+        self._wake.set()
+        log.error("message database %s stopped because %s; the broker is not affected. It "
+                  "catches up from the WAL at the next start (or run `leveret db rebuild` "
+                  "while the broker is stopped).", self.db_path, why)
 
     def _check_mode(self, waiting: int) -> None:
         if waiting > self._n["max_backlog_seen"]:
@@ -315,41 +382,34 @@ class MessageMirror:
 
     async def _apply(self, batch: list) -> None:
         t0 = _monotonic()
-        loop = asyncio.get_running_loop()
-        ops = await loop.run_in_executor(self._executor, self._decoder.decode_batch, batch,
-                                         not self._metadata_only, self.body_limit)
+        if self._skip_until is not None:
+            batch = self._skip_applied(batch)
+            if not batch:
+                return
+        ops: list = []
+        for _ in self._decoder.decode_batch(batch, not self._metadata_only, self.body_limit, ops):
+            await asyncio.sleep(0)
         db = self._db
         async with self._lock:
-            known: dict[int, int] = {}
-            history: list = []
-            ids = {op[1] for op in ops}
-            if ids:
-                async with db.execute(f"SELECT id, queue_count FROM messages WHERE id IN {_IDS}",
-                                      (_ids_json(ids),)) as cur:
-                    known = dict(await cur.fetchall())
-                multi = [i for i, n in known.items() if n > 1]
-                if multi:
-                    async with db.execute(
-                            "SELECT message, queue, event, at FROM message_events "
-                            f"WHERE message IN {_IDS} ORDER BY id", (_ids_json(multi),)) as cur:
-                        history = await cur.fetchall()
-            out = await loop.run_in_executor(self._executor, resolve, ops, known, history)
+            known, history = await self._lookup(db, ops)
+            out = Resolved()
+            for _ in resolve(ops, known, history, out):
+                await asyncio.sleep(0)
             last = batch[-1][2]
-            await db.execute("BEGIN")
+            mode = MODE_METADATA_ONLY if self._metadata_only else MODE_FULL
             try:
                 if out.messages:
-                    await db.executemany(_INSERT_MESSAGE, out.messages)
+                    await _insert_messages(db, out.messages)
                 if out.events:
-                    await db.executemany(_INSERT_EVENT, out.events)
+                    await db.execute(_INSERT_EVENTS, (json.dumps(out.events),))
                 if out.updates:
-                    await db.executemany(_UPDATE_STATE, out.updates)
-                await db.executemany(_SET_META, [
-                    ("wal_segment", last[0]), ("wal_offset", last[1]), ("wal_length", last[2]),
-                    ("mode", MODE_METADATA_ONLY if self._metadata_only else MODE_FULL)])
-                await db.execute("COMMIT")
+                    await db.execute(_UPDATE_STATES, (json.dumps(out.updates),))
+                await db.execute(_WATERMARK, ("wal_segment", last[0], "wal_offset", last[1],
+                                              "wal_length", last[2], "mode", mode))
+                await db.commit()
             except BaseException:
                 if db.in_transaction:
-                    await db.execute("ROLLBACK")
+                    await db.rollback()
                 raise
         self.watermark = last if isinstance(last, Position) else Position(*last)
         self._rows += len(out.messages)
@@ -366,6 +426,35 @@ class MessageMirror:
         ms = (now - t0) * 1000.0
         n["last_batch_ms"] = round(ms, 3)
         n["max_batch_ms"] = max(n["max_batch_ms"], round(ms, 3))
+
+    def _skip_applied(self, batch: list) -> list:
+        """Drop the records at or before the watermark read at start: they
+        are in the database already (the facade replays the whole WAL at
+        start). Records arrive in WAL order, so once one is past it the
+        check is off for good."""
+        until = self._skip_until
+        kept = [r for r in batch if (r[2][0], r[2][1]) > until]
+        skipped = len(batch) - len(kept)
+        if kept:
+            self._skip_until = None
+        if skipped:
+            self._n["skipped"] += skipped
+            self._n["applied"] += skipped
+        return kept
+
+    @staticmethod
+    async def _lookup(db: aiosqlite.Connection, ops: list) -> tuple[dict, list]:
+        """One query: {id: queue_count} of the referenced messages already in
+        the database, and the (message, queue, event, at) history, in
+        order, of those routed to more than one queue."""
+        ids = {op[1] for op in ops}
+        if not ids:
+            return {}, []
+        doc = _ids_json(ids)
+        (known_json, history_json), = await db.execute_fetchall(_LOOKUP, (doc, doc))
+        history = json.loads(history_json)
+        history.sort()
+        return dict(json.loads(known_json)), [h[1:] for h in history]
 
     # ----------------------------------------------------------- retention
 
@@ -392,43 +481,43 @@ class MessageMirror:
         cutoff = now_ms - int(self.retention_seconds * 1000)
         deleted = 0
         while True:
-            n = await self._delete_chunk(
-                "SELECT id FROM messages WHERE finished_at IS NOT NULL AND finished_at < ? "
-                "ORDER BY finished_at LIMIT ?", (cutoff, _DELETE_CHUNK))
+            n = await self._delete_chunk("finished_at < ?", (cutoff,), _DELETE_CHUNK)
             deleted += n
             if n < _DELETE_CHUNK:
                 break
         while self._rows > self.retention_rows:
-            excess = min(self._rows - self.retention_rows, _DELETE_CHUNK)
-            n = await self._delete_chunk(
-                "SELECT id FROM messages WHERE finished_at IS NOT NULL "
-                "ORDER BY finished_at, id LIMIT ?", (excess,))
+            n = await self._delete_chunk("1", (), min(self._rows - self.retention_rows,
+                                                      _DELETE_CHUNK))
             deleted += n
             if n == 0:
                 break
+        self._n["cleanups"] += 1
         if deleted:
             self._n["retention_deleted"] += deleted
             log.info("message database retention: deleted %d finished messages", deleted)
         return deleted
 
-    async def _delete_chunk(self, select: str, params: tuple) -> int:
-        db = self._db
+    async def _delete_chunk(self, condition: str, params: tuple, limit: int) -> int:
+        """Delete the ``limit`` oldest finished messages matching
+        ``condition`` and their events, in one transaction (one statement
+        per table: the same deterministic SELECT picks the same ids)."""
+        pick = (f"SELECT id FROM messages WHERE finished_at IS NOT NULL AND {condition} "
+                "ORDER BY finished_at, id LIMIT ?")
         async with self._lock:
-            if db is None or self._db is None:
+            db = self._db
+            if db is None:
                 return 0
-            async with db.execute(select, params) as cur:
-                ids = [r[0] for r in await cur.fetchall()]
-            if not ids:
-                return 0
-            doc = _ids_json(ids)
-            await db.execute("BEGIN")
             try:
-                await db.execute(f"DELETE FROM message_events WHERE message IN {_IDS}", (doc,))
-                await db.execute(f"DELETE FROM messages WHERE id IN {_IDS}", (doc,))
-                await db.execute("COMMIT")
+                await db.execute(f"DELETE FROM message_events WHERE message IN ({pick})",
+                                 (*params, limit))
+                cur = await db.execute(f"DELETE FROM messages WHERE id IN ({pick})",
+                                       (*params, limit))
+                n = cur.rowcount
+                await cur.close()
+                await db.commit()
             except BaseException:
                 if db.in_transaction:
-                    await db.execute("ROLLBACK")
+                    await db.rollback()
                 raise
-            self._rows -= len(ids)
-            return len(ids)
+            self._rows -= n
+            return n

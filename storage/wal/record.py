@@ -115,8 +115,8 @@ class MessageRecord(NamedTuple):
     the verbatim AMQP content-header payload; ``body`` is None when decoded
     with ``with_body=False``. ``body_offset`` is the body's byte offset
     inside the payload, ``body_length`` its size in bytes. ``at_ms``: when
-    it was published, ms since the Unix epoch (last field, so code that
-    unpacks the first nine fields keeps working)."""
+    it was published, ms since the Unix epoch (added last, so the indexes
+    of the other fields did not change)."""
     message_id: int
     vhost: str
     exchange: str

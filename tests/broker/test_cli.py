@@ -184,3 +184,156 @@ def test_bad_flag_via_python_m_broker_exits_2():
     result = _run_module("--port", "not-a-port")
     assert result.returncode == 2
     assert "--port" in result.stderr
+
+
+# --- messages find/show, db rebuild -----------------------------------------
+
+def test_tool_commands_parse():
+    args = cli.build_parser().parse_args(
+        ["messages", "find", "--data-dir", "/d", "--vhost", "/", "--queue", "q", "--exchange", "x",
+         "--routing-key", "k", "--message-id", "m", "--correlation-id", "c", "--header", "a=1",
+         "--header", "b=x=y", "--state", "acked", "--since", "2026-05-09T07:00:00Z",
+         "--until", "1778310000000", "--limit", "5", "--json"])
+    assert (args.command, args.action, args.data_dir) == ("messages", "find", Path("/d"))
+    assert args.headers == [("a", "1"), ("b", "x=y")] and args.limit == 5 and args.json
+    args = cli.build_parser().parse_args(["messages", "show", "42"])
+    assert (args.action, args.id, args.json, hasattr(args, "data_dir")) == ("show", 42, False, False)
+    assert cli.build_parser().parse_args(["db", "rebuild"]).action == "rebuild"
+
+
+@pytest.mark.parametrize("argv", [
+    ["messages", "find", "--port", "5673"],
+    ["messages", "show", "1", "--log-level", "debug"],
+    ["db", "rebuild", "--heartbeat", "0"],
+    ["--port", "5673", "messages", "find"],
+    ["--host", "::1", "db", "rebuild"],
+    ["messages"],
+    ["db"],
+    ["messages", "show"],
+    ["messages", "show", "abc"],
+    ["messages", "find", "--header", "novalue"],
+    ["messages", "find", "--since", "yesterday"],
+    ["messages", "find", "--limit", "0"],
+])
+def test_tool_commands_reject_server_options_and_bad_values(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert "usage: leveret" in capsys.readouterr().err
+
+
+def test_tool_data_dir_from_flag_environment_or_default():
+    parser = cli.build_parser()
+    env = {"LEVERET_DATA_DIR": "/env"}
+    assert cli.tool_data_dir(parser.parse_args(["db", "rebuild", "--data-dir", "/f"]), env) == Path("/f")
+    assert cli.tool_data_dir(parser.parse_args(["--data-dir", "/top", "db", "rebuild"]), env) \
+        == Path("/top")
+    assert cli.tool_data_dir(parser.parse_args(["db", "rebuild"]), env) == Path("/env")
+    assert cli.tool_data_dir(parser.parse_args(["db", "rebuild"]), {}) == Path("data")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A data directory with the scenario's WAL and its live-fed database
+    (tests/storage/test_mirror_scenario.py lists the messages)."""
+    import asyncio
+
+    from tests.storage.test_mirror_scenario import build_database
+
+    path = tmp_path_factory.mktemp("leveret-data")
+    asyncio.run(build_database(path))
+    return path
+
+
+def _tool(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LEVERET_")}
+    environ.update(env or {})
+    return subprocess.run([sys.executable, "-m", "broker", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60, env=environ)
+
+
+def test_messages_find_table(data_dir):
+    from storage.mirror.render import iso
+    from tests.storage.test_mirror_scenario import BASE
+
+    result = _tool("messages", "find", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["id", "published_at", "exchange", "routing_key", "message_id",
+                                "state", "body_size"]
+    assert [line.split()[0] for line in lines[2:]] == ["9", "8", "7", "6", "5", "4", "3", "2", "1"]
+    assert lines[-1].split() == ["1", iso(BASE + 1000), "orders", "order.created", "order-1", "acked",
+                                 "12"]
+    result = _tool("messages", "find", "--state", "acked", "--limit", "2",
+                   env={"LEVERET_DATA_DIR": str(data_dir)})
+    assert [line.split()[0] for line in result.stdout.splitlines()[2:]] == ["8", "2"]
+    result = _tool("messages", "find", "--data-dir", str(data_dir), "--queue", "nowhere")
+    assert result.returncode == 0 and result.stdout.strip() == "(no messages)"
+
+
+def test_messages_find_json_and_filters(data_dir):
+    import json
+
+    def found(*filters):
+        result = _tool("messages", "find", "--data-dir", str(data_dir), "--json", *filters)
+        assert result.returncode == 0, result.stderr
+        return [m["id"] for m in json.loads(result.stdout)]
+
+    assert found() == [9, 8, 7, 6, 5, 4, 3, 2, 1]
+    assert found("--queue", "mail") == [3]
+    assert found("--header", "tenant=acme") == [1]
+    assert found("--header", "n=2", "--exchange", "orders") == [2]
+    assert found("--correlation-id", "corr-1", "--routing-key", "") == [3]
+    assert found("--vhost", "other") == [9]
+    doc = json.loads(_tool("messages", "find", "--data-dir", str(data_dir), "--json",
+                           "--message-id", "order-1").stdout)
+    assert doc[0]["headers"]["tenant"] == "acme" and doc[0]["state"] == "acked"
+    assert doc[0]["published_at_iso"].endswith("Z") and "body" not in doc[0]
+
+
+def test_messages_show_text_and_json(data_dir):
+    import json
+
+    result = _tool("messages", "show", "3", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("message 3  state queued")
+    timeline = text.split("timeline\n")[1].splitlines()
+    assert [line.split()[1] for line in timeline] == ["routed", "routed", "delivered", "acked"]
+    assert "routed to queue 'audit'" in timeline[0] and "routed to queue 'mail'" in timeline[1]
+    assert "delivered from 'audit' to consumer 'a1' (delivery 1)" in timeline[2]
+    assert "message_id     evt-3" in text
+    doc = json.loads(_tool("messages", "show", "5", "--json", "--data-dir", str(data_dir)).stdout)
+    assert doc["state"] == "dead-lettered" and doc["body"] == "five"
+    assert [e["event"] for e in doc["events"]] == ["routed", "delivered", "dead-lettered"]
+    missing = _tool("messages", "show", "99", "--data-dir", str(data_dir))
+    assert missing.returncode == 1 and "no message 99" in missing.stderr
+
+
+def test_messages_without_a_database(tmp_path):
+    result = _tool("messages", "find", "--data-dir", str(tmp_path))
+    assert result.returncode == 1 and "no message database" in result.stderr
+
+
+def test_db_rebuild(data_dir, tmp_path):
+    import shutil
+
+    from storage.wal import WriteAheadLog
+    from tests.storage.test_mirror_scenario import dump
+
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir, copy)
+    before = dump(copy / "messages.db")
+    wal = WriteAheadLog(copy / "wal")                 # as if the broker were running
+    wal.open().drain()
+    try:
+        refused = _tool("db", "rebuild", "--data-dir", str(copy))
+    finally:
+        wal.close()
+    assert refused.returncode == 1 and "locked" in refused.stderr
+    result = _tool("db", "rebuild", env={"LEVERET_DATA_DIR": str(copy)})
+    assert result.returncode == 0, result.stderr
+    assert "24 records, 9 messages" in result.stdout
+    assert dump(copy / "messages.db") == before
