@@ -16,7 +16,6 @@ from broker.queue_methods import resolve_queue
 from protocol import reply_codes
 from protocol.errors import channel_error, connection_error
 from protocol.hot_methods import delivery_mode, get_ok_frames, return_frames
-from storage.wal import REASON_ACKED
 
 if TYPE_CHECKING:
     from broker.channel import Channel
@@ -87,8 +86,9 @@ def _persist(vhost, message: Message, queues) -> bool:
     names = [queue.name for queue in queues if queue.stored]
     if not names:
         return False
-    message.stored = vhost.storage.persist_message(message.id, vhost.name, message.exchange, message.routing_key,
-                                                   names, message.header, message.body)
+    vhost.storage.persist_message(message.id, vhost.name, message.exchange, message.routing_key,
+                                  names, message.header, message.body)
+    message.stored = True
     return True
 
 
@@ -142,14 +142,13 @@ def get(channel: "Channel", method: commands.Basic.Get) -> None:
     channel.delivery_tag += 1
     tag = channel.delivery_tag
     message = entry.message
-    if method.no_ack:
-        queue.removed(entry, REASON_ACKED)
-    else:
+    if not method.no_ack:
         channel.unacked[tag] = (entry, queue, None)
-        queue.delivered(entry)
     connection = channel.connection
+    if queue.delivered(entry, "", bool(method.no_ack)):
+        connection.hold_for_sync()
     connection.send(get_ok_frames(channel.number, tag, entry.redelivered, message.exchange_routing_key,
-                                  len(queue.ready), message.header, channel.body_of(message),
+                                  queue.message_count, message.header, message.body,
                                   connection.frame_max))
 
 

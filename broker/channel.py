@@ -214,20 +214,12 @@ class Channel:
         if not consumer.no_ack:
             self.unacked[tag] = (entry, queue, consumer)
             consumer.unacked += 1
-        if message.stored is not None:
-            if consumer.no_ack:
-                queue.removed(entry, REASON_ACKED)
-            else:
-                queue.delivered(entry)
         connection = self.connection
+        if queue.delivered(entry, consumer.tag, consumer.no_ack):
+            connection.hold_for_sync()
         connection.send(deliver_frames(self.number, consumer.prefix, tag, entry.redelivered,
-                                       message.exchange_routing_key, message.header, self.body_of(message),
+                                       message.exchange_routing_key, message.header, message.body,
                                        connection.frame_max))
-
-    def body_of(self, message) -> bytes:
-        """The message body, read back from the WAL when it is on disk only."""
-        body = message.body
-        return body if body is not None else self.vhost.storage.read_body(message.stored)
 
     def take_unacked(self, tag: int, multiple: bool, ids: tuple[int, int]) -> list:
         """Remove and return ``(delivery_tag, (entry, queue, consumer))`` for

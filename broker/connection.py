@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import TYPE_CHECKING
 
 from pamqp import commands
@@ -71,6 +72,12 @@ class Connection:
         self._out_bytes = 0
         self._flush_scheduled = False
         self._before_flush: list = []
+        # output waiting for a WAL fsync: (bytes, ticket), ticket 0 = only
+        # queued behind an earlier chunk (see hold_for_sync)
+        self._held: deque = deque()
+        self._held_bytes = 0
+        self._tickets = 0
+        self._needs_sync = False
         self._paused = False
         self._starved = False
         self._last_recv = self._last_send = self.loop.time()
@@ -229,9 +236,17 @@ class Connection:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
+    def hold_for_sync(self) -> None:
+        """This pass's output must wait for the WAL fsync of what was
+        appended so far (a delivery of a stored message: its DELIVERED
+        record must be durable before the client can see it, so that after
+        a crash it comes back redelivered, design.md "Durability
+        contract"). Later output queues behind it, in order."""
+        self._needs_sync = True
+
     def can_deliver(self) -> bool:
         """May a consumer on this connection get another message now?"""
-        if self._paused or self._out_bytes >= OUTPUT_BUDGET:
+        if self._paused or self._out_bytes + self._held_bytes >= OUTPUT_BUDGET:
             self._starved = True
             return False
         return True
@@ -245,10 +260,37 @@ class Connection:
         out = self._out
         if out:
             self._out = []
+            data = out[0] if len(out) == 1 else b"".join(out)
             self._out_bytes = 0
-            if not self.transport.is_closing():
-                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if self._needs_sync:
+                self._needs_sync = False
+                self._tickets += 1
+                ticket = self._tickets
+                self._held.append((data, ticket))
+                self._held_bytes += len(data)
+                self.server.storage.sync_soon(lambda: self._write_held(ticket))
+            elif self._held:
+                self._held.append((data, 0))
+                self._held_bytes += len(data)
+            elif not self.transport.is_closing():
+                self.transport.write(data)
                 self._last_send = self.loop.time()
+        if self._starved and not self._paused:
+            self._resume_consumers()
+
+    def _write_held(self, ticket: int) -> None:
+        """The fsync for ``ticket`` is done: write held output up to the
+        next chunk that waits for a later fsync."""
+        held = self._held
+        parts = []
+        while held and held[0][1] <= ticket:
+            parts.append(held.popleft()[0])
+        if not parts:
+            return
+        self._held_bytes -= sum(map(len, parts))
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(parts))
+            self._last_send = self.loop.time()
         if self._starved and not self._paused:
             self._resume_consumers()
 
@@ -310,6 +352,7 @@ class Connection:
 
     def _close_transport(self) -> None:
         self._flush()
+        self._write_held(self._tickets)
         self.transport.close()
 
     def _release_all(self) -> None:

@@ -20,8 +20,8 @@ class Message:
     ``header`` is the content header frame payload exactly as the publisher
     sent it (class, weight, body size, property flags and properties) and is
     sent back verbatim on delivery; ``body`` is the body bytes.
-    ``body`` is None for a message recovered from the WAL whose body
-    stays on disk until delivery (``stored`` says where).
+    ``stored`` is True once the message is in the WAL (persistent, routed
+    to a durable queue), else None.
     ``exchange_routing_key`` is the two short strings as they appear in
     basic.deliver, built once. Properties are decoded only on first use of
     ``properties``.
@@ -33,7 +33,7 @@ class Message:
     def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes | None,
                  message_id: int | None = None):
         self.id = next(_ids) if message_id is None else message_id
-        #: Position of the body in the WAL once persisted, else None
+        #: True once persisted in the WAL, else None
         self.stored = None
         self.exchange = exchange
         self.routing_key = routing_key
@@ -67,12 +67,14 @@ def continue_ids_after(message_id: int) -> None:
 
 class QueuedMessage:
     """A message's place in one queue: the shared ``message``, the queue's
-    sequence number ``seq`` (original order, used to requeue in place) and the
-    ``redelivered`` flag (set once it was delivered and came back)."""
+    sequence number ``seq`` (original order, used to requeue in place), the
+    ``redelivered`` flag (set once it was delivered and came back) and
+    ``deliveries``, how many times this queue handed it out."""
 
-    __slots__ = ("message", "seq", "redelivered")
+    __slots__ = ("message", "seq", "redelivered", "deliveries")
 
     def __init__(self, message: Message, seq: int, redelivered: bool = False):
         self.message = message
         self.seq = seq
         self.redelivered = redelivered
+        self.deliveries = 1 if redelivered else 0

@@ -9,23 +9,32 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from broker.message import Message, QueuedMessage
-from storage.wal import REASON_DELETED, REASON_PURGED
+from storage.wal import REASON_ACKED, REASON_DELETED, REASON_PURGED
 
 if TYPE_CHECKING:
     from broker.consumer import Consumer
 
 log = logging.getLogger(__name__)
 
+#: Ready messages a stored queue keeps in memory with their bodies. Behind
+#: them, persistent messages wait in ``Queue.cold`` as bare message ids and
+#: are read back from the WAL when the head gets there (issue 3: a deep
+#: queue must not hold every body in RAM).
+HOT_LIMIT = 2048
+
 
 class Queue:
     """One queue in one vhost.
 
     ``exclusive_owner`` is the owning connection of an exclusive queue (None
-    otherwise). Ready messages sit in ``ready`` in delivery order; messages
-    delivered but unacknowledged live in their channel, not here, and come
-    back through ``requeue``. Deliveries happen in ``drain``, which gives each
-    message to the next consumer (round-robin) that has prefetch credit and a
-    writable socket.
+    otherwise). Ready messages sit in ``ready`` in delivery order, then (in a
+    stored queue deeper than HOT_LIMIT) in ``cold``: message ids of
+    persisted messages whose bodies stay in the WAL, or Message /
+    QueuedMessage objects for what cannot wait on disk (transient messages);
+    a negative id is a recovered message that comes back redelivered. Messages delivered but unacknowledged live in
+    their channel, not here, and come back through ``requeue``. Deliveries
+    happen in ``drain``, which gives each message to the next consumer
+    (round-robin) that has prefetch credit and a writable socket.
     """
 
     def __init__(self, vhost, name: str, durable: bool = False, exclusive_owner=None,
@@ -37,6 +46,7 @@ class Queue:
         self.auto_delete = auto_delete
         self.arguments = dict(arguments or {})
         self.ready: deque[QueuedMessage] = deque()
+        self.cold: deque = deque()
         self.consumers: list[Consumer] = []
         self.deleted = False
         #: survives restarts (with its persistent messages): durable, not
@@ -54,7 +64,7 @@ class Queue:
     @property
     def message_count(self) -> int:
         """Ready messages (not counting unacknowledged ones), as in declare-ok."""
-        return len(self.ready)
+        return len(self.ready) + len(self.cold)
 
     @property
     def consumer_count(self) -> int:
@@ -62,25 +72,57 @@ class Queue:
 
     def enqueue(self, message: Message) -> None:
         """Append a routed message; hand it straight to a consumer when the
-        queue has nothing else waiting."""
+        queue has nothing else waiting. In a deep stored queue a persisted
+        message is kept as its id only (its body is in the WAL)."""
+        ready = self.ready
+        if self.cold or (len(ready) >= HOT_LIMIT and self.stored):
+            self.cold.append(message.id if message.stored is not None else message)
+            return
         self._next_seq += 1
         entry = QueuedMessage(message, self._next_seq)
-        if not self.ready and self.consumers:
+        if not ready and self.consumers:
             consumer = self._next_consumer()
             if consumer is not None:
                 consumer.deliver(entry)
                 return
-        self.ready.append(entry)
+        ready.append(entry)
 
-    def restore(self, entry: QueuedMessage) -> None:
-        """Append a recovered message at start-up (no consumers yet)."""
-        self._next_seq += 1
-        entry.seq = self._next_seq
-        self.ready.append(entry)
+    def restore(self, message_id: int, redelivered: bool) -> None:
+        """Append a message recovered from the WAL at start-up (before any
+        consumer); it waits in ``cold`` as its id, negated when it comes
+        back redelivered (an int costs less than an object per message)."""
+        self.cold.append(-message_id if redelivered else message_id)
 
     def get(self) -> QueuedMessage | None:
         """Take the head message for basic.get, or None when empty."""
-        return self.ready.popleft() if self.ready else None
+        if not self.ready:
+            if not self.cold:
+                return None
+            self._refill()
+        return self.ready.popleft()
+
+    def _refill(self) -> None:
+        """Move up to HOT_LIMIT messages from ``cold`` to ``ready``, reading
+        persisted ones back from the WAL (one pread each)."""
+        cold = self.cold
+        ready = self.ready
+        for _ in range(min(HOT_LIMIT, len(cold))):
+            item = cold.popleft()
+            if type(item) is int:
+                entry = QueuedMessage(self._load(abs(item)), 0, item < 0)
+            elif type(item) is QueuedMessage:
+                entry = item
+            else:
+                entry = QueuedMessage(item, 0)
+            self._next_seq += 1
+            entry.seq = self._next_seq
+            ready.append(entry)
+
+    def _load(self, message_id: int) -> Message:
+        record = self.vhost.storage.read_message(message_id)
+        message = Message(record.exchange, record.routing_key, record.header, record.body, message_id)
+        message.stored = True
+        return message
 
     def requeue(self, entries: list[QueuedMessage]) -> None:
         """Put delivered messages back in their original order, flagged
@@ -91,8 +133,11 @@ class Queue:
                 self.removed(entry, REASON_DELETED)
             return
         ready = self.ready
+        storage = self.vhost.storage if self.stored else None
         for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
             entry.redelivered = True
+            if storage is not None and entry.message.stored is not None:
+                storage.record_requeued(entry.message.id, self.name)
             if not ready or entry.seq < ready[0].seq:
                 ready.appendleft(entry)
                 continue
@@ -107,11 +152,18 @@ class Queue:
 
     def purge(self) -> int:
         """Drop every ready message; returns how many (queue.purge-ok)."""
-        count = len(self.ready)
+        count = self.message_count
         if self.stored:
             for entry in self.ready:
                 self.removed(entry, REASON_PURGED)
+            storage = self.vhost.storage
+            for item in self.cold:
+                if type(item) is int:
+                    storage.record_removed(abs(item), self.name, REASON_PURGED)
+                elif type(item) is QueuedMessage:
+                    self.removed(item, REASON_PURGED)
         self.ready.clear()
+        self.cold.clear()
         return count
 
     def removed(self, entry: QueuedMessage, reason: int) -> None:
@@ -120,10 +172,20 @@ class Queue:
         if self.stored and entry.message.stored is not None:
             self.vhost.storage.record_removed(entry.message.id, self.name, reason)
 
-    def delivered(self, entry: QueuedMessage) -> None:
-        """``entry`` was handed out: after a crash it comes back redelivered."""
+    def delivered(self, entry: QueuedMessage, consumer_tag: str, no_ack: bool) -> bool:
+        """``entry`` is being handed out to ``consumer_tag`` ("" for
+        basic.get): count the delivery; a stored message is recorded as
+        delivered (after a crash it comes back redelivered), and as gone
+        when ``no_ack``. True when WAL records were appended: the caller
+        must not send the delivery before they are fsynced."""
+        entry.deliveries += 1
         if self.stored and entry.message.stored is not None:
-            self.vhost.storage.record_delivered(entry.message.id, self.name)
+            storage = self.vhost.storage
+            storage.record_delivered(entry.message.id, self.name, consumer_tag, entry.deliveries)
+            if no_ack:
+                storage.record_removed(entry.message.id, self.name, REASON_ACKED)
+            return True
+        return False
 
     def add_consumer(self, consumer: "Consumer") -> None:
         self.consumers.append(consumer)
@@ -143,7 +205,7 @@ class Queue:
 
     def schedule_drain(self) -> None:
         """Deliver what can be delivered at the end of this loop pass."""
-        if not self._drain_scheduled and self.consumers and self.ready:
+        if not self._drain_scheduled and self.consumers and (self.ready or self.cold):
             self._drain_scheduled = True
             asyncio.get_running_loop().call_soon(self.drain)
 
@@ -151,7 +213,11 @@ class Queue:
         """Give ready messages to consumers with credit until either runs out."""
         self._drain_scheduled = False
         ready = self.ready
-        while ready:
+        while True:
+            if not ready:
+                if not self.cold:
+                    return
+                self._refill()
             consumer = self._next_consumer()
             if consumer is None:
                 return

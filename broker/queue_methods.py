@@ -170,7 +170,7 @@ def delete(channel: "Channel", method: commands.Queue.Delete) -> None:
         where = f"queue '{name}' in vhost '{vhost.name}'"
         if method.if_unused and queue.consumers:
             raise channel_error(reply_codes.PRECONDITION_FAILED, f"{where} in use")
-        if method.if_empty and queue.ready:
+        if method.if_empty and queue.message_count:
             raise channel_error(reply_codes.PRECONDITION_FAILED, f"{where} not empty")
         count = vhost.delete_queue(queue)
         log.info("%s vhost '%s' queue '%s': deleted with %d messages", channel, vhost.name, name, count)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from broker.exchanges import EXCHANGE_TYPES
-from broker.message import Message, QueuedMessage, continue_ids_after
+from broker.message import continue_ids_after
 from broker.queue import Queue
 from broker.vhost import VHost
 from storage import Storage
@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 def recover(vhosts: dict[str, VHost], storage: Storage) -> None:
     """Open ``storage`` and rebuild the broker state in ``vhosts``.
 
-    Messages delivered but unacknowledged at the crash come back with
-    redelivered=true; messages for queues that no longer exist are dropped
+    Messages delivered but unacknowledged come back with redelivered=true
+    (a delivery is sent only once its DELIVERED record is fsynced, see
+    Connection.hold_for_sync); messages for queues that no longer exist are dropped
     from the WAL. Raises storage.wal.WalCorruptError (the caller exits
     non-zero) when the log is damaged other than at its tail.
     """
@@ -45,21 +46,25 @@ def recover(vhosts: dict[str, VHost], storage: Storage) -> None:
             continue
         vhost.bind(source, destination, row.routing_key, row.arguments, store=False)
     restored = 0
-    for stored in recovery.messages:
-        vhost = vhosts.get(stored.vhost)
-        message = Message(stored.exchange, stored.routing_key, stored.header, None, stored.message_id)
-        message.stored = stored.body
-        for name in stored.queues:
+    live = storage.live
+    for message_id in recovery.message_ids:
+        entry = live.get(message_id)
+        if entry is None:
+            continue
+        vhost = vhosts.get(entry.vhost)
+        delivered = entry.delivered or ()
+        for name in entry.queue_names():
             queue = vhost.queues.get(name) if vhost is not None else None
             if queue is None or not queue.stored:
-                storage.forget_queue(stored.message_id, name)
+                storage.forget_queue(message_id, name)
                 continue
-            queue.restore(QueuedMessage(message, 0, name in stored.delivered))
+            queue.restore(message_id, name in delivered)
             restored += 1
     continue_ids_after(recovery.max_message_id)
     log.info("recovery: %d messages in %d queues from %d WAL segments (%d records) in %.2f s; "
-             "%d exchanges, %d bindings", restored, len(queues), recovery.segments, recovery.records,
-             recovery.seconds, len(exchanges), len(bindings))
+             "%d exchanges, %d bindings; previous shutdown %s", restored, len(queues), recovery.segments,
+             recovery.records, recovery.seconds, len(exchanges), len(bindings),
+             "clean" if recovery.clean else "unclean (crash or kill)")
 
 
 def _vhost(vhosts: dict[str, VHost], name: str, storage: Storage) -> VHost:

@@ -68,6 +68,9 @@ class Server:
             log.warning("fsync = never: publisher confirms do not wait for the disk; a power loss can lose "
                         "confirmed messages (UNSAFE, for benchmarks only)")
         recover(self.vhosts, self.storage)
+        # the start marker must be on disk before the first delivery, or a
+        # crash right after it could pass for a clean shutdown
+        await self.storage.sync()
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(lambda: AMQPProtocol(self), self.config.host, self.config.port,
                                                   reuse_address=True, backlog=1024)

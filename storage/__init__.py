@@ -1,7 +1,7 @@
 """Durability: WAL segments, recovery and the message database mirror.
 
-For now only the facade the broker calls exists: messages are held in
-memory. The write-ahead log lands with issue 3 (see README)."""
+The broker calls only the facade (``Storage``); ``storage.wal`` is the
+write-ahead log library, ``storage.mirror`` the message database."""
 
 from storage.facade import Storage
 

@@ -1,7 +1,12 @@
 """The one object ``broker/`` calls for durability (design.md, "Layout" and
 "Durability contract"): the write-ahead log for persistent messages and
 their acks, the topology database for durable exchanges, queues and
-bindings, and (when attached) the message database mirror."""
+bindings, and (when attached) the message database mirror.
+
+Memory: only a ``LiveMessage`` index entry per stored message stays in
+RAM; content headers and bodies are read back from the WAL on demand
+(``read_message``).
+"""
 
 from __future__ import annotations
 
@@ -10,46 +15,31 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from storage.live_index import LiveMessage, pack_position, queues_value, segment_of, unpack_position
 from storage.topology import TopologyStore
-from storage.wal import (ACK, DELIVERED, MESSAGE, REASON_DELETED, Position, WriteAheadLog, decode_ack,
-                         decode_delivered, decode_message, encode_ack, encode_delivered, encode_message)
+from storage.wal import (ACK, CHECKPOINT, DELIVERED, MESSAGE, REASON_DELETED, REQUEUED, MessageRecord, WriteAheadLog,
+                         decode_ack, decode_delivered, decode_message, encode_ack, encode_delivered,
+                         encode_message, encode_requeued)
 
 log = logging.getLogger(__name__)
 
-
-class RecoveredMessage(NamedTuple):
-    """A persistent message still queued somewhere after replay: ``queues``
-    it is still in (names, in its original routing order), ``delivered``
-    the subset where it had been delivered but not acked (so it comes back
-    redelivered), ``body`` the Position of its body in the WAL."""
-    message_id: int
-    vhost: str
-    exchange: str
-    routing_key: str
-    header: bytes
-    body: Position
-    queues: tuple
-    delivered: frozenset
+#: payload of the CHECKPOINT record ``close`` appends last: its absence at
+#: the end of the log means the broker crashed
+CLEAN_SHUTDOWN = b"clean shutdown"
+STARTED = b"started"
 
 
 class Recovery(NamedTuple):
-    """What ``Storage.open`` found: messages in publish order, the highest
-    message id seen (ids continue above it), replay statistics."""
-    messages: list
+    """What ``Storage.open`` found: the ids of live messages in publish
+    order (look each up with ``Storage.live``), the highest message id seen
+    (new ids continue above it), whether the last run ended with a clean
+    shutdown (``close``), replay statistics."""
+    message_ids: list
     max_message_id: int
+    clean: bool
     segments: int
     records: int
     seconds: float
-
-
-class _Live:
-    """A message in the WAL still needed by ``remaining`` durable queues."""
-    __slots__ = ("position", "remaining", "delivered")
-
-    def __init__(self, position: Position, remaining: set):
-        self.position = position
-        self.remaining = remaining
-        self.delivered: set | None = None
 
 
 class Storage:
@@ -57,8 +47,9 @@ class Storage:
     topology in ``<data_dir>/topology.db``.
 
     ``fsync`` False never fsyncs the WAL (benchmarks only: a power loss may
-    lose confirmed messages). Raises ``storage.wal.WalCorruptError`` from
-    ``open`` when the log is damaged other than at its tail.
+    lose confirmed messages). ``segment_size``: WAL segment size in bytes.
+    Raises ``storage.wal.WalCorruptError`` from ``open`` when the log is
+    damaged other than at its tail.
     """
 
     def __init__(self, data_dir: Path, fsync: bool = True, segment_size: int = 64 << 20):
@@ -67,7 +58,9 @@ class Storage:
         self.wal = WriteAheadLog(self.data_dir / "wal", segment_size=segment_size, fsync=fsync)
         self.topology = TopologyStore(self.data_dir / "topology.db")
         self.mirror = None
-        self._live: dict[int, _Live] = {}
+        #: message id -> LiveMessage, for every message some durable queue holds
+        self.live: dict[int, LiveMessage] = {}
+        self._vhost_names: dict[str, str] = {}
 
     # ---- start and stop --------------------------------------------------
 
@@ -77,99 +70,132 @@ class Storage:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.topology.open()
         result = self.wal.open()
-        live = self._live
+        live = self.live
+        release = self.wal.release
         max_id = 0
+        record_type = None
         for record_type, payload, position in result:
             if record_type == MESSAGE:
                 message = decode_message(payload, with_body=False)
-                live[message.message_id] = _Live(position, set(message.queues))
                 max_id = max(max_id, message.message_id)
-            elif record_type in (ACK, DELIVERED):
+                self._replay_message(message, position)
+            elif record_type == ACK or record_type == DELIVERED:
                 event = decode_ack(payload) if record_type == ACK else decode_delivered(payload)
                 entry = live.get(event.message_id)
                 if entry is None:
-                    self.wal.release(position)
-                    continue
-                self.wal.release(position, after_segment=entry.position.segment)
-                if record_type == ACK:
-                    entry.remaining.discard(event.queue)
-                    if not entry.remaining:
-                        self.wal.release(entry.position)
-                        del live[event.message_id]
+                    release(position)
                 else:
-                    if entry.delivered is None:
-                        entry.delivered = set()
-                    entry.delivered.add(event.queue)
+                    release(position, after_segment=segment_of(entry.where))
+                    if record_type == DELIVERED:
+                        entry.mark_delivered(event.queue)
+                    elif entry.drop_queue(event.queue):
+                        release(unpack_position(entry.where))
+                        del live[event.message_id]
+            else:
+                release(position)  # REQUEUED, CHECKPOINT: not needed for recovery
             self._feed_mirror(record_type, payload, position)
-        messages = []
-        for message_id, entry in live.items():
-            record = decode_message(self.wal.read(entry.position), with_body=False)
-            position = entry.position
-            body = Position(position.segment, position.offset + record.body_offset, record.body_length)
-            queues = tuple(q for q in record.queues if q in entry.remaining)
-            messages.append(RecoveredMessage(message_id, record.vhost, record.exchange, record.routing_key,
-                                             record.header, body, queues, frozenset(entry.delivered or ())))
         seconds = time.monotonic() - started
-        return Recovery(messages, max_id, result.segments, result.records, seconds)
+        clean = record_type is None or (record_type == CHECKPOINT and payload == CLEAN_SHUTDOWN)
+        # Until ``close`` appends CLEAN_SHUTDOWN after it, this marker makes
+        # the next start see a crash.
+        self.wal.release(self.wal.append(CHECKPOINT, STARTED))
+        return Recovery(sorted(live), max_id, clean, result.segments, result.records, seconds)
+
+    def _replay_message(self, message: MessageRecord, position) -> None:
+        """A MESSAGE record; a second one with the same id is a compaction
+        copy, carrying the queues the message was still in: it wins."""
+        live = self.live
+        entry = live.get(message.message_id)
+        where = pack_position(position)
+        queues = queues_value(message.queues)
+        if entry is None:
+            live[message.message_id] = LiveMessage(where, self._vhost_name(message.vhost), queues)
+            return
+        self.wal.release(unpack_position(entry.where))
+        entry.where = where
+        entry.queues = queues
+
+    def _vhost_name(self, name: str) -> str:
+        return self._vhost_names.setdefault(name, name)
 
     def close(self) -> None:
-        """Flush and fsync the WAL, close the databases."""
+        """Append the clean-shutdown CHECKPOINT record, flush and fsync the
+        WAL, close the databases."""
+        if self.wal.current_segment is not None:
+            self.wal.append(CHECKPOINT, CLEAN_SHUTDOWN)
         self.wal.close()
         self.topology.close()
 
     # ---- messages --------------------------------------------------------
 
     def persist_message(self, message_id: int, vhost: str, exchange: str, routing_key: str,
-                        queues: list[str], header: bytes, body: bytes) -> Position:
-        """Append a persistent message routed to the durable ``queues``;
-        returns the Position of its body (for ``read_body``). Durable once
-        a later ``sync_soon`` callback runs."""
+                        queues: list[str], header: bytes, body: bytes) -> None:
+        """Append a persistent message routed to the durable ``queues``
+        (names, in routing order). Durable once a later ``sync_soon``
+        callback runs."""
         payload = encode_message(message_id, vhost, exchange, routing_key, queues, header, body)
         position = self.wal.append(MESSAGE, payload)
-        self._live[message_id] = _Live(position, set(queues))
+        self.live[message_id] = LiveMessage(pack_position(position), vhost, queues_value(queues))
         self._feed_mirror(MESSAGE, payload, position)
-        body_length = len(body)
-        return Position(position.segment, position.offset + len(payload) - body_length, body_length)
 
-    def record_delivered(self, message_id: int, queue: str) -> None:
-        """The message was handed to a consumer from ``queue``: after a
-        crash it comes back redelivered."""
-        entry = self._live.get(message_id)
+    def read_message(self, message_id: int) -> MessageRecord:
+        """The stored message (exchange, routing key, content header, body)
+        read back from the WAL with one pread. Raises KeyError when no
+        durable queue holds it any more."""
+        return decode_message(self.wal.read(unpack_position(self.live[message_id].where)))
+
+    def record_delivered(self, message_id: int, queue: str, consumer_tag: str = "",
+                         delivery_count: int = 1) -> None:
+        """The message was handed out from ``queue`` (to ``consumer_tag``,
+        "" for basic.get; ``delivery_count``: 1 for the first delivery):
+        after a crash it comes back redelivered."""
+        entry = self.live.get(message_id)
         if entry is None:
             return
-        payload = encode_delivered(message_id, queue)
+        entry.mark_delivered(queue)
+        payload = encode_delivered(message_id, queue, consumer_tag, delivery_count)
         position = self.wal.append(DELIVERED, payload)
-        self.wal.release(position, after_segment=entry.position.segment)
+        self.wal.release(position, after_segment=segment_of(entry.where))
         self._feed_mirror(DELIVERED, payload, position)
+
+    def record_requeued(self, message_id: int, queue: str) -> None:
+        """The message went back to the ready list of ``queue`` (history for
+        the message database; recovery does not need it)."""
+        if message_id not in self.live:
+            return
+        payload = encode_requeued(message_id, queue)
+        position = self.wal.append(REQUEUED, payload)
+        self.wal.release(position)
+        self._feed_mirror(REQUEUED, payload, position)
 
     def record_removed(self, message_id: int, queue: str, reason: int) -> None:
         """The message left ``queue`` for good (acked, rejected, purged,
         deleted...: a REASON_* of storage.wal); once it has left every
         queue its WAL record is dead."""
-        entry = self._live.get(message_id)
+        entry = self.live.get(message_id)
         if entry is None:
             return
         payload = encode_ack(message_id, queue, reason)
         position = self.wal.append(ACK, payload)
-        self.wal.release(position, after_segment=entry.position.segment)
+        self.wal.release(position, after_segment=segment_of(entry.where))
         self._feed_mirror(ACK, payload, position)
-        entry.remaining.discard(queue)
-        if not entry.remaining:
-            del self._live[message_id]
-            self.wal.release(entry.position)
+        if entry.drop_queue(queue):
+            del self.live[message_id]
+            self.wal.release(unpack_position(entry.where))
 
     def forget_queue(self, message_id: int, queue: str) -> None:
         """Recovery found a message for a queue that no longer exists."""
         self.record_removed(message_id, queue, REASON_DELETED)
 
-    def read_body(self, position: Position) -> bytes:
-        """Read a body back from the WAL (bytes)."""
-        return self.wal.read(position)
+    async def sync(self) -> None:
+        """Wait until everything appended so far is fsynced (raises WalError
+        when the disk write fails)."""
+        await self.wal.sync()
 
     def sync_soon(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once everything appended so far is fsynced."""
         self.wal.sync_soon(callback)
 
-    def _feed_mirror(self, record_type: int, payload: bytes, position: Position) -> None:
+    def _feed_mirror(self, record_type: int, payload: bytes, position) -> None:
         if self.mirror is not None:
             self.mirror.feed(record_type, payload, position)
