@@ -101,6 +101,12 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _fsync_mode(text: str) -> str:
+    if text not in ("always", "never"):
+        raise argparse.ArgumentTypeError("must be 'always' or 'never'")
+    return text
+
+
 # (config field, flag, metavar, type, help) for every ``serve`` option.
 # Every field listed here is also checked when it comes from LEVERET_<FIELD>.
 SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = (
@@ -118,6 +124,12 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
      "largest message body accepted, bytes"),
     ("handshake_timeout", "--handshake-timeout", "S", _positive_float,
      "seconds a client has to finish the connection handshake"),
+    ("fsync", "--fsync", "MODE", _fsync_mode,
+     "always: a publisher confirm means fsynced; never: no fsync (UNSAFE, benchmarks only)"),
+    ("wal_segment_size", "--wal-segment-size", "B", _int_range(1 << 16, 1 << 31),
+     "size of one WAL segment file, bytes"),
+    ("compact_interval", "--compact-interval", "S", _positive_float,
+     "seconds between two WAL compaction passes"),
 )
 
 

@@ -35,6 +35,10 @@ class Config:
     #: "always": a publisher confirm for a persistent message means fsynced;
     #: "never": no fsync at all (benchmarks only, logged as unsafe)
     fsync: str = "always"
+    #: bytes per WAL segment file
+    wal_segment_size: int = 64 << 20
+    #: seconds between WAL compaction passes
+    compact_interval: float = 10.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Config":

@@ -38,11 +38,13 @@ class Server:
         self.config = config
         if config.fsync not in ("always", "never"):
             raise ValueError(f"fsync must be 'always' or 'never', not {config.fsync!r}")
-        self.storage = Storage(config.data_dir, fsync=config.fsync == "always")
+        self.storage = Storage(config.data_dir, fsync=config.fsync == "always",
+                               segment_size=config.wal_segment_size)
         self.vhosts: dict[str, VHost] = {config.default_vhost: VHost(config.default_vhost, self.storage)}
         self.users: dict[str, str] = {config.default_user: config.default_pass}
         self.connections: set = set()
         self._listener: asyncio.base_events.Server | None = None
+        self._compactor: asyncio.Task | None = None
 
     def authenticate(self, username: str, password: str) -> bool:
         """True when the password matches the user's (constant-time compare)."""
@@ -71,16 +73,28 @@ class Server:
         # the start marker must be on disk before the first delivery, or a
         # crash right after it could pass for a clean shutdown
         await self.storage.sync()
+        self._compactor = asyncio.get_running_loop().create_task(self._compact_forever())
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(lambda: AMQPProtocol(self), self.config.host, self.config.port,
                                                   reuse_address=True, backlog=1024)
         log.info("Leveret %s listening on %s:%d (AMQP 0-9-1), data dir %s", __version__, self.config.host,
                  self.config.port, self.config.data_dir.resolve())
 
+    async def _compact_forever(self) -> None:
+        """WAL compaction every ``config.compact_interval`` seconds."""
+        while True:
+            await asyncio.sleep(self.config.compact_interval)
+            try:
+                await self.storage.compact()
+            except WalError as exc:
+                log.error("WAL compaction failed: %s", exc)
+
     async def stop(self) -> None:
         """Stop accepting, close every connection with 320, wait briefly."""
         if self._listener is not None:
             self._listener.close()
+        if self._compactor is not None:
+            self._compactor.cancel()
         log.info("shutting down: closing %d connections", len(self.connections))
         for connection in list(self.connections):
             connection.close(connection_error(reply_codes.CONNECTION_FORCED,

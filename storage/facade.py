@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from storage import compaction
 from storage.live_index import LiveMessage, pack_position, queues_value, segment_of, unpack_position
 from storage.topology import TopologyStore
 from storage.wal import (ACK, CHECKPOINT, DELIVERED, MESSAGE, REASON_DELETED, REQUEUED, MessageRecord, WriteAheadLog,
@@ -186,6 +187,11 @@ class Storage:
     def forget_queue(self, message_id: int, queue: str) -> None:
         """Recovery found a message for a queue that no longer exists."""
         self.record_removed(message_id, queue, REASON_DELETED)
+
+    async def compact(self) -> int:
+        """One WAL compaction pass (storage/compaction.py); returns the
+        number of segments deleted."""
+        return await compaction.compact(self.wal, self.live)
 
     async def sync(self) -> None:
         """Wait until everything appended so far is fsynced (raises WalError

@@ -98,6 +98,12 @@ class SegmentRetention:
                     out.append(number)
         return out
 
+    def segment_usage(self) -> list[tuple[int, int, int]]:
+        """``(number, live bytes, record bytes)`` of every sealed segment
+        (not current, not being deleted), oldest first."""
+        return [(number, seg.live, seg.end - SEGMENT_HEADER_SIZE) for number, seg in sorted(self._segs.items())
+                if seg is not self._cur and not seg.deleting]
+
     def _check_dead(self, seg: Segment) -> None:
         if (self._state == "open" and seg is not self._cur and seg.live <= 0
                 and not seg.deleting and not seg.pending and seg.inflight is None

@@ -1,0 +1,86 @@
+"""WAL compaction: keep disk use proportional to live data (issue 3).
+
+A segment is deleted as soon as nothing in it is live. A segment pinned by a
+few survivors (a slow queue's messages among acked ones) is compacted: its
+live messages are appended again at the head of the log and the segment is
+deleted. Compaction works on the oldest sealed segments as a prefix, because
+an ACK record may only disappear together with (or after) the MESSAGE
+record it acknowledges (see storage/wal/retention.py): deleting a prefix
+deletes every older MESSAGE record an ACK inside it could refer to.
+
+Bound reached: after a pass no prefix of sealed segments is less than
+``LIVE_RATIO`` live, so sealed segments hold at most live bytes / LIVE_RATIO
+(twice the live data at 0.5), plus the current segment (``segment_size``),
+16 bytes per tombstone, and whatever died since the last pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from storage.live_index import LiveMessage, pack_position, segment_of, unpack_position
+from storage.wal import DELIVERED, MESSAGE, WriteAheadLog, decode_message, encode_delivered, encode_message
+
+log = logging.getLogger(__name__)
+
+#: a prefix of sealed segments less live than this is compacted
+LIVE_RATIO = 0.5
+#: index entries examined between two yields to the event loop
+_CHUNK = 20_000
+
+
+def prefix_to_compact(usage: list[tuple[int, int, int]], ratio: float = LIVE_RATIO) -> int | None:
+    """The newest segment number N such that the sealed segments up to N
+    (``usage``: ``(number, live bytes, record bytes)``, oldest first) are
+    together less than ``ratio`` live; None when no prefix is."""
+    live = size = 0
+    best = None
+    for number, seg_live, seg_size in usage:
+        live += seg_live
+        size += seg_size
+        if size and live < ratio * size:
+            best = number
+    return best
+
+
+async def compact(wal: WriteAheadLog, live: dict[int, LiveMessage], ratio: float = LIVE_RATIO) -> int:
+    """One compaction pass; returns the number of segments deleted (0 when
+    nothing was worth it). Copies each live message of the prefix to the
+    head with only the queues it is still in, plus a DELIVERED record per
+    queue where it is out for delivery, then deletes the prefix (the WAL
+    deletes only after the copies are fsynced). Yields to the event loop
+    every few thousand index entries."""
+    last = prefix_to_compact(wal.segment_usage(), ratio)
+    if last is None:
+        return 0
+    started = time.monotonic()
+    segments = [number for number, _live, _size in wal.segment_usage() if number <= last]
+    copied = 0
+    ids = list(live)
+    for start in range(0, len(ids), _CHUNK):
+        for message_id in ids[start:start + _CHUNK]:
+            entry = live.get(message_id)
+            if entry is not None and segment_of(entry.where) <= last:
+                _copy(wal, message_id, entry)
+                copied += 1
+        await asyncio.sleep(0)
+    present = set(wal.segments)
+    for number in segments:
+        if number in present:  # it may have died on its own meanwhile
+            wal.delete_segment(number)
+    log.info("WAL compaction: %d segments (up to %d) replaced by %d live messages copied to the head in %.2f s",
+             len(segments), last, copied, time.monotonic() - started)
+    return len(segments)
+
+
+def _copy(wal: WriteAheadLog, message_id: int, entry: LiveMessage) -> None:
+    record = decode_message(wal.read(unpack_position(entry.where)))
+    payload = encode_message(message_id, record.vhost, record.exchange, record.routing_key, entry.queue_names(),
+                             record.header, record.body, at_ms=record.at_ms)
+    entry.where = pack_position(wal.append(MESSAGE, payload))
+    for queue in entry.delivered or ():
+        if queue in entry.queue_names():
+            position = wal.append(DELIVERED, encode_delivered(message_id, queue))
+            wal.release(position, after_segment=segment_of(entry.where))
