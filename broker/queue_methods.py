@@ -148,10 +148,14 @@ def unbind(channel: "Channel", method: commands.Queue.Unbind) -> None:
 
 
 def purge(channel: "Channel", method: commands.Queue.Purge) -> None:
-    """queue.purge -> purge-ok with the number of ready messages dropped."""
+    """queue.purge -> purge-ok with the number of ready messages dropped;
+    for a stored queue purge-ok waits for the fsync of the purge records, so
+    purged messages do not come back after a crash."""
     queue = resolve_queue(channel, method.queue)
     count = queue.purge()
     log.info("%s vhost '%s' queue '%s': purged %d messages", channel, queue.vhost.name, queue.name, count)
+    if queue.stored and count:
+        channel.connection.hold_for_sync()
     if not method.nowait:
         channel.send(commands.Queue.PurgeOk(message_count=count))
 
