@@ -103,26 +103,28 @@ class Queue:
 
     def _refill(self) -> None:
         """Move up to HOT_LIMIT messages from ``cold`` to ``ready``, reading
-        persisted ones back from the WAL (one pread each)."""
+        persisted ones back from the WAL (storage.read_messages: one pread
+        per run of neighbouring records)."""
         cold = self.cold
+        items = [cold.popleft() for _ in range(min(HOT_LIMIT, len(cold)))]
+        ids = [abs(item) for item in items if type(item) is int]
+        records = iter(self.vhost.storage.read_messages(ids) if ids else ())
         ready = self.ready
-        for _ in range(min(HOT_LIMIT, len(cold))):
-            item = cold.popleft()
+        seq = self._next_seq
+        for item in items:
             if type(item) is int:
-                entry = QueuedMessage(self._load(abs(item)), 0, item < 0)
+                record = next(records)
+                message = Message(record.exchange, record.routing_key, record.header, record.body, abs(item))
+                message.stored = True
+                entry = QueuedMessage(message, 0, item < 0)
             elif type(item) is QueuedMessage:
                 entry = item
             else:
                 entry = QueuedMessage(item, 0)
-            self._next_seq += 1
-            entry.seq = self._next_seq
+            seq += 1
+            entry.seq = seq
             ready.append(entry)
-
-    def _load(self, message_id: int) -> Message:
-        record = self.vhost.storage.read_message(message_id)
-        message = Message(record.exchange, record.routing_key, record.header, record.body, message_id)
-        message.stored = True
-        return message
+        self._next_seq = seq
 
     def requeue(self, entries: list[QueuedMessage]) -> None:
         """Put delivered messages back in their original order, flagged

@@ -11,6 +11,7 @@ from broker.message import continue_ids_after
 from broker.queue import Queue
 from broker.vhost import VHost
 from storage import Storage
+from storage.live_index import DELIVERED, VHOST, queue_names
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,18 @@ def recover(vhosts: dict[str, VHost], storage: Storage) -> None:
         vhost.bind(source, destination, row.routing_key, row.arguments, store=False)
     restored = 0
     live = storage.live
+    queue_of: dict[tuple, Queue | None] = {}  # (vhost, name) -> stored queue, looked up once
     for message_id in recovery.message_ids:
         entry = live.get(message_id)
         if entry is None:
             continue
-        vhost = vhosts.get(entry.vhost)
-        delivered = entry.delivered or ()
-        for name in entry.queue_names():
-            queue = vhost.queues.get(name) if vhost is not None else None
+        delivered = entry[DELIVERED] or ()
+        for name in queue_names(entry):
+            key = (entry[VHOST], name)
+            queue = queue_of.get(key, False)
+            if queue is False:
+                vhost = vhosts.get(entry[VHOST])
+                queue = queue_of[key] = vhost.queues.get(name) if vhost is not None else None
             if queue is None or not queue.stored:
                 storage.forget_queue(message_id, name)
                 continue

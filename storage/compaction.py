@@ -20,7 +20,8 @@ import asyncio
 import logging
 import time
 
-from storage.live_index import LiveMessage, pack_position, segment_of, unpack_position
+from storage.live_index import DELIVERED as DELIVERED_IN, WHERE, moved, pack_position, queue_names, segment_of, \
+    unpack_position
 from storage.wal import DELIVERED, MESSAGE, WriteAheadLog, decode_message, encode_delivered, encode_message
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def prefix_to_compact(usage: list[tuple[int, int, int]], ratio: float = LIVE_RAT
     return best
 
 
-async def compact(wal: WriteAheadLog, live: dict[int, LiveMessage], ratio: float = LIVE_RATIO) -> int:
+async def compact(wal: WriteAheadLog, live: dict[int, tuple], ratio: float = LIVE_RATIO) -> int:
     """One compaction pass; returns the number of segments deleted (0 when
     nothing was worth it). Copies each live message of the prefix to the
     head with only the queues it is still in, plus a DELIVERED record per
@@ -62,8 +63,8 @@ async def compact(wal: WriteAheadLog, live: dict[int, LiveMessage], ratio: float
     for start in range(0, len(ids), _CHUNK):
         for message_id in ids[start:start + _CHUNK]:
             entry = live.get(message_id)
-            if entry is not None and segment_of(entry.where) <= last:
-                _copy(wal, message_id, entry)
+            if entry is not None and segment_of(entry[WHERE]) <= last:
+                live[message_id] = _copy(wal, message_id, entry)
                 copied += 1
         await asyncio.sleep(0)
     present = set(wal.segments)
@@ -75,12 +76,15 @@ async def compact(wal: WriteAheadLog, live: dict[int, LiveMessage], ratio: float
     return len(segments)
 
 
-def _copy(wal: WriteAheadLog, message_id: int, entry: LiveMessage) -> None:
-    record = decode_message(wal.read(unpack_position(entry.where)))
-    payload = encode_message(message_id, record.vhost, record.exchange, record.routing_key, entry.queue_names(),
+def _copy(wal: WriteAheadLog, message_id: int, entry: tuple) -> tuple:
+    """Append a copy of the message with the queues it is still in; returns
+    its new index entry."""
+    record = decode_message(wal.read(unpack_position(entry[WHERE])))
+    names = queue_names(entry)
+    payload = encode_message(message_id, record.vhost, record.exchange, record.routing_key, names,
                              record.header, record.body, at_ms=record.at_ms)
-    entry.where = pack_position(wal.append(MESSAGE, payload))
-    for queue in entry.delivered or ():
-        if queue in entry.queue_names():
-            position = wal.append(DELIVERED, encode_delivered(message_id, queue))
-            wal.release(position, after_segment=segment_of(entry.where))
+    where = pack_position(wal.append(MESSAGE, payload))
+    for queue in entry[DELIVERED_IN] or ():
+        position = wal.append(DELIVERED, encode_delivered(message_id, queue))
+        wal.release(position, after_segment=segment_of(where))
+    return moved(entry, where, names)

@@ -3,8 +3,8 @@
 their acks, the topology database for durable exchanges, queues and
 bindings, and (when attached) the message database mirror.
 
-Memory: only a ``LiveMessage`` index entry per stored message stays in
-RAM; content headers and bodies are read back from the WAL on demand
+Memory: only a small index entry (storage/live_index.py) per stored message
+stays in RAM; content headers and bodies are read back from the WAL on demand
 (``read_message``).
 """
 
@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from storage import compaction
-from storage.live_index import LiveMessage, pack_position, queues_value, segment_of, unpack_position
+from storage.live_index import (WHERE, moved, new_entry, pack_position, segment_of, unpack_position,
+                                 with_delivered, without_queue)
 from storage.topology import TopologyStore
-from storage.wal import (ACK, CHECKPOINT, DELIVERED, MESSAGE, REASON_DELETED, REQUEUED, MessageRecord, WriteAheadLog,
+from storage.wal import (ACK, CHECKPOINT, DELIVERED, MESSAGE, REASON_DELETED, REQUEUED, MessageRecord, Position,
+                         WalError, WriteAheadLog,
                          decode_ack, decode_delivered, decode_message, encode_ack, encode_delivered,
                          encode_message, encode_requeued)
 
@@ -43,6 +45,34 @@ class Recovery(NamedTuple):
     seconds: float
 
 
+#: most bytes one pread of ``read_messages`` covers, and the largest gap
+#: between two records it reads through
+READ_SPAN = 1 << 20
+READ_GAP = 16 << 10
+
+
+def _offset(where: int) -> int:
+    return (where >> 32) & 0xFFFFFFFF
+
+
+def _end(where: int) -> int:
+    return ((where >> 32) & 0xFFFFFFFF) + (where & 0xFFFFFFFF)
+
+
+def _read_run(wal: WriteAheadLog, run: list[int]) -> list[MessageRecord]:
+    """Decode the MESSAGE records at the packed positions ``run`` (one
+    segment, ascending) from one read, or one read each when the span is
+    not in one place (part written, part still in memory)."""
+    if len(run) == 1:
+        return [decode_message(wal.read(unpack_position(run[0])))]
+    start = _offset(run[0])
+    try:
+        span = wal.read(Position(segment_of(run[0]), start, _end(run[-1]) - start))
+    except WalError:
+        return [decode_message(wal.read(unpack_position(where))) for where in run]
+    return [decode_message(span[_offset(w) - start:_end(w) - start]) for w in run]
+
+
 class Storage:
     """Durability for one data directory: WAL in ``<data_dir>/wal``,
     topology in ``<data_dir>/topology.db``.
@@ -59,9 +89,10 @@ class Storage:
         self.wal = WriteAheadLog(self.data_dir / "wal", segment_size=segment_size, fsync=fsync)
         self.topology = TopologyStore(self.data_dir / "topology.db")
         self.mirror = None
-        #: message id -> LiveMessage, for every message some durable queue holds
-        self.live: dict[int, LiveMessage] = {}
-        self._vhost_names: dict[str, str] = {}
+        #: message id -> index entry (storage/live_index.py), for every
+        #: message some durable queue holds
+        self.live: dict[int, tuple] = {}
+        self._names: dict[str, str] = {}
 
     # ---- start and stop --------------------------------------------------
 
@@ -85,13 +116,17 @@ class Storage:
                 entry = live.get(event.message_id)
                 if entry is None:
                     release(position)
+                    continue
+                release(position, after_segment=segment_of(entry[WHERE]))
+                if record_type == DELIVERED:
+                    live[event.message_id] = with_delivered(entry, event.queue)
                 else:
-                    release(position, after_segment=segment_of(entry.where))
-                    if record_type == DELIVERED:
-                        entry.mark_delivered(event.queue)
-                    elif entry.drop_queue(event.queue):
-                        release(unpack_position(entry.where))
+                    left = without_queue(entry, event.queue)
+                    if left is None:
+                        release(unpack_position(entry[WHERE]))
                         del live[event.message_id]
+                    else:
+                        live[event.message_id] = left
             else:
                 release(position)  # REQUEUED, CHECKPOINT: not needed for recovery
             self._feed_mirror(record_type, payload, position)
@@ -108,16 +143,19 @@ class Storage:
         live = self.live
         entry = live.get(message.message_id)
         where = pack_position(position)
-        queues = queues_value(message.queues)
         if entry is None:
-            live[message.message_id] = LiveMessage(where, self._vhost_name(message.vhost), queues)
+            names = message.queues
+            if len(names) == 1:
+                names = (self._shared_name(names[0]),)
+            live[message.message_id] = new_entry(where, self._shared_name(message.vhost), names)
             return
-        self.wal.release(unpack_position(entry.where))
-        entry.where = where
-        entry.queues = queues
+        self.wal.release(unpack_position(entry[WHERE]))
+        live[message.message_id] = moved(entry, where, message.queues)
 
-    def _vhost_name(self, name: str) -> str:
-        return self._vhost_names.setdefault(name, name)
+    def _shared_name(self, name: str) -> str:
+        """One str object per distinct vhost or queue name (replay decodes a
+        fresh copy per record: 50+ bytes per queued message otherwise)."""
+        return self._names.setdefault(name, name)
 
     def close(self) -> None:
         """Append the clean-shutdown CHECKPOINT record, flush and fsync the
@@ -136,14 +174,35 @@ class Storage:
         callback runs."""
         payload = encode_message(message_id, vhost, exchange, routing_key, queues, header, body)
         position = self.wal.append(MESSAGE, payload)
-        self.live[message_id] = LiveMessage(pack_position(position), vhost, queues_value(queues))
+        self.live[message_id] = new_entry(pack_position(position), vhost, queues)
         self._feed_mirror(MESSAGE, payload, position)
 
     def read_message(self, message_id: int) -> MessageRecord:
         """The stored message (exchange, routing key, content header, body)
         read back from the WAL with one pread. Raises KeyError when no
         durable queue holds it any more."""
-        return decode_message(self.wal.read(unpack_position(self.live[message_id].where)))
+        return decode_message(self.wal.read(unpack_position(self.live[message_id][WHERE])))
+
+    def read_messages(self, message_ids: list[int]) -> list[MessageRecord]:
+        """``read_message`` for many ids at once: records that lie close
+        together in one segment (a backlog in publish order) are read with
+        one pread per run of up to READ_SPAN bytes. Raises KeyError as
+        ``read_message``."""
+        live = self.live
+        wal = self.wal
+        out = []
+        run: list[int] = []
+        for message_id in message_ids:
+            where = live[message_id][WHERE]
+            if run and (segment_of(where) != segment_of(run[0])
+                        or not 0 <= _offset(where) - _end(run[-1]) <= READ_GAP
+                        or _end(where) - _offset(run[0]) > READ_SPAN):
+                out.extend(_read_run(wal, run))
+                run = []
+            run.append(where)
+        if run:
+            out.extend(_read_run(wal, run))
+        return out
 
     def record_delivered(self, message_id: int, queue: str, consumer_tag: str = "",
                          delivery_count: int = 1) -> None:
@@ -153,10 +212,10 @@ class Storage:
         entry = self.live.get(message_id)
         if entry is None:
             return
-        entry.mark_delivered(queue)
+        self.live[message_id] = with_delivered(entry, queue)
         payload = encode_delivered(message_id, queue, consumer_tag, delivery_count)
         position = self.wal.append(DELIVERED, payload)
-        self.wal.release(position, after_segment=segment_of(entry.where))
+        self.wal.release(position, after_segment=segment_of(entry[WHERE]))
         self._feed_mirror(DELIVERED, payload, position)
 
     def record_requeued(self, message_id: int, queue: str) -> None:
@@ -178,11 +237,14 @@ class Storage:
             return
         payload = encode_ack(message_id, queue, reason)
         position = self.wal.append(ACK, payload)
-        self.wal.release(position, after_segment=segment_of(entry.where))
+        self.wal.release(position, after_segment=segment_of(entry[WHERE]))
         self._feed_mirror(ACK, payload, position)
-        if entry.drop_queue(queue):
+        left = without_queue(entry, queue)
+        if left is None:
             del self.live[message_id]
-            self.wal.release(unpack_position(entry.where))
+            self.wal.release(unpack_position(entry[WHERE]))
+        else:
+            self.live[message_id] = left
 
     def forget_queue(self, message_id: int, queue: str) -> None:
         """Recovery found a message for a queue that no longer exists."""

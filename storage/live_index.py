@@ -2,9 +2,20 @@
 durable queue: one small entry per message, never its body (issue 3, "Deep
 queues must not hold every body in RAM").
 
-An entry costs about 100 bytes with its dict slot, so a million queued
-messages cost about 100 MB here; the body and content header stay in the
-WAL segment and are read back (one pread) when the message is delivered.
+An entry is a plain tuple ``(where, vhost, queues, delivered)``:
+
+- ``where``: the MESSAGE record's Position packed in one int (it moves when
+  compaction copies the record);
+- ``vhost``: the vhost name;
+- ``queues``: the durable queues the message is still in, in routing order:
+  a str when there is one (the common case), else a tuple of str;
+- ``delivered``: None, or a frozenset of those queues where it was handed
+  to a consumer and not settled (it comes back redelivered after a crash).
+
+Why tuples and not objects: a tuple holding only ints and strings is
+untracked by the garbage collector, so a million queued messages add
+nothing to the cost of a full collection, and cost about 150 bytes each
+with their dict slot. Entries are replaced, never mutated.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from __future__ import annotations
 from storage.wal import Position
 
 _MASK32 = 0xFFFFFFFF
+WHERE, VHOST, QUEUES, DELIVERED = range(4)
 
 
 def pack_position(position: Position) -> int:
@@ -30,54 +42,41 @@ def segment_of(packed: int) -> int:
     return packed >> 64
 
 
-class LiveMessage:
-    """One persistent message still needed by a durable queue.
-
-    ``where``: its MESSAGE record's packed Position (moves when compaction
-    copies the record). ``vhost``: vhost name. ``queues``: the durable queues
-    it is still in, in routing order: a str when there is one (the common
-    case, and no set to pay for), else a tuple. ``delivered``: None, or the
-    set of those queues where it was handed to a consumer and not settled
-    (it comes back redelivered after a crash).
-    """
-
-    __slots__ = ("where", "vhost", "queues", "delivered")
-
-    def __init__(self, where: int, vhost: str, queues: str | tuple):
-        self.where = where
-        self.vhost = vhost
-        self.queues = queues
-        self.delivered: set | None = None
-
-    def queue_names(self) -> tuple:
-        """The remaining queues as a tuple of names."""
-        queues = self.queues
-        return (queues,) if type(queues) is str else queues
-
-    def drop_queue(self, queue: str) -> bool:
-        """Forget ``queue``; True when no queue is left (the record is dead)."""
-        queues = self.queues
-        if type(queues) is str:
-            if queues != queue:
-                return False
-            self.queues = ()
-            return True
-        if queue not in queues:
-            return False
-        left = tuple(q for q in queues if q != queue)
-        self.queues = left[0] if len(left) == 1 else left
-        if self.delivered is not None:
-            self.delivered.discard(queue)
-        return not left
-
-    def mark_delivered(self, queue: str) -> None:
-        """Remember that it was handed out from ``queue``."""
-        if self.delivered is None:
-            self.delivered = {queue}
-        else:
-            self.delivered.add(queue)
+def new_entry(where: int, vhost: str, names) -> tuple:
+    """The entry of a message just appended or replayed; ``names``: a
+    sequence of queue names."""
+    return (where, vhost, names[0] if len(names) == 1 else tuple(names), None)
 
 
-def queues_value(names) -> str | tuple:
-    """The ``LiveMessage.queues`` form of a sequence of queue names."""
-    return names[0] if len(names) == 1 else tuple(names)
+def queue_names(entry: tuple) -> tuple:
+    """The queues an entry is still in, as a tuple of names."""
+    queues = entry[QUEUES]
+    return (queues,) if type(queues) is str else queues
+
+
+def without_queue(entry: tuple, queue: str) -> tuple | None:
+    """The entry once the message left ``queue``: None when no queue is
+    left (its record is dead), ``entry`` itself when ``queue`` was not in it."""
+    names = queue_names(entry)
+    if queue not in names:
+        return entry
+    left = tuple(q for q in names if q != queue)
+    if not left:
+        return None
+    delivered = entry[DELIVERED]
+    if delivered is not None:
+        delivered = (delivered - {queue}) or None
+    return (entry[WHERE], entry[VHOST], left[0] if len(left) == 1 else left, delivered)
+
+
+def with_delivered(entry: tuple, queue: str) -> tuple:
+    """The entry once the message was handed out from ``queue``."""
+    delivered = entry[DELIVERED]
+    if delivered is not None and queue in delivered:
+        return entry
+    return (entry[WHERE], entry[VHOST], entry[QUEUES], frozenset((queue,)) | (delivered or frozenset()))
+
+
+def moved(entry: tuple, where: int, names) -> tuple:
+    """The entry of a compaction copy at ``where`` holding ``names``."""
+    return (where, entry[VHOST], names[0] if len(names) == 1 else tuple(names), entry[DELIVERED])
