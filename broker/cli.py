@@ -7,6 +7,9 @@
             [--frame-max B] [--channel-max N] [--max-message-size B]
             [--handshake-timeout S]
 
+    (hidden, for tests: ``--wal-segment-size B`` / ``LEVERET_WAL_SEGMENT_SIZE``,
+    bytes per WAL segment file, default 64 MiB, at least 4096)
+
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
             [--header NAME=VALUE ...] [--state S] [--since T] [--until T]
@@ -118,7 +121,12 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
      "largest message body accepted, bytes"),
     ("handshake_timeout", "--handshake-timeout", "S", _positive_float,
      "seconds a client has to finish the connection handshake"),
+    ("wal_segment_size", "--wal-segment-size", "B", _int_range(4096, 2**40),
+     "bytes per WAL segment file"),
 )
+
+#: options left out of ``--help`` (for tests; documented in the module docstring)
+HIDDEN_OPTIONS = frozenset({"wal_segment_size"})
 
 
 def _env_name(field: str) -> str:
@@ -136,7 +144,8 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
         if isinstance(default, Path) and not default.is_absolute():
             default = f"./{default}"
         group.add_argument(flag, dest=field, metavar=metavar, type=parse, default=argparse.SUPPRESS,
-                           help=f"{text} [env {_env_name(field)}, default {default}]")
+                           help=argparse.SUPPRESS if field in HIDDEN_OPTIONS else
+                           f"{text} [env {_env_name(field)}, default {default}]")
 
 
 def _data_dir_option(parser: argparse.ArgumentParser) -> None:

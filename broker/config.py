@@ -35,6 +35,9 @@ class Config:
     #: "always": a publisher confirm for a persistent message means fsynced;
     #: "never": no fsync at all (benchmarks only, logged as unsafe)
     fsync: str = "always"
+    #: bytes per WAL segment file before a new one starts (hidden flag
+    #: ``--wal-segment-size``, for tests that need several segments)
+    wal_segment_size: int = 64 << 20
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Config":

@@ -38,7 +38,8 @@ class Server:
         self.config = config
         if config.fsync not in ("always", "never"):
             raise ValueError(f"fsync must be 'always' or 'never', not {config.fsync!r}")
-        self.storage = Storage(config.data_dir, fsync=config.fsync == "always")
+        self.storage = Storage(config.data_dir, fsync=config.fsync == "always",
+                               segment_size=config.wal_segment_size)
         self.vhosts: dict[str, VHost] = {config.default_vhost: VHost(config.default_vhost, self.storage)}
         self.users: dict[str, str] = {config.default_user: config.default_pass}
         self.connections: set = set()
