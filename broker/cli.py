@@ -5,7 +5,8 @@
     leveret [serve] [--host H] [--port P] [--data-dir D]
             [--log-level debug|info|warning|error] [--heartbeat S]
             [--frame-max B] [--channel-max N] [--max-message-size B]
-            [--handshake-timeout S]
+            [--handshake-timeout S] [--fsync always|never]
+            [--wal-segment-size B] [--compact-interval S]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
@@ -126,7 +127,7 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
      "seconds a client has to finish the connection handshake"),
     ("fsync", "--fsync", "MODE", _fsync_mode,
      "always: a publisher confirm means fsynced; never: no fsync (UNSAFE, benchmarks only)"),
-    ("wal_segment_size", "--wal-segment-size", "B", _int_range(1 << 16, 1 << 31),
+    ("wal_segment_size", "--wal-segment-size", "B", _int_range(4096, 1 << 31),
      "size of one WAL segment file, bytes"),
     ("compact_interval", "--compact-interval", "S", _positive_float,
      "seconds between two WAL compaction passes"),

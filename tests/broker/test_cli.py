@@ -337,3 +337,14 @@ def test_db_rebuild(data_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "24 records, 9 messages" in result.stdout
     assert dump(copy / "messages.db") == before
+
+
+def test_wal_segment_size_option():
+    """--wal-segment-size / LEVERET_WAL_SEGMENT_SIZE (for tests that need
+    several WAL segments) parse like the other options, at least 4096 bytes."""
+    assert cli.build_config(["--wal-segment-size", "65536"], {}).wal_segment_size == 65536
+    assert cli.build_config([], {"LEVERET_WAL_SEGMENT_SIZE": "8192"}).wal_segment_size == 8192
+    assert Config().wal_segment_size == 64 << 20
+    with pytest.raises(SystemExit):
+        cli.build_config(["--wal-segment-size", "100"], {})
+    assert "wal-segment-size" in cli.build_parser().format_help()
