@@ -6,7 +6,9 @@
             [--log-level debug|info|warning|error] [--heartbeat S]
             [--frame-max B] [--channel-max N] [--max-message-size B]
             [--handshake-timeout S] [--fsync always|never]
-            [--wal-segment-size B] [--compact-interval S]
+            [--wal-segment-size B] [--compact-interval S] [--mirror on|off]
+            [--mirror-body-limit B] [--mirror-retention-days D]
+            [--mirror-retention-rows N] [--mirror-max-backlog N]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
@@ -20,7 +22,7 @@ serves: ``leveret --port 5673`` is ``leveret serve --port 5673``. The
 ``messages`` and ``db`` commands work on the message database in the data
 directory (``--data-dir``, else ``LEVERET_DATA_DIR``, else ``./data``) and
 accept no server option. ``messages find/show`` read it while the broker
-runs; ``db rebuild`` needs the broker stopped.
+runs; ``db rebuild`` needs the broker stopped (``broker.cli_tools``).
 
 Each setting comes from, in order: the command-line flag, the ``LEVERET_*``
 environment variable (``Config.from_env``), the default in
@@ -37,7 +39,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from broker.config import ENV_PREFIX, Config
+from broker.cli_tools import add_tool_commands, check_tool_args, run_tool, tool_data_dir  # noqa: F401
+from broker.config import ENV_PREFIX, Config, parse_on_off
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -106,6 +109,23 @@ def _fsync_mode(text: str) -> str:
     if text not in ("always", "never"):
         raise argparse.ArgumentTypeError("must be 'always' or 'never'")
     return text
+def _on_off(text: str) -> bool:
+    """An argparse ``type`` accepting on/off (also true/false, yes/no, 1/0)."""
+    try:
+        return parse_on_off(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _non_negative_float(text: str) -> float:
+    """An argparse ``type`` accepting a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
 
 
 # (config field, flag, metavar, type, help) for every ``serve`` option.
@@ -131,6 +151,16 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
      "size of one WAL segment file, bytes"),
     ("compact_interval", "--compact-interval", "S", _positive_float,
      "seconds between two WAL compaction passes"),
+    ("mirror", "--mirror", "on|off", _on_off,
+     "keep the message database <data-dir>/messages.db (leveret messages)"),
+    ("mirror_body_limit", "--mirror-body-limit", "B", _int_range(0, 2**63 - 1),
+     "bodies up to this many bytes are stored in the message database (0: none)"),
+    ("mirror_retention_days", "--mirror-retention-days", "D", _non_negative_float,
+     "days the history of a finished (acked, rejected...) message is kept"),
+    ("mirror_retention_rows", "--mirror-retention-rows", "N", _int_range(1, 2**63 - 1),
+     "most messages kept in the message database (oldest finished deleted first)"),
+    ("mirror_max_backlog", "--mirror-max-backlog", "N", _int_range(1, 2**63 - 1),
+     "WAL records the message database may fall behind before it stores no bodies"),
 )
 
 
@@ -148,79 +178,10 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
         default = getattr(defaults, field)
         if isinstance(default, Path) and not default.is_absolute():
             default = f"./{default}"
+        elif isinstance(default, bool):
+            default = "on" if default else "off"
         group.add_argument(flag, dest=field, metavar=metavar, type=parse, default=argparse.SUPPRESS,
                            help=f"{text} [env {_env_name(field)}, default {default}]")
-
-
-def _data_dir_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", dest="data_dir", metavar="D", type=_path,
-                        default=argparse.SUPPRESS,
-                        help=f"the broker's data directory [env {_env_name('data_dir')}, "
-                             "default ./data]")
-
-
-def _header_filter(text: str) -> tuple[str, str]:
-    """An argparse ``type`` accepting ``NAME=VALUE``."""
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    return name, value
-
-
-def _time(text: str) -> str:
-    """An argparse ``type`` accepting ISO-8601 or ms since the epoch."""
-    from storage.mirror.query import to_ms
-
-    try:
-        to_ms(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def _add_tool_commands(commands) -> None:
-    """The ``messages`` and ``db`` commands (no server options)."""
-    messages = commands.add_parser(
-        "messages", prog="leveret messages", help="query the message database",
-        description="Query the message database (works while the broker runs).")
-    sub = messages.add_subparsers(dest="action", metavar="ACTION", title="actions",
-                                  required=True)
-    find = sub.add_parser(
-        "find", prog="leveret messages find", help="list messages matching filters",
-        description="List messages matching every given filter, newest first. Table columns: "
-                    "id, published_at, exchange, routing_key, message_id, state, body_size.")
-    _data_dir_option(find)
-    for flag, text in (("--vhost", "virtual host"), ("--queue", "routed to this queue"),
-                       ("--exchange", "published to this exchange"),
-                       ("--routing-key", "routing key"), ("--message-id", "message-id property"),
-                       ("--correlation-id", "correlation-id property"),
-                       ("--state", "current state: queued, delivered, acked, rejected, expired, "
-                                   "dead-lettered, purged, dropped, deleted, unrouted")):
-        find.add_argument(flag, help=text)
-    find.add_argument("--header", dest="headers", metavar="NAME=VALUE", type=_header_filter,
-                      action="append", help="header NAME equals VALUE (string, or the JSON "
-                                            "text of a number/boolean); repeatable")
-    find.add_argument("--since", type=_time, metavar="T",
-                      help="published at or after T (ISO-8601, UTC if no offset; or ms)")
-    find.add_argument("--until", type=_time, metavar="T", help="published before T")
-    find.add_argument("--limit", type=_int_range(1), default=100, metavar="N",
-                      help="at most N messages (default 100)")
-    find.add_argument("--json", action="store_true", help="print a JSON array")
-    show = sub.add_parser("show", prog="leveret messages show",
-                          help="one message: properties and event timeline",
-                          description="Show one message: its properties, body and the event "
-                                      "timeline (routed, delivered, acked...).")
-    show.add_argument("id", type=_int_range(0), metavar="ID", help="the message's id")
-    _data_dir_option(show)
-    show.add_argument("--json", action="store_true", help="print a JSON object")
-    db = commands.add_parser("db", prog="leveret db", help="maintain the message database",
-                             description="Maintain the message database.")
-    dbsub = db.add_subparsers(dest="action", metavar="ACTION", title="actions", required=True)
-    rebuild = dbsub.add_parser(
-        "rebuild", prog="leveret db rebuild", help="recreate it from the WAL (broker stopped)",
-        description="Delete and recreate the message database from the WAL segments. "
-                    "Refuses while the broker runs (the WAL directory is locked).")
-    _data_dir_option(rebuild)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="run the broker until SIGTERM/SIGINT (the default)",
                                 description="Run the broker until SIGTERM or SIGINT.")
     _add_serve_options(serve)
-    _add_tool_commands(commands)
+    add_tool_commands(commands, _path)
     return parser
 
 
@@ -276,13 +237,7 @@ def _config_from(args: argparse.Namespace, environ: Mapping[str, str],
 
 
 def _check_tool_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """``messages``/``db`` take no server option, not even before the
-    command name (``leveret --port 1 db rebuild``); ``--data-dir`` is the
-    exception, it means the same thing everywhere."""
-    for field, flag, _metavar, _parse, _text in SERVE_OPTIONS:
-        if field != "data_dir" and hasattr(args, field):
-            parser.error(f"{flag} is a server option; it does not apply to "
-                         f"'{args.command} {args.action}'")
+    check_tool_args(args, parser, ((field, flag) for field, flag, *_ in SERVE_OPTIONS))
 
 
 def parse_command_line(argv: Sequence[str] | None = None,
@@ -293,8 +248,8 @@ def parse_command_line(argv: Sequence[str] | None = None,
     Returns ``(command, config)``; ``command`` is ``"serve"`` when no command
     is named. Raises ``SystemExit(2)`` after printing a usage message for an
     unknown option, a bad value in a flag or a ``LEVERET_*`` variable, and
-    ``SystemExit(0)`` for ``--help``/``--version``. For ``messages``/``db``
-    use ``parse_tool_command`` (their config is just the data directory).
+    ``SystemExit(0)`` for ``--help``/``--version``. ``messages``/``db``
+    need only the data directory (``tool_data_dir``).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
@@ -304,15 +259,6 @@ def parse_command_line(argv: Sequence[str] | None = None,
     if command != "serve":
         _check_tool_args(args, parser)
     return command, _config_from(args, environ, parser)
-
-
-def tool_data_dir(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
-    """The data directory of a ``messages``/``db`` command: ``--data-dir``,
-    else ``LEVERET_DATA_DIR``, else ``Config().data_dir`` (./data)."""
-    if hasattr(args, "data_dir"):
-        return args.data_dir
-    value = environ.get(_env_name("data_dir"))
-    return Path(value) if value else Config().data_dir
 
 
 def build_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -329,48 +275,12 @@ def setup_logging(level: str) -> None:
     """Log to stderr, one line per event
     (``2026-11-22 10:00:00,123 INFO broker.server: message``), at ``level``
     (one of ``LOG_LEVELS``). Replaces any handler already on the root logger.
+    aiosqlite's per-statement debug lines are left out (at most info).
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
-
-
-def run_tool(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Run ``messages find|show`` or ``db rebuild``; returns the exit status
-    (0 ok, 1 error: no database, no such message, broker running...).
-    Output goes to stdout, errors to stderr."""
-    from storage.mirror import MirrorNotFound, RebuildError, db_path, find, rebuild, show
-    from storage.mirror.render import format_message, format_table, to_json
-    from storage.wal import WalError
-
-    data_dir = tool_data_dir(args, environ)
-    try:
-        if args.command == "db":
-            summary = rebuild(data_dir)
-            print(f"rebuilt {summary['db_path']} from {summary['segments']} WAL segments: "
-                  f"{summary['records']} records, {summary['messages']} messages "
-                  f"in {summary['seconds']:.2f} s")
-            if summary["truncated"]:
-                print(f"note: the last segment ends in a torn record at {summary['truncated']}")
-            return 0
-        path = db_path(data_dir)
-        if args.action == "show":
-            message = show(path, args.id)
-            if message is None:
-                print(f"leveret: no message {args.id} in {path}", file=sys.stderr)
-                return 1
-            print(to_json(message) if args.json else format_message(message))
-            return 0
-        headers = dict(args.headers) if args.headers else None
-        rows = find(path, vhost=args.vhost, queue=args.queue, exchange=args.exchange,
-                    routing_key=args.routing_key, message_id=args.message_id,
-                    correlation_id=args.correlation_id, headers=headers, state=args.state,
-                    since=args.since, until=args.until, limit=args.limit)
-        print(to_json(rows) if args.json else format_table(rows))
-        return 0
-    except (MirrorNotFound, RebuildError, WalError, ValueError, OSError) as exc:
-        print(f"leveret: {exc}", file=sys.stderr)
-        return 1
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, getattr(logging, level.upper())))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

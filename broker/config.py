@@ -15,8 +15,8 @@ class Config:
     """Everything the server needs to start.
 
     Units: ``heartbeat`` in seconds (0 turns heartbeats off),
-    ``handshake_timeout`` in seconds, ``frame_max`` and ``max_message_size``
-    in bytes. ``channel_max`` and ``frame_max`` are what connection.tune
+    ``handshake_timeout`` in seconds, ``frame_max``, ``max_message_size``
+    and ``mirror_body_limit`` in bytes, ``mirror_retention_days`` in days. ``channel_max`` and ``frame_max`` are what connection.tune
     proposes; the client's tune-ok may lower them (AMQP 0-9-1 §1.4.2.6).
     """
 
@@ -39,6 +39,24 @@ class Config:
     wal_segment_size: int = 64 << 20
     #: seconds between WAL compaction passes
     compact_interval: float = 10.0
+    #: keep the message database ``<data_dir>/messages.db`` (storage/mirror)
+    mirror: bool = True
+    #: message bodies up to this many bytes are stored in it (larger: NULL)
+    mirror_body_limit: int = 64 * 1024
+    #: days the history of a finished (acked, rejected...) message is kept
+    mirror_retention_days: float = 7.0
+    #: most messages kept in it; beyond, the oldest finished ones are deleted
+    mirror_retention_rows: int = 10_000_000
+    #: WAL records it may fall behind before it stores metadata only (no bodies)
+    mirror_max_backlog: int = 200_000
+
+    def mirror_options(self) -> dict:
+        """``storage.mirror.MessageMirror`` keyword arguments from the
+        ``mirror_*`` settings: body_limit (bytes), max_backlog (records),
+        retention_seconds (days x 86400), retention_rows."""
+        return {"body_limit": self.mirror_body_limit, "max_backlog": self.mirror_max_backlog,
+                "retention_seconds": self.mirror_retention_days * 86400.0,
+                "retention_rows": self.mirror_retention_rows}
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Config":
@@ -65,6 +83,8 @@ def _coerce(type_name: object, raw: str) -> object:
     """Turn an environment string into the field's type (fields are annotated
     as strings because of ``from __future__ import annotations``)."""
     name = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", "")
+    if name == "bool":
+        return parse_on_off(raw)
     if name == "int":
         return int(raw)
     if name == "float":
@@ -72,3 +92,16 @@ def _coerce(type_name: object, raw: str) -> object:
     if name == "Path":
         return Path(raw)
     return raw
+
+
+_ON = {"on": True, "true": True, "yes": True, "1": True,
+       "off": False, "false": False, "no": False, "0": False}
+
+
+def parse_on_off(raw: str) -> bool:
+    """``on``/``off`` (also true/false, yes/no, 1/0; any case) as a bool.
+    Raises ValueError for anything else."""
+    try:
+        return _ON[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(f"must be on or off, got {raw!r}") from None

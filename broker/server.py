@@ -1,6 +1,6 @@
-"""The broker process: listening socket, vhosts, users, signal handling and
-shutdown (connection.close 320 CONNECTION_FORCED to every client, as
-RabbitMQ does on shutdown)."""
+"""The broker process: listening socket, vhosts, users, the message
+database mirror, signal handling and shutdown (connection.close 320
+CONNECTION_FORCED to every client, as RabbitMQ does on shutdown)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import hmac
 import logging
 import platform
 import signal
+import sqlite3
 
 from broker import __version__
 from broker.config import Config
@@ -19,12 +20,16 @@ from broker.vhost import VHost
 from protocol import reply_codes
 from protocol.errors import connection_error
 from storage import Storage
+from storage.mirror import MessageMirror, RebuildError, catch_up, db_path
 from storage.wal import WalError
 
 log = logging.getLogger(__name__)
 
 #: seconds a shutdown waits for clients to answer connection.close
 SHUTDOWN_GRACE = 3.0
+#: seconds a shutdown waits for aborted connections to be torn down (their
+#: requeues are WAL records) before the WAL is closed
+ABORT_GRACE = 0.5
 
 CAPABILITIES = ("publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify",
                 "connection.blocked", "per_consumer_qos", "authentication_failure_close",
@@ -33,7 +38,8 @@ CAPABILITIES = ("publisher_confirms", "exchange_exchange_bindings", "basic.nack"
 
 class Server:
     """Everything one broker process holds: ``vhosts`` by name, the user
-    table, the open ``connections`` and the storage facade."""
+    table, the open ``connections``, the storage facade and the message
+    database ``mirror`` (None when off)."""
 
     def __init__(self, config: Config):
         self.config = config
@@ -46,6 +52,7 @@ class Server:
         self.connections: set = set()
         self._listener: asyncio.base_events.Server | None = None
         self._compactor: asyncio.Task | None = None
+        self.mirror: MessageMirror | None = None
 
     def authenticate(self, username: str, password: str) -> bool:
         """True when the password matches the user's (constant-time compare)."""
@@ -65,27 +72,33 @@ class Server:
         }
 
     async def start(self) -> None:
-        """Open storage, recover, and listen. Raises OSError when the port is
-        taken, storage.wal.WalCorruptError when the WAL is damaged."""
+        """Open the message database, storage, recover, and listen. Raises
+        OSError when the port is taken, storage.wal.WalCorruptError when the
+        WAL is damaged (the message database is closed again first)."""
         if not self.storage.fsync:
             log.warning("fsync = never: publisher confirms do not wait for the disk; a power loss can lose "
                         "confirmed messages (UNSAFE, for benchmarks only)")
-        # A million recovered index entries would make every full garbage
-        # collection during the replay walk them: collect nothing meanwhile,
-        # then freeze what recovery built (it lives as long as the process).
-        gc.disable()
+        await self._start_mirror()
         try:
-            recover(self.vhosts, self.storage)
-        finally:
-            gc.freeze()
-            gc.enable()
-        # the start marker must be on disk before the first delivery, or a
-        # crash right after it could pass for a clean shutdown
-        await self.storage.sync()
-        self._compactor = asyncio.get_running_loop().create_task(self._compact_forever())
-        loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(lambda: AMQPProtocol(self), self.config.host, self.config.port,
-                                                  reuse_address=True, backlog=1024)
+            # A million recovered index entries would make every full garbage
+            # collection during the replay walk them: collect nothing meanwhile,
+            # then freeze what recovery built (it lives as long as the process).
+            gc.disable()
+            try:
+                recover(self.vhosts, self.storage)
+            finally:
+                gc.freeze()
+                gc.enable()
+            # the start marker must be on disk before the first delivery, or a
+            # crash right after it could pass for a clean shutdown
+            await self.storage.sync()
+            loop = asyncio.get_running_loop()
+            self._listener = await loop.create_server(lambda: AMQPProtocol(self), self.config.host,
+                                                      self.config.port, reuse_address=True, backlog=1024)
+        except BaseException:
+            await self._stop_mirror()
+            raise
+        self._compactor = loop.create_task(self._compact_forever())
         log.info("Leveret %s listening on %s:%d (AMQP 0-9-1), data dir %s", __version__, self.config.host,
                  self.config.port, self.config.data_dir.resolve())
 
@@ -97,6 +110,49 @@ class Server:
                 await self.storage.compact()
             except WalError as exc:
                 log.error("WAL compaction failed: %s", exc)
+
+    async def _start_mirror(self) -> None:
+        """Open ``<data_dir>/messages.db`` and catch it up from the WAL
+        before recovery replays the log (storage/mirror/rebuild.py,
+        ``catch_up``); the facade then feeds it every record it appends.
+        A database that cannot be opened is logged and the broker runs
+        without it: the message database never stops the broker."""
+        path = db_path(self.config.data_dir)
+        if not self.config.mirror:
+            log.info("message database off (--mirror off): %s is not updated", path)
+            return
+        mirror = MessageMirror(path, **self.config.mirror_options(), barrier=self._wal_written)
+        try:
+            await mirror.start()
+        except (OSError, sqlite3.Error) as exc:
+            log.error("message database %s cannot be opened (%s): running without it", path, exc)
+            return
+        try:
+            await catch_up(mirror, self.config.data_dir)
+        except (RebuildError, WalError) as exc:
+            log.warning("message database: no catch-up from the WAL (%s)", exc)
+        self.mirror = self.storage.mirror = mirror
+
+    async def _wal_written(self) -> None:
+        """The mirror's barrier: returns once every WAL record appended so
+        far is written and fsynced (at once when the WAL is not open: before
+        recovery nothing is appended, after ``close`` everything is). Raises
+        WalError when the WAL failed with records unwritten."""
+        wal = self.storage.wal
+        if wal.current_segment is not None:
+            await self.storage.sync()
+        elif wal.pending_bytes:
+            raise WalError("the WAL failed with records not written; they are not mirrored")
+
+    async def _stop_mirror(self) -> None:
+        """Apply what the mirror was fed and close it (idempotent)."""
+        mirror, self.mirror = self.mirror, None
+        self.storage.mirror = None
+        if mirror is not None:
+            await mirror.stop()
+            stats = mirror.stats
+            log.info("message database: %d records applied, %d messages, worst lag %.3f s, mode %s",
+                     stats["applied"], stats["rows"], stats["max_lag"], stats["mode"])
 
     async def stop(self) -> None:
         """Stop accepting, close every connection with 320, wait briefly."""
@@ -114,7 +170,17 @@ class Server:
             await asyncio.sleep(0.02)
         for connection in list(self.connections):
             connection.transport.abort()
-        self.storage.close()
+        deadline = loop.time() + ABORT_GRACE
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        # the WAL first (its final CHECKPOINT is not fed: the mirror ignores
+        # checkpoints), then the mirror applies everything it was fed; it is
+        # closed even if the WAL's last write fails (its thread would keep
+        # the process alive)
+        try:
+            self.storage.close()
+        finally:
+            await self._stop_mirror()
         log.info("stopped")
 
 

@@ -6,6 +6,7 @@
 
     mirror = MessageMirror(data_dir / "messages.db")   # see writer.py for options
     await mirror.start()                               # mirror.watermark: last applied Position
+    await catch_up(mirror, data_dir)                   # WAL records past it, before Storage.open
     mirror.feed(record_type, payload, position)        # O(1), from the event loop
     mirror.lag_seconds(); mirror.stats
     await mirror.stop()                                # applies what was fed, closes
@@ -18,10 +19,11 @@ The schema and the state rule are documented in ``schema.py``.
 """
 
 from storage.mirror.query import MirrorNotFound, find, show, to_ms
-from storage.mirror.rebuild import DB_NAME, WAL_DIR, RebuildError, db_path, rebuild, rebuild_async
+from storage.mirror.rebuild import (DB_NAME, WAL_DIR, RebuildError, catch_up, db_path, rebuild,
+                                    rebuild_async)
 from storage.mirror.schema import EVENTS, SCHEMA_VERSION, STATES
 from storage.mirror.writer import MessageMirror
 
-__all__ = ["MessageMirror", "find", "show", "to_ms", "rebuild", "rebuild_async", "db_path",
-           "RebuildError", "MirrorNotFound", "DB_NAME", "WAL_DIR", "EVENTS", "STATES",
+__all__ = ["MessageMirror", "find", "show", "to_ms", "rebuild", "rebuild_async", "catch_up",
+           "db_path", "RebuildError", "MirrorNotFound", "DB_NAME", "WAL_DIR", "EVENTS", "STATES",
            "SCHEMA_VERSION"]

@@ -1,4 +1,5 @@
-"""Recreate the message database from the WAL segments (``leveret db rebuild``).
+"""Recreate the message database from the WAL segments (``leveret db
+rebuild``), or catch it up from them at broker start (``catch_up``).
 
 Layout: the WAL in ``<data_dir>/wal/``, the database at
 ``<data_dir>/messages.db``. The segment files are read directly (read-only)
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from storage.mirror.writer import MessageMirror
 from storage.wal.errors import WalCorruptError
+from storage.wal.record import Position
 from storage.wal.segment import (SEGMENT_HEADER, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC,
                                  TOMBSTONE_MAGIC, list_segments, pread_exact, scan_records,
                                  segment_name)
@@ -52,15 +54,22 @@ def _lock(wal_dir: Path) -> int:
     return fd
 
 
-def read_wal(wal_dir: Path, stats: dict):
+def read_wal(wal_dir: Path, stats: dict, after: Position | None = None, what: str = "rebuild"):
     """Generator over the records of every live segment in ``wal_dir``, in
-    log order, as ``Record(type, payload, position)``. Tombstones are
-    skipped. A torn or corrupt record ends the last segment with a warning
-    (as in recovery, but nothing is modified); anywhere else it raises
-    WalCorruptError. Counts go to ``stats`` (segments, records,
-    truncated)."""
+    log order, as ``Record(type, payload, position)``; with ``after``, only
+    the records past that Position. Tombstones are skipped. A torn or
+    corrupt record ends the last segment with a warning (as in recovery,
+    but nothing is modified; ``what`` names the reader in it); anywhere
+    else it raises WalCorruptError. Counts go to ``stats`` (segments,
+    records, truncated)."""
     numbers = list_segments(wal_dir)
     for n in numbers:
+        start = SEGMENT_HEADER_SIZE
+        if after is not None:
+            if n < after.segment:
+                continue
+            if n == after.segment:
+                start = after.offset + after.length
         path = wal_dir / segment_name(n)
         fd = os.open(path, os.O_RDONLY | _CLOEXEC)
         try:
@@ -75,15 +84,15 @@ def read_wal(wal_dir: Path, stats: dict):
                 raise WalCorruptError(f"WAL segment {path} has a bad file header {head!r}",
                                       n, str(path), 0)
             size = os.fstat(fd).st_size
-            end, problem, count = yield from scan_records(fd, size, n)
+            end, problem, count = yield from scan_records(fd, size, n, start)
             stats["segments"] += 1
             stats["records"] += count
             if problem is not None:
                 if n != numbers[-1]:
                     raise WalCorruptError(f"WAL segment {path} is corrupt at byte offset {end}: "
                                           f"{problem}", n, str(path), end)
-                log.warning("WAL: %s in last segment %s at byte offset %d: rebuild stops there",
-                            problem, path, end)
+                log.warning("WAL: %s in last segment %s at byte offset %d: %s stops there",
+                            problem, path, end, what)
                 stats["truncated"] = (n, end)
         finally:
             os.close(fd)
@@ -106,15 +115,7 @@ async def rebuild_async(data_dir: Path | str, **mirror_options) -> dict:
         mirror = MessageMirror(tmp, **mirror_options)
         await mirror.start()
         try:
-            chunk = 2 * mirror.batch_size
-            pending = 0
-            for record in read_wal(wal_dir, stats):
-                mirror.feed(record.type, record.payload, record.position)
-                pending += 1
-                if pending >= chunk:
-                    await mirror.flush()
-                    pending = 0
-            await mirror.flush()
+            await _feed_all(mirror, read_wal(wal_dir, stats))
             await mirror.cleanup()
             result = mirror.stats
         finally:
@@ -156,3 +157,66 @@ def rebuild(data_dir: Path | str, **mirror_options) -> dict:
     WalCorruptError (corruption outside the tail of the last segment).
     Runs its own event loop: call ``rebuild_async`` from inside one."""
     return asyncio.run(rebuild_async(data_dir, **mirror_options))
+
+
+async def _feed_all(mirror: MessageMirror, records) -> None:
+    """Feed ``records`` to a running mirror, waiting for it every two
+    batches, so memory stays bounded by two batches of payloads."""
+    chunk = 2 * mirror.batch_size
+    pending = 0
+    for record in records:
+        mirror.feed(record.type, record.payload, record.position)
+        pending += 1
+        if pending >= chunk:
+            await mirror.flush()
+            pending = 0
+    await mirror.flush()
+
+
+def _ahead_of_wal(wal_dir: Path, mark: Position) -> bool:
+    """True when the WAL ends before ``mark`` (the database's watermark):
+    the WAL directory was replaced or cut behind the database's back."""
+    numbers = list_segments(wal_dir)
+    if not numbers or numbers[-1] < mark.segment:
+        return True
+    if numbers[-1] > mark.segment:
+        return False
+    return os.path.getsize(wal_dir / segment_name(mark.segment)) < mark.offset + mark.length
+
+
+async def catch_up(mirror: MessageMirror, data_dir: Path | str) -> dict:
+    """Apply to a started ``mirror`` the WAL records of ``<data_dir>/wal``
+    past its watermark (the ones a crash or a stop left unapplied, or all of
+    them for a new database), reading the segment files directly in chunks
+    of two batches; then ``mirror.skip_replayed()``, so that the facade's
+    replay of the whole WAL that follows costs one comparison per record.
+    Call it before ``Storage.open``: it takes the WAL directory lock
+    meanwhile. Returns {records, segments, seconds}. Raises RebuildError
+    when the WAL is locked (another broker runs), WalCorruptError for
+    corruption before the last segment; the caller logs and goes on (the
+    replay then feeds the same records). A database whose watermark lies
+    past the end of the WAL (the WAL was replaced) is left as it is, with
+    a warning to run ``leveret db rebuild``."""
+    t0 = time.monotonic()
+    wal_dir = Path(data_dir) / WAL_DIR
+    stats = {"segments": 0, "records": 0, "truncated": None}
+    if not wal_dir.is_dir():
+        return {"records": 0, "segments": 0, "seconds": 0.0}
+    fd = _lock(wal_dir)
+    try:
+        mark = mirror.watermark
+        if mark is not None and _ahead_of_wal(wal_dir, mark):
+            log.warning("message database %s has applied WAL records up to %s, past the end "
+                        "of the WAL in %s (was the WAL replaced?); records at or before that "
+                        "position will be ignored: stop the broker and run `leveret db "
+                        "rebuild`", mirror.db_path, tuple(mark), wal_dir)
+        else:
+            await _feed_all(mirror, read_wal(wal_dir, stats, mark, "catching up"))
+    finally:
+        os.close(fd)
+    mirror.skip_replayed()
+    seconds = round(time.monotonic() - t0, 3)
+    if stats["records"]:
+        log.info("message database caught up from the WAL: %d records from %d segments in "
+                 "%.2f s", stats["records"], stats["segments"], seconds)
+    return {"records": stats["records"], "segments": stats["segments"], "seconds": seconds}

@@ -13,7 +13,7 @@ import struct
 import pytest
 from pamqp import commands, header
 
-from storage.mirror.rows import decode_properties, fast_properties, headers_json
+from storage.mirror.properties import decode_properties, fast_properties, headers_json
 
 FIELDS = {
     "content_type": lambda r: r.choice(["application/json", "text/plain", ""]),

@@ -9,7 +9,7 @@ import sqlite3
 import time
 
 from storage.mirror import MessageMirror, show
-from storage.mirror import writer as writer_module
+from storage.mirror import loop as loop_module
 from storage.wal import (ACK, MESSAGE, TOPOLOGY, Position, WriteAheadLog, encode_ack,
                          encode_message)
 from tests.storage.test_mirror_scenario import BASE, content_header, dump, write_scenario
@@ -75,7 +75,7 @@ async def test_a_slow_database_never_blocks_feed(tmp_path):
 
 
 async def test_gives_up_after_repeated_errors_and_drops(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(writer_module, "_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(loop_module, "RETRY_DELAY", 0.01)
     db = tmp_path / "messages.db"
     mirror = MessageMirror(db, flush_interval=0)
     await mirror.start()
