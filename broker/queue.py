@@ -152,18 +152,20 @@ class Queue:
             ready.insert(index, entry)
         self.schedule_drain()
 
-    def purge(self) -> int:
-        """Drop every ready message; returns how many (queue.purge-ok)."""
+    def purge(self, reason: int = REASON_PURGED) -> int:
+        """Drop every ready message; returns how many (queue.purge-ok).
+        ``reason``: the storage.wal REASON_* recorded (REASON_DELETED when
+        the queue itself goes)."""
         count = self.message_count
         if self.stored:
             for entry in self.ready:
-                self.removed(entry, REASON_PURGED)
+                self.removed(entry, reason)
             storage = self.vhost.storage
             for item in self.cold:
                 if type(item) is int:
-                    storage.record_removed(abs(item), self.name, REASON_PURGED)
+                    storage.record_removed(abs(item), self.name, reason)
                 elif type(item) is QueuedMessage:
-                    self.removed(item, REASON_PURGED)
+                    self.removed(item, reason)
         self.ready.clear()
         self.cold.clear()
         return count

@@ -12,6 +12,7 @@ from broker.exchanges import DirectExchange, Exchange, FanoutExchange, HeadersEx
 from protocol import reply_codes
 from protocol.errors import channel_error
 from storage.topology import BindingRow, ExchangeRow, QueueRow
+from storage.wal import REASON_DELETED
 
 if TYPE_CHECKING:
     from storage import Storage
@@ -148,7 +149,7 @@ class VHost:
         queue.consumers.clear()
         if queue.exclusive_owner is not None:
             queue.exclusive_owner.exclusive_queues.discard(queue)
-        return queue.purge()
+        return queue.purge(REASON_DELETED)
 
 
 def _stored(exchange: Exchange) -> bool:

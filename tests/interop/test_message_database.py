@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 
 from storage.mirror.render import iso
-from tests.interop.mirror_scenario import (EXPECTED, find, leveret, run_scenario, sql, timelines,
+from tests.interop.mirror_scenario import (EXPECTED, find, leveret, props, run_scenario, sql, timelines,
                                            wait_for_mirror)
+from tests.interop.pika_helpers import pika_connection
 
 
 def test_rows_and_timelines_with_sql(fresh_broker):
@@ -114,3 +115,20 @@ def test_find_filters_and_show(fresh_broker):
     assert [e["at_iso"] for e in shown["events"]] == [iso(e["at"]) for e in shown["events"]]
     missing = leveret("messages", "show", "999", "--data-dir", str(proc.data_dir))
     assert missing.returncode == 1 and "no message 999" in missing.stderr
+
+
+def test_queue_delete_records_deleted(fresh_broker):
+    """queue.delete finishes the messages ready in the queue as "deleted"
+    (not "purged"); the other queue of a fanout keeps its copy queued."""
+    proc = fresh_broker()
+    with pika_connection(proc) as connection:
+        ch = connection.channel()
+        ch.exchange_declare("fan", "fanout", durable=True)
+        for name in ("gone", "kept"):
+            ch.queue_declare(name, durable=True)
+            ch.queue_bind(name, "fan")
+        ch.confirm_delivery()
+        ch.basic_publish("fan", "", b"x", props("doomed"))
+        ch.queue_delete("gone")
+    wait_for_mirror(proc, {"doomed": ("queued", [("gone", "routed", None, None), ("kept", "routed", None, None),
+                                                  ("gone", "deleted", None, None)])})
