@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from pamqp import commands
 
+from broker import consumer_selection
 from broker.consumer import Consumer
 from broker.message import Message
 from broker.queue_methods import resolve_queue
@@ -111,12 +112,15 @@ def consume(channel: "Channel", method: commands.Basic.Consume) -> None:
     tag = method.consumer_tag or "amq.ctag-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
     if tag in channel.consumers:
         raise connection_error(reply_codes.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
+    consumer_selection.validate_consume_arguments(queue, method.arguments or {})
     if queue.consumers and (method.exclusive or any(c.exclusive for c in queue.consumers)):
         raise channel_error(reply_codes.ACCESS_REFUSED,
                             f"queue '{queue.name}' in vhost '{queue.vhost.name}' in exclusive use")
     consumer = Consumer(tag, channel, queue, bool(method.no_ack), bool(method.exclusive),
                         channel.prefetch_count, method.arguments)
     channel.consumers[tag] = consumer
+    if not consumer.no_ack:
+        channel.ack_timer.watch(queue)
     if not method.nowait:
         channel.send(commands.Basic.ConsumeOk(consumer_tag=tag))
     queue.add_consumer(consumer)
@@ -144,6 +148,8 @@ def get(channel: "Channel", method: commands.Basic.Get) -> None:
     message = entry.message
     if not method.no_ack:
         channel.unacked[tag] = (entry, queue, None)
+        channel.ack_timer.watch(queue)
+        channel.ack_timer.track(entry)
     connection = channel.connection
     if queue.delivered(entry, "", bool(method.no_ack)):
         connection.hold_for_sync()

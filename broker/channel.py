@@ -11,6 +11,7 @@ from pamqp import commands
 
 from broker import basic_methods, confirms, exchange_methods, queue_methods, tx_methods
 from broker.consumer import Consumer
+from broker.consumer_timeout import AckTimer
 from broker.message import QueuedMessage
 from protocol import reply_codes
 from storage.wal import REASON_ACKED, REASON_REJECTED
@@ -67,6 +68,8 @@ class Channel:
         self.last_queue_name = ""
         #: (exchange, routing_key, mandatory, immediate) of the publish being assembled
         self.publish_args: tuple = ()
+        #: closes the channel when a delivery stays unacked too long (broker.consumer_timeout)
+        self.ack_timer = AckTimer(self, connection.server.config.consumer_timeout)
 
     def __repr__(self) -> str:
         return f"{self.connection.name} channel {self.number}"
@@ -189,6 +192,7 @@ class Channel:
         unacked, self.unacked = self.unacked, {}
         self.requeue_entries(unacked.values())
         self.assembler.reset()
+        self.ack_timer.cancel()
 
     @staticmethod
     def requeue_entries(entries) -> None:
@@ -214,6 +218,7 @@ class Channel:
         if not consumer.no_ack:
             self.unacked[tag] = (entry, queue, consumer)
             consumer.unacked += 1
+            self.ack_timer.track(entry)
         connection = self.connection
         if queue.delivered(entry, consumer.tag, consumer.no_ack):
             connection.hold_for_sync()

@@ -9,6 +9,7 @@
             [--wal-segment-size B] [--compact-interval S] [--mirror on|off]
             [--mirror-body-limit B] [--mirror-retention-days D]
             [--mirror-retention-rows N] [--mirror-max-backlog N]
+            [--consumer-timeout MS]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
@@ -161,6 +162,9 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
      "most messages kept in the message database (oldest finished deleted first)"),
     ("mirror_max_backlog", "--mirror-max-backlog", "N", _int_range(1, 2**63 - 1),
      "WAL records the message database may fall behind before it stores no bodies"),
+    ("consumer_timeout", "--consumer-timeout", "MS", _int_range(0, 2**63 - 1),
+     "ms a delivery may stay unacknowledged before its channel is closed with 406 (0: never; "
+     "x-consumer-timeout overrides it per queue)"),
 )
 
 

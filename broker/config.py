@@ -49,6 +49,9 @@ class Config:
     mirror_retention_rows: int = 10_000_000
     #: WAL records it may fall behind before it stores metadata only (no bodies)
     mirror_max_backlog: int = 200_000
+    #: ms a delivery may stay unacknowledged before its channel is closed
+    #: with 406 (rabbitmq.com/consumers.html#acknowledgement-timeout); 0: never
+    consumer_timeout: int = 1_800_000
 
     def mirror_options(self) -> dict:
         """``storage.mirror.MessageMirror`` keyword arguments from the

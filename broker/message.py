@@ -71,10 +71,12 @@ class QueuedMessage:
     ``redelivered`` flag (set once it was delivered and came back) and
     ``deliveries``, how many times this queue handed it out."""
 
-    __slots__ = ("message", "seq", "redelivered", "deliveries")
+    __slots__ = ("message", "seq", "redelivered", "deliveries", "delivered_at")
 
     def __init__(self, message: Message, seq: int, redelivered: bool = False):
         self.message = message
         self.seq = seq
         self.redelivered = redelivered
         self.deliveries = 1 if redelivered else 0
+        #: event-loop time of the last delivery awaiting an ack (broker.consumer_timeout)
+        self.delivered_at = 0.0

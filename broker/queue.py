@@ -8,6 +8,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
+from broker import consumer_selection, priority_ready
 from broker.message import Message, QueuedMessage
 from storage.wal import REASON_ACKED, REASON_DELETED, REASON_PURGED
 
@@ -57,6 +58,15 @@ class Queue:
         self._rr = 0
         self._drain_scheduled = False
         self.had_consumer = False
+        #: x-max-priority (0: not a priority queue); ``ready`` is then a
+        #: PriorityReady, kept all in memory (see broker.priority_ready)
+        self.priorities = priority_ready.max_priority(self.arguments)
+        if self.priorities:
+            self.ready = priority_ready.PriorityReady(self.priorities)
+        #: picks consumers when single-active-consumer or consumer
+        #: priorities apply (broker.consumer_selection); None: round-robin
+        self.selector = (consumer_selection.ConsumerSelector(self)
+                         if consumer_selection.needs_selector(self) else None)
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} vhost={self.vhost.name!r}>"
@@ -75,7 +85,7 @@ class Queue:
         queue has nothing else waiting. In a deep stored queue a persisted
         message is kept as its id only (its body is in the WAL)."""
         ready = self.ready
-        if self.cold or (len(ready) >= HOT_LIMIT and self.stored):
+        if self.cold or (len(ready) >= HOT_LIMIT and self.stored and not self.priorities):
             self.cold.append(message.id if message.stored is not None else message)
             return
         self._next_seq += 1
@@ -106,7 +116,7 @@ class Queue:
         persisted ones back from the WAL (storage.read_messages: one pread
         per run of neighbouring records)."""
         cold = self.cold
-        items = [cold.popleft() for _ in range(min(HOT_LIMIT, len(cold)))]
+        items = [cold.popleft() for _ in range(len(cold) if self.priorities else min(HOT_LIMIT, len(cold)))]
         ids = [abs(item) for item in items if type(item) is int]
         records = iter(self.vhost.storage.read_messages(ids) if ids else ())
         ready = self.ready
@@ -140,6 +150,9 @@ class Queue:
             entry.redelivered = True
             if storage is not None and entry.message.stored is not None:
                 storage.record_requeued(entry.message.id, self.name)
+            if self.priorities:
+                ready.insert_in_order(entry)
+                continue
             if not ready or entry.seq < ready[0].seq:
                 ready.appendleft(entry)
                 continue
@@ -194,6 +207,10 @@ class Queue:
     def add_consumer(self, consumer: "Consumer") -> None:
         self.consumers.append(consumer)
         self.had_consumer = True
+        if self.selector is None and consumer_selection.needs_selector(self, consumer):
+            self.selector = consumer_selection.ConsumerSelector(self)
+        if self.selector is not None:
+            self.selector.changed()
         self.schedule_drain()
 
     def remove_consumer(self, consumer: "Consumer") -> None:
@@ -203,6 +220,8 @@ class Queue:
             self.consumers.remove(consumer)
         except ValueError:
             return
+        if self.selector is not None:
+            self.selector.changed()
         if self.auto_delete and not self.consumers and not self.deleted:
             log.info("vhost '%s' queue '%s': auto-deleted after its last consumer", self.vhost.name, self.name)
             self.vhost.delete_queue(self)
@@ -228,6 +247,8 @@ class Queue:
             consumer.deliver(ready.popleft())
 
     def _next_consumer(self) -> "Consumer | None":
+        if self.selector is not None:
+            return self.selector.next_consumer()
         consumers = self.consumers
         count = len(consumers)
         for step in range(count):

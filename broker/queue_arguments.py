@@ -15,7 +15,7 @@ QUEUE_MODES = ("default", "lazy")
 def _integer(value) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int):
         kind = "longstr" if isinstance(value, (str, bytes)) else type(value).__name__
-        return f"expected integer, got {kind}"
+        return f'"expected integer, got {kind}"'  # quoted, as RabbitMQ prints it (~p)
     return None
 
 
@@ -37,6 +37,19 @@ def _priority(value) -> str | None:
     return problem
 
 
+def _boolean(value) -> str | None:
+    """x-single-active-consumer: RabbitMQ's check_bool_arg names the AMQP
+    field type it got instead ({unacceptable_type,signedint})."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        kind = "signedint" if -2**31 <= value < 2**31 else "long"
+    else:
+        kind = {str: "longstr", bytes: "longstr", float: "double", dict: "table", list: "array",
+                type(None): "void"}.get(type(value), type(value).__name__)
+    return f"{{unacceptable_type,{kind}}}"
+
+
 def _one_of(choices: tuple, what: str):
     def check(value) -> str | None:
         text = value.decode() if isinstance(value, bytes) else value
@@ -56,6 +69,8 @@ CHECKS = {
     "x-overflow": _one_of(OVERFLOW_MODES, "overflow"),
     "x-queue-type": _one_of(QUEUE_TYPES, "type"),
     "x-queue-mode": _one_of(QUEUE_MODES, "mode"),
+    "x-single-active-consumer": _boolean,
+    "x-consumer-timeout": _non_negative,
 }
 
 
