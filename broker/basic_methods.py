@@ -112,7 +112,7 @@ def consume(channel: "Channel", method: commands.Basic.Consume) -> None:
     tag = method.consumer_tag or "amq.ctag-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
     if tag in channel.consumers:
         raise connection_error(reply_codes.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
-    consumer_selection.validate_consume_arguments(queue, method.arguments or {})
+    consumer_selection.validate_consume(queue, method.arguments or {}, bool(method.exclusive))
     if queue.consumers and (method.exclusive or any(c.exclusive for c in queue.consumers)):
         raise channel_error(reply_codes.ACCESS_REFUSED,
                             f"queue '{queue.name}' in vhost '{queue.vhost.name}' in exclusive use")

@@ -45,10 +45,19 @@ def consumer_priority(consumer: "Consumer") -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def validate_consume_arguments(queue: "Queue", arguments: dict) -> None:
-    """406 PRECONDITION_FAILED, as RabbitMQ's basic.consume argument check
-    (rabbit_amqqueue consume_args: x-priority must be an integer):
-    ``invalid arg 'x-priority' for queue 'q' in vhost 'v': "expected integer, got longstr"``."""
+def validate_consume(queue: "Queue", arguments: dict, exclusive: bool) -> None:
+    """Checks of basic.consume, as RabbitMQ 3.10 makes them:
+
+    * 406 PRECONDITION_FAILED when x-priority is not an integer
+      (rabbit_amqqueue consume_args):
+      ``invalid arg 'x-priority' for queue 'q' in vhost 'v': "expected integer, got longstr"``;
+    * 403 ACCESS_REFUSED ``queue 'q' in vhost 'v' in exclusive use`` for an
+      exclusive consume on a single-active-consumer queue, even without
+      other consumers (exclusive_consume_unavailable).
+    """
+    if exclusive and single_active(queue.arguments):
+        raise channel_error(reply_codes.ACCESS_REFUSED,
+                            f"queue '{queue.name}' in vhost '{queue.vhost.name}' in exclusive use")
     value = arguments.get("x-priority")
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return

@@ -93,3 +93,14 @@ def test_durable_single_active_consumer_queue_after_sigkill(fresh_broker, unique
         c1.close()
         assert pump([c2], lambda: len(second.got) == 5)
         assert second.got == [(b"m0", True), (b"m1", True), (b"m2", True), (b"m3", False), (b"m4", False)]
+
+
+def test_exclusive_consume_on_a_single_active_consumer_queue_is_refused(broker, unique):
+    """RabbitMQ 3.10 refuses it even when the queue has no consumer."""
+    queue = unique("sac-exclusive")
+    with pika_connection(broker) as connection:
+        ch = connection.channel()
+        ch.queue_declare(queue, arguments=SAC)
+        code, text = channel_error(lambda: ch.basic_consume(queue, lambda *a: None, exclusive=True))
+        assert (code, text) == (403, f"ACCESS_REFUSED - queue '{queue}' in vhost '/' in exclusive use")
+        connection.channel().queue_delete(queue)
