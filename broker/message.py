@@ -69,12 +69,15 @@ class QueuedMessage:
     """A message's place in one queue: the shared ``message``, the queue's
     sequence number ``seq`` (original order, used to requeue in place), the
     ``redelivered`` flag (set once it was delivered and came back) and
-    ``deliveries``, how many times this queue handed it out."""
+    ``deliveries``, how many times this queue handed it out; ``deadline``:
+    its TTL deadline in ms since the Unix epoch once handed out (0: none),
+    kept for a requeue (broker/queue_lifecycle.py)."""
 
-    __slots__ = ("message", "seq", "redelivered", "deliveries")
+    __slots__ = ("message", "seq", "redelivered", "deliveries", "deadline")
 
     def __init__(self, message: Message, seq: int, redelivered: bool = False):
         self.message = message
         self.seq = seq
         self.redelivered = redelivered
         self.deliveries = 1 if redelivered else 0
+        self.deadline = 0
