@@ -22,7 +22,8 @@ def test_queue_ttl_expires_messages(broker, unique):
     queue = unique("ttl")
     with connect(broker) as conn:
         ch = conn.channel()
-        ch.queue_declare(queue, arguments={"x-message-ttl": 300})
+        ch.confirm_delivery()
+        ch.queue_declare(queue, arguments={"x-message-ttl": 1500})
         for i in range(3):
             ch.basic_publish("", queue, b"m%d" % i)
         assert count(ch, queue) == 3
