@@ -24,7 +24,7 @@ from protocol import reply_codes
 from protocol.errors import channel_error
 
 #: expired messages handled per timer callback before yielding to the loop
-BATCH = 2000
+BATCH = 256
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
