@@ -9,7 +9,8 @@ import logging
 from broker.exchanges import EXCHANGE_TYPES
 from broker.message import continue_ids_after
 from broker.queue import Queue
-from broker.queue_lifecycle import QueueLifecycle, replay_keeper
+from broker.lifecycle_recovery import replay_keeper
+from broker.queue_lifecycle import QueueLifecycle
 from broker.vhost import VHost
 from storage import Storage
 from storage.live_index import DELIVERED, VHOST, queue_names
