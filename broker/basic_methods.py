@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pamqp import commands
 
-from broker import consumer_selection
+from broker import consumer_selection, message_ttl, queue_limits
 from broker.consumer import Consumer
 from broker.message import Message
 from broker.queue_methods import resolve_queue
@@ -51,20 +51,25 @@ def publish(channel: "Channel", publish_args: tuple, header: bytes, body: bytes)
     message = Message(exchange_name, routing_key, header, body)
     if header[13] & _USER_ID_FLAG:  # low byte of the 16-bit property flags
         _check_user_id(channel, message)
+    if header[12] & 0x01:  # expiration property: 406 when invalid (broker/message_ttl.py)
+        message_ttl.check_expiration(message)
     if channel.tx is not None:
         channel.tx.add_publish(exchange, message, mandatory)
         return
     route(channel, exchange, message, mandatory)
 
 
-def route(channel: "Channel", exchange, message: Message, mandatory: bool) -> None:
+def route(channel: "Channel", exchange, message: Message, mandatory: bool) -> bool:
     """Enqueue ``message`` on every queue ``exchange`` routes it to; an
     unroutable mandatory message goes back as basic.return 312 NO_ROUTE
-    (spec §1.8.3.8), before the publisher confirm."""
+    (spec §1.8.3.8), before the publisher confirm. Returns True when a
+    queue refused it (x-overflow reject-publish: basic.nack in confirm mode)."""
     queues = channel.vhost.route(exchange, message)
     persisted = False
+    refused = False
     if queues:
-        if delivery_mode(message.header) == 2:
+        queues, refused = queue_limits.admit(queues, message)  # x-overflow reject-publish(-dlx)
+        if queues and delivery_mode(message.header) == 2:
             persisted = _persist(channel.vhost, message, queues)
         for queue in queues:
             queue.enqueue(message)
@@ -75,10 +80,13 @@ def route(channel: "Channel", exchange, message: Message, mandatory: bool) -> No
                                       connection.frame_max))
     if channel.confirms is not None:
         seq = channel.confirms.publish()
-        if persisted:
+        if refused:
+            channel.confirms.nack(seq)
+        elif persisted:
             channel.confirms.settle_when_durable(seq, channel.vhost.storage)
         else:
             channel.confirms.settle(seq)
+    return refused
 
 
 def _persist(vhost, message: Message, queues) -> bool:
@@ -139,6 +147,8 @@ def cancel(channel: "Channel", method: commands.Basic.Cancel) -> None:
 def get(channel: "Channel", method: commands.Basic.Get) -> None:
     """basic.get -> get-ok with the head message, or get-empty."""
     queue = resolve_queue(channel, method.queue)
+    if queue.lifecycle is not None:
+        queue.lifecycle.used()  # x-expires
     entry = queue.get()
     if entry is None:
         channel.send(commands.Basic.GetEmpty())

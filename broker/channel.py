@@ -277,6 +277,8 @@ class Channel:
             if consumer is not None:
                 consumer.unacked -= 1
             drained.add(queue)
+            if not requeue and not ack and queue.lifecycle is not None and queue.lifecycle.rejected(entry):
+                continue  # dead-lettered (broker/queue_lifecycle.py)
             if not requeue and entry.message.stored is not None:
                 queue.removed(entry, reason)
         if requeue:

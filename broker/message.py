@@ -69,9 +69,11 @@ class QueuedMessage:
     """A message's place in one queue: the shared ``message``, the queue's
     sequence number ``seq`` (original order, used to requeue in place), the
     ``redelivered`` flag (set once it was delivered and came back) and
-    ``deliveries``, how many times this queue handed it out."""
+    ``deliveries``, how many times this queue handed it out; ``deadline``:
+    its TTL deadline in ms since the Unix epoch once handed out (0: none),
+    kept for a requeue (broker/queue_lifecycle.py)."""
 
-    __slots__ = ("message", "seq", "redelivered", "deliveries", "delivered_at")
+    __slots__ = ("message", "seq", "redelivered", "deliveries", "delivered_at", "deadline")
 
     def __init__(self, message: Message, seq: int, redelivered: bool = False):
         self.message = message
@@ -80,3 +82,4 @@ class QueuedMessage:
         self.deliveries = 1 if redelivered else 0
         #: event-loop time of the last delivery awaiting an ack (broker.consumer_timeout)
         self.delivered_at = 0.0
+        self.deadline = 0

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from broker import consumer_selection, priority_ready
 from broker.message import Message, QueuedMessage
+from broker.queue_lifecycle import QueueLifecycle, lifecycle_for
 from storage.wal import REASON_ACKED, REASON_DELETED, REASON_PURGED
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ class Queue:
         #: priorities apply (broker.consumer_selection); None: round-robin
         self.selector = (consumer_selection.ConsumerSelector(self)
                          if consumer_selection.needs_selector(self) else None)
+        #: TTL, limits, dead-lettering, x-expires (broker/queue_lifecycle.py); None when unused
+        self.lifecycle = lifecycle_for(self)
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} vhost={self.vhost.name!r}>"
@@ -74,7 +77,8 @@ class Queue:
     @property
     def message_count(self) -> int:
         """Ready messages (not counting unacknowledged ones), as in declare-ok."""
-        return len(self.ready) + len(self.cold)
+        count = len(self.ready) + len(self.cold)
+        return count if self.lifecycle is None else count - len(self.lifecycle.hidden)
 
     @property
     def consumer_count(self) -> int:
@@ -85,17 +89,26 @@ class Queue:
         queue has nothing else waiting. In a deep stored queue a persisted
         message is kept as its id only (its body is in the WAL)."""
         ready = self.ready
+        lifecycle = self.lifecycle
+        if lifecycle is None and message.header[12] & 0x01:  # expiration property (message_ttl.has_expiration)
+            lifecycle = self.lifecycle = QueueLifecycle(self)
         if self.cold or (len(ready) >= HOT_LIMIT and self.stored and not self.priorities):
             self.cold.append(message.id if message.stored is not None else message)
+            if lifecycle is not None:
+                lifecycle.enqueued(message, None)
             return
         self._next_seq += 1
         entry = QueuedMessage(message, self._next_seq)
         if not ready and self.consumers:
             consumer = self._next_consumer()
             if consumer is not None:
+                if lifecycle is not None:
+                    lifecycle.stamp(entry)
                 consumer.deliver(entry)
                 return
         ready.append(entry)
+        if lifecycle is not None:
+            lifecycle.enqueued(message, entry)
 
     def restore(self, message_id: int, redelivered: bool) -> None:
         """Append a message recovered from the WAL at start-up (before any
@@ -105,11 +118,15 @@ class Queue:
 
     def get(self) -> QueuedMessage | None:
         """Take the head message for basic.get, or None when empty."""
-        if not self.ready:
-            if not self.cold:
-                return None
-            self._refill()
-        return self.ready.popleft()
+        while True:
+            if not self.ready:
+                if not self.cold:
+                    return None
+                self._refill()
+                continue
+            entry = self.ready.popleft()
+            if self.lifecycle is None or not self.lifecycle.skip(entry):
+                return entry
 
     def _refill(self) -> None:
         """Move up to HOT_LIMIT messages from ``cold`` to ``ready``, reading
@@ -117,6 +134,8 @@ class Queue:
         per run of neighbouring records)."""
         cold = self.cold
         items = [cold.popleft() for _ in range(len(cold) if self.priorities else min(HOT_LIMIT, len(cold)))]
+        if self.lifecycle is not None:
+            items = self.lifecycle.filter_cold(items)
         ids = [abs(item) for item in items if type(item) is int]
         records = iter(self.vhost.storage.read_messages(ids) if ids else ())
         ready = self.ready
@@ -144,6 +163,8 @@ class Queue:
             for entry in entries:
                 self.removed(entry, REASON_DELETED)
             return
+        if self.lifecycle is not None:
+            entries = self.lifecycle.requeue(entries)
         ready = self.ready
         storage = self.vhost.storage if self.stored else None
         for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
@@ -169,6 +190,8 @@ class Queue:
         """Drop every ready message; returns how many (queue.purge-ok).
         ``reason``: the storage.wal REASON_* recorded (REASON_DELETED when
         the queue itself goes)."""
+        if self.lifecycle is not None:
+            self.lifecycle.purging()
         count = self.message_count
         if self.stored:
             for entry in self.ready:
@@ -196,6 +219,8 @@ class Queue:
         when ``no_ack``. True when WAL records were appended: the caller
         must not send the delivery before they are fsynced."""
         entry.deliveries += 1
+        if self.lifecycle is not None:
+            self.lifecycle.delivered(entry)
         if self.stored and entry.message.stored is not None:
             storage = self.vhost.storage
             storage.record_delivered(entry.message.id, self.name, consumer_tag, entry.deliveries)
@@ -211,6 +236,8 @@ class Queue:
             self.selector = consumer_selection.ConsumerSelector(self)
         if self.selector is not None:
             self.selector.changed()
+        if self.lifecycle is not None:
+            self.lifecycle.used()
         self.schedule_drain()
 
     def remove_consumer(self, consumer: "Consumer") -> None:
@@ -222,6 +249,8 @@ class Queue:
             return
         if self.selector is not None:
             self.selector.changed()
+        if self.lifecycle is not None:
+            self.lifecycle.used()
         if self.auto_delete and not self.consumers and not self.deleted:
             log.info("vhost '%s' queue '%s': auto-deleted after its last consumer", self.vhost.name, self.name)
             self.vhost.delete_queue(self)
@@ -236,11 +265,16 @@ class Queue:
         """Give ready messages to consumers with credit until either runs out."""
         self._drain_scheduled = False
         ready = self.ready
+        lifecycle = self.lifecycle
         while True:
             if not ready:
                 if not self.cold:
                     return
                 self._refill()
+                continue
+            if lifecycle is not None and lifecycle.skip(ready[0]):
+                ready.popleft()
+                continue
             consumer = self._next_consumer()
             if consumer is None:
                 return

@@ -111,6 +111,8 @@ def declare(channel: "Channel", method: commands.Queue.Declare) -> None:
         else:
             check_exclusive(queue, channel)
             _check_equivalence(queue, method)
+    if queue.lifecycle is not None:
+        queue.lifecycle.used()  # x-expires: a declaration renews the lease
     channel.last_queue_name = queue.name
     if not method.nowait:
         channel.send(commands.Queue.DeclareOk(queue=queue.name, message_count=queue.message_count,

@@ -9,6 +9,8 @@ import logging
 from broker.exchanges import EXCHANGE_TYPES
 from broker.message import continue_ids_after
 from broker.queue import Queue
+from broker.lifecycle_recovery import replay_keeper
+from broker.queue_lifecycle import QueueLifecycle
 from broker.vhost import VHost
 from storage import Storage
 from storage.live_index import DELIVERED, VHOST, queue_names
@@ -25,7 +27,8 @@ def recover(vhosts: dict[str, VHost], storage: Storage) -> None:
     from the WAL. Raises storage.wal.WalCorruptError (the caller exits
     non-zero) when the log is damaged other than at its tail.
     """
-    recovery = storage.open()
+    recovery = storage.open(keep=replay_keeper(storage))
+    replayed = storage.replayed
     exchanges, queues, bindings = storage.topology.load()
     for row in exchanges:
         vhost = _vhost(vhosts, row.vhost, storage)
@@ -64,7 +67,13 @@ def recover(vhosts: dict[str, VHost], storage: Storage) -> None:
                 storage.forget_queue(message_id, name)
                 continue
             queue.restore(message_id, name in delivered)
+            info = replayed.get(message_id)
+            if info is not None:  # TTL deadline / size (broker/queue_lifecycle.py)
+                if queue.lifecycle is None:
+                    queue.lifecycle = QueueLifecycle(queue)
+                queue.lifecycle.restored(message_id, info)
             restored += 1
+    replayed.clear()
     continue_ids_after(recovery.max_message_id)
     log.info("recovery: %d messages in %d queues from %d WAL segments (%d records) in %.2f s; "
              "%d exchanges, %d bindings; previous shutdown %s", restored, len(queues), recovery.segments,

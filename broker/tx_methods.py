@@ -34,15 +34,21 @@ class Transaction:
         self.settlements.append((taken, False, requeue))
 
     def commit(self, channel: "Channel") -> None:
-        """Apply everything in order, then start a new transaction."""
+        """Apply everything in order, then start a new transaction. A
+        publish a queue refused (x-overflow reject-publish) makes it a
+        channel error 406 "partial tx completion" once the rest is applied,
+        as in RabbitMQ."""
         from broker.basic_methods import route
 
         publishes, settlements = self.publishes, self.settlements
         self.publishes, self.settlements = [], []
+        refused = False
         for exchange, message, mandatory in publishes:
-            route(channel, exchange, message, mandatory)
+            refused = route(channel, exchange, message, mandatory) or refused
         for taken, is_ack, requeue in settlements:
             channel.settle(taken, requeue, ack=is_ack)
+        if refused:
+            raise channel_error(reply_codes.PRECONDITION_FAILED, "partial tx completion")
 
     def rollback(self, channel: "Channel") -> None:
         """Discard publishes; acked or rejected deliveries become unacked again."""

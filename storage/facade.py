@@ -93,11 +93,16 @@ class Storage:
         #: message some durable queue holds
         self.live: dict[int, tuple] = {}
         self._names: dict[str, str] = {}
+        #: what ``open(keep=...)`` kept per replayed message (recovery only)
+        self.replayed: dict[int, object] = {}
 
     # ---- start and stop --------------------------------------------------
 
-    def open(self) -> Recovery:
-        """Open the topology database and replay the WAL."""
+    def open(self, keep: Callable | None = None) -> Recovery:
+        """Open the topology database and replay the WAL. ``keep(record)``
+        (MessageRecord without body) may return a value to remember for a
+        replayed message in ``replayed`` (message id -> value; the caller
+        clears it after recovery), or None."""
         started = time.monotonic()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.topology.open()
@@ -110,6 +115,10 @@ class Storage:
             if record_type == MESSAGE:
                 message = decode_message(payload, with_body=False)
                 max_id = max(max_id, message.message_id)
+                if keep is not None:
+                    kept = keep(message)
+                    if kept is not None:
+                        self.replayed[message.message_id] = kept
                 self._replay_message(message, position)
             elif record_type == ACK or record_type == DELIVERED:
                 event = decode_ack(payload) if record_type == ACK else decode_delivered(payload)

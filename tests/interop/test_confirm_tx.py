@@ -10,7 +10,6 @@ import asyncio
 
 import aio_pika
 import pika.exceptions as pe
-import os
 
 import pytest
 from pamqp import commands as spec
@@ -211,13 +210,6 @@ def test_publish_to_missing_exchange_on_confirm_channel(broker, unique):
 
 REJECT_PUBLISH = {"x-max-length": 1, "x-overflow": "reject-publish"}
 
-#: queue length limits (x-max-length, x-overflow) land with issue 4; until then these
-#: tests run only against the reference RabbitMQ (LEVERET_TEST_URL)
-needs_length_limits = pytest.mark.skipif(
-    not os.environ.get("LEVERET_TEST_URL"), reason="x-overflow=reject-publish lands with issue 4")
-
-
-@needs_length_limits
 def test_confirm_nack_when_queue_rejects_publish(broker):
     """A queue full with x-overflow=reject-publish makes the broker basic.nack
     the publish (possibly multiple=true); mandatory adds no basic.return;
@@ -399,7 +391,6 @@ def test_tx_publish_to_missing_exchange_fails_at_once(broker, unique, queue):
     assert count(broker, queue) == 0
 
 
-@needs_length_limits
 def test_tx_commit_with_rejected_publish_is_partial(broker):
     """If a queue refuses a publish at commit (reject-publish overflow), RabbitMQ
     closes the channel with 406 'PRECONDITION_FAILED - partial tx completion'

@@ -1,0 +1,171 @@
+"""Message TTL (rabbitmq.com/ttl.html): the ``x-message-ttl`` queue
+argument and the per-message ``expiration`` property, the lower of the two
+wins.
+
+Unlike RabbitMQ, which only expires messages once they reach the head of
+the queue, a message expires wherever it sits, shortly after its deadline:
+``ExpiryIndex`` keeps a min-heap of ``(deadline_ms, message_id)`` with lazy
+deletion (an entry whose message was delivered, dropped or given a new
+deadline is skipped when popped) and one event-loop timer for the earliest
+deadline; no tick ever scans the queue. Deadlines are wall-clock
+milliseconds since the Unix epoch, so that after a restart they are computed
+from the WAL's publish time (``at_ms``) and keep counting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import re
+import time
+from typing import Callable
+
+from protocol import reply_codes
+from protocol.errors import channel_error
+
+#: expired messages handled per timer callback before yielding to the loop
+BATCH = 256
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def has_expiration(header: bytes) -> bool:
+    """True when a content header payload carries the expiration property
+    (property flag bit 8: the low bit of the flags' high byte, offset 12)."""
+    return len(header) > 12 and bool(header[12] & 0x01)
+
+
+def parse_expiration(text) -> int:
+    """The expiration property as ms; raises ValueError with RabbitMQ's
+    reason text (rabbit_basic:parse_expiration, via Erlang's
+    string:to_integer): ``no_integer``, ``{leftover_string,"..."}``,
+    ``{value_negative,N}`` (RabbitMQ 3.10 accepts any larger value at publish)."""
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode("utf-8", "replace")
+    match = _INTEGER.match(text)
+    if match is None:
+        raise ValueError("no_integer")
+    value = int(match.group())
+    rest = text[match.end():]
+    if rest:
+        raise ValueError('{leftover_string,"%s"}' % rest)
+    if value < 0:
+        raise ValueError(f"{{value_negative,{value}}}")
+    return value
+
+
+def check_expiration(message) -> None:
+    """At publish: 406 PRECONDITION_FAILED ``invalid expiration '<e>':
+    <reason>`` (a channel error, rabbit_channel:check_expiration_header)
+    when the expiration property is not a valid TTL."""
+    expiration = message.properties.expiration
+    if expiration is None:
+        return
+    try:
+        parse_expiration(expiration)
+    except ValueError as exc:
+        raise channel_error(reply_codes.PRECONDITION_FAILED,
+                            f"invalid expiration '{expiration}': {exc}") from None
+
+
+def message_expiration(header: bytes, properties_of: Callable[[], object]) -> int | None:
+    """The message's own TTL in ms (None without, or when invalid: such a
+    message was refused at publish). ``properties_of()`` decodes the
+    properties; it is called only when the flag says there is one."""
+    if not has_expiration(header):
+        return None
+    try:
+        return parse_expiration(properties_of().expiration)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def effective_ttl(queue_ttl: int | None, message_ttl: int | None) -> int | None:
+    """The lower of the queue's and the message's TTL (ttl.html, "the
+    lower of the two is chosen"), or None when neither is set."""
+    if queue_ttl is None:
+        return message_ttl
+    if message_ttl is None:
+        return queue_ttl
+    return min(queue_ttl, message_ttl)
+
+
+class ExpiryIndex:
+    """The deadlines of one queue's ready messages.
+
+    ``deadlines``: message id -> (deadline_ms, ref), ``ref`` being the
+    Message when the queue holds it in memory or None for a stored id (the
+    body stays in the WAL). ``on_expire(message_id, ref)`` is called for
+    each message whose deadline passed, in deadline order (then message id
+    order), at most BATCH per loop pass. Memory: one dict slot and one heap
+    tuple per message with a deadline; nothing for messages without.
+    """
+
+    def __init__(self, on_expire: Callable[[int, object], None]):
+        self.on_expire = on_expire
+        self.heap: list[tuple[int, int]] = []
+        self.deadlines: dict[int, tuple[int, object]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self.deadlines)
+
+    def add(self, message_id: int, deadline: int, ref) -> None:
+        """Track ``message_id`` (replacing an earlier deadline of it)."""
+        self.deadlines[message_id] = (deadline, ref)
+        heap = self.heap
+        heapq.heappush(heap, (deadline, message_id))
+        if len(heap) > 2 * len(self.deadlines) + 4096:
+            # stale entries (delivered messages) outnumber live ones: rebuild
+            self.heap = [(d, m) for m, (d, _ref) in self.deadlines.items()]
+            heapq.heapify(self.heap)
+        if self._timer is None or deadline < self._timer_at:
+            self._schedule(deadline)
+
+    def discard(self, message_id: int) -> int | None:
+        """Stop tracking ``message_id`` (delivered, dropped); returns its
+        deadline or None."""
+        value = self.deadlines.pop(message_id, None)
+        return None if value is None else value[0]
+
+    def clear(self) -> None:
+        """Forget everything and stop the timer (purge, delete)."""
+        self.heap.clear()
+        self.deadlines.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _schedule(self, deadline: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        delay = max(0.0, (deadline - now_ms()) / 1000.0)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        heap, deadlines = self.heap, self.deadlines
+        now = now_ms()
+        done = 0
+        while heap and heap[0][0] <= now:
+            deadline, message_id = heapq.heappop(heap)
+            value = deadlines.get(message_id)
+            if value is None or value[0] != deadline:
+                continue  # stale: delivered, dropped or re-added since
+            del deadlines[message_id]
+            self.on_expire(message_id, value[1])
+            done += 1
+            if done >= BATCH:
+                break
+        heap = self.heap  # add() may have rebuilt it
+        if heap and (self._timer is None or heap[0][0] < self._timer_at):
+            self._schedule(heap[0][0])

@@ -1,0 +1,285 @@
+"""The message lifecycle of one queue: what happens to messages besides
+being delivered and acknowledged. Message TTL (broker/message_ttl.py),
+length limits (broker/queue_limits.py), dead-lettering
+(broker/dead_letter.py), delivery limit (broker/delivery_limit.py) and
+queue expiry (broker/queue_expiry.py) meet here, behind the small hooks
+``Queue`` calls (``Queue.lifecycle`` is None for a queue that needs none of
+them, so plain queues pay one attribute test).
+
+Expired messages are not searched for in the queue: they are marked
+(``hidden``, by message id), left where they sit, counted out of
+``message_count`` at once, and skipped when the head reaches them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+from broker import dead_letter
+from broker.delivery_limit import over_limit, with_delivery_count
+from broker.message import Message, QueuedMessage
+from broker.message_ttl import ExpiryIndex, effective_ttl, has_expiration, message_expiration, now_ms, parse_expiration
+from broker.queue_expiry import QueueExpiry
+from broker.queue_limits import DROP_HEAD, Limits
+from storage.wal import REASON_DEAD_LETTERED, REASON_DROPPED, REASON_EXPIRED
+
+log = logging.getLogger(__name__)
+
+#: queue arguments that give a queue a lifecycle object
+ARGUMENTS = ("x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes", "x-dead-letter-exchange",
+             "x-delivery-limit")
+
+
+def lifecycle_for(queue) -> "QueueLifecycle | None":
+    """The lifecycle of a new queue, or None when its arguments need none
+    (one is added later if a message with an expiration property comes)."""
+    if any(key in queue.arguments for key in ARGUMENTS):
+        return QueueLifecycle(queue)
+    return None
+
+
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class QueueLifecycle:
+    """TTL deadlines, limits, dead-letter target and x-expires of ``queue``.
+
+    ``bytes``: body bytes of the ready messages (kept only with
+    x-max-length-bytes, in ``sizes``: message id -> body size).
+    """
+
+    def __init__(self, queue):
+        args = queue.arguments
+        self.queue = queue
+        self.ttl = _int(args.get("x-message-ttl"))
+        self.dlx = _str(args.get("x-dead-letter-exchange"))
+        self.dlrk = _str(args.get("x-dead-letter-routing-key"))
+        self.delivery_limit = _int(args.get("x-delivery-limit"))
+        self.limits = Limits(args)
+        self.index = ExpiryIndex(self._expired)
+        self.hidden: set[int] = set()
+        self.sizes: dict[int, int] | None = {} if self.limits.max_bytes is not None else None
+        self.bytes = 0
+        expires = _int(args.get("x-expires"))
+        self.expiry = QueueExpiry(queue, expires) if expires else None
+
+    # ---- hooks called by Queue ----------------------------------------------
+
+    def stamp(self, entry: QueuedMessage) -> None:
+        """``entry`` goes straight to a consumer: remember its deadline for
+        a requeue (a TTL 0 message delivered at once does not expire)."""
+        ttl = self._ttl_of(entry.message)
+        if ttl:
+            entry.deadline = now_ms() + ttl
+
+    def enqueued(self, message: Message, entry: QueuedMessage | None) -> None:
+        """``message`` was appended to the ready messages (``entry`` in
+        ``ready``, or None when it waits in ``cold``)."""
+        mid = message.id
+        if self.sizes is not None:
+            size = self.sizes[mid] = len(message.body)
+            self.bytes += size
+        ttl = self._ttl_of(message)
+        if ttl is not None:
+            if ttl == 0:  # ttl.html: expires unless it can be delivered at once
+                self.hide(mid)
+                self._dead(mid, message, dead_letter.EXPIRED, REASON_EXPIRED)
+                return
+            self.index.add(mid, now_ms() + ttl, message if entry is not None or message.stored is None else None)
+        if self.limits.overflow == DROP_HEAD and self.limits.active:
+            self._drop_heads()
+        if self.queue.consumers:
+            self.queue.schedule_drain()
+
+    def skip(self, entry: QueuedMessage) -> bool:
+        """True when the head ``entry`` is not to be delivered: it expired
+        (already handled, or found past its deadline now and handled here).
+        The caller pops it."""
+        mid = entry.message.id
+        hidden = self.hidden
+        if hidden and mid in hidden:
+            hidden.discard(mid)
+            return True
+        deadlines = self.index.deadlines
+        if deadlines:
+            value = deadlines.get(mid)
+            if value is not None and value[0] <= now_ms():
+                del deadlines[mid]
+                self._forget_size(mid)
+                self._dead(mid, entry.message, dead_letter.EXPIRED, REASON_EXPIRED)
+                return True
+        return False
+
+    def filter_cold(self, items: list) -> list:
+        """Leave expired messages out of a batch moving from ``cold`` to
+        ``ready`` (their bodies are never read back)."""
+        hidden = self.hidden
+        if not hidden:
+            return items
+        kept = []
+        for item in items:
+            kind = type(item)
+            mid = abs(item) if kind is int else item.id if kind is Message else item.message.id
+            if mid in hidden:
+                hidden.discard(mid)
+            else:
+                kept.append(item)
+        return kept
+
+    def delivered(self, entry: QueuedMessage) -> None:
+        """``entry`` left the ready messages for a consumer or basic.get."""
+        mid = entry.message.id
+        deadline = self.index.discard(mid)
+        if deadline is not None:
+            entry.deadline = deadline
+        self._forget_size(mid)
+
+    def requeue(self, entries: list) -> list:
+        """Of the delivered ``entries`` coming back, return those to put
+        back: a message past its delivery limit is dead-lettered (or
+        dropped), one past its deadline expires now; the rest get
+        ``x-delivery-count`` (with a delivery limit) and their deadlines back."""
+        kept = []
+        now = now_ms()
+        limit = self.delivery_limit
+        for entry in entries:
+            mid = entry.message.id
+            if over_limit(entry.deliveries, limit):
+                self._dead(mid, entry.message, dead_letter.DELIVERY_LIMIT, REASON_DROPPED)
+                continue
+            if entry.deadline and entry.deadline <= now:
+                self._dead(mid, entry.message, dead_letter.EXPIRED, REASON_EXPIRED)
+                continue
+            if limit is not None:
+                entry.message = with_delivery_count(entry.message, entry.deliveries)
+            if self.sizes is not None:
+                size = self.sizes[mid] = len(entry.message.body)
+                self.bytes += size
+            if entry.deadline:
+                self.index.add(mid, entry.deadline, entry.message)
+            kept.append(entry)
+        return kept
+
+    def rejected(self, entry: QueuedMessage) -> bool:
+        """basic.reject / basic.nack without requeue: dead-letter with
+        reason ``rejected`` when the queue has a DLX (True), else False
+        (the caller records a plain rejection)."""
+        if self.dlx is None:
+            return False
+        self._dead(entry.message.id, entry.message, dead_letter.REJECTED, REASON_DROPPED)
+        return True
+
+    def refused(self, message: Message) -> None:
+        """The queue refused ``message`` (x-overflow reject-publish*);
+        reject-publish-dlx dead-letters it (it was never persisted for
+        this queue: nothing to record)."""
+        log.debug("vhost '%s' queue '%s': publish refused, queue full (x-overflow %s)",
+                  self.queue.vhost.name, self.queue.name, self.limits.overflow)
+        if self.limits.overflow == "reject-publish-dlx" and self.dlx is not None:
+            self._dead(message.id, message, dead_letter.MAXLEN, REASON_DROPPED, record=False)
+
+    def restored(self, message_id: int, info) -> None:
+        """A message recovered from the WAL into ``cold``; ``info`` is
+        ``(at_ms, expiration, body_length)`` kept at replay
+        (``replay_keeper``) or None: its deadline counts from its publish."""
+        if info is None:
+            return
+        at_ms, expiration, body_length = info
+        if self.sizes is not None:
+            self.sizes[message_id] = body_length
+            self.bytes += body_length
+        own = None
+        if expiration is not None:
+            try:
+                own = parse_expiration(expiration)
+            except ValueError:
+                own = None
+        ttl = effective_ttl(self.ttl, own)
+        if ttl is not None:
+            self.index.add(message_id, at_ms + ttl, None)
+
+    def used(self) -> None:
+        """queue.declare, basic.get, a consumer added or gone (x-expires)."""
+        if self.expiry is not None:
+            self.expiry.touch()
+
+    def purging(self) -> None:
+        """Before a purge or delete: physically drop expired messages still
+        in place and forget all deadlines and sizes."""
+        queue = self.queue
+        hidden = self.hidden
+        if hidden:
+            queue.ready = deque(e for e in queue.ready if e.message.id not in hidden)
+            queue.cold = deque(i for i in queue.cold if self.filter_cold([i]))
+            hidden.clear()
+        self.index.clear()
+        if self.sizes is not None:
+            self.sizes.clear()
+        self.bytes = 0
+        if queue.deleted:
+            self.index.closed = True
+            if self.expiry is not None:
+                self.expiry.cancel()
+
+    # ---- internals ---------------------------------------------------------
+
+    def hide(self, mid: int) -> None:
+        self.hidden.add(mid)
+        self._forget_size(mid)
+
+    def _forget_size(self, mid: int) -> None:
+        if self.sizes is not None:
+            self.bytes -= self.sizes.pop(mid, 0)
+
+    def _ttl_of(self, message: Message) -> int | None:
+        header = message.header
+        own = message_expiration(header, lambda: message.properties) if has_expiration(header) else None
+        return effective_ttl(self.ttl, own)
+
+    def _expired(self, mid: int, ref) -> None:
+        """ExpiryIndex callback: the message's deadline passed while ready."""
+        self.hide(mid)
+        self._dead(mid, ref, dead_letter.EXPIRED, REASON_EXPIRED)
+
+    def _drop_heads(self) -> None:
+        """drop-head overflow: drop or dead-letter the oldest ready messages
+        until the queue is within its limits (maxlength.html)."""
+        queue = self.queue
+        while self.limits.over(queue.message_count, self.bytes):
+            entry = queue.get()
+            if entry is None:
+                return
+            mid = entry.message.id
+            self.index.discard(mid)
+            self._forget_size(mid)
+            self._dead(mid, entry.message, dead_letter.MAXLEN, REASON_DROPPED)
+
+    def _dead(self, mid: int, message: Message | None, reason: str, plain_reason: int,
+              record: bool = True) -> None:
+        """Message ``mid`` leaves the queue for ``reason``: republished to
+        the DLX when there is one (WAL reason dead-lettered), else dropped
+        (``plain_reason``). ``message`` None: a stored message whose body is
+        in the WAL (read only when it is dead-lettered)."""
+        queue = self.queue
+        stored = message is None or message.stored is not None
+        code = plain_reason
+        if self.dlx is not None:
+            if message is None:
+                rec = queue.vhost.storage.read_message(mid)
+                parts = (rec.exchange, rec.routing_key, rec.header, rec.body)
+            else:
+                parts = (message.exchange, message.routing_key, message.header, message.body)
+            copy, keys = dead_letter.copy_message(*parts, reason, queue.name, self.dlx, self.dlrk)
+            reached = dead_letter.publish(queue.vhost, copy, keys, reason, queue.name)
+            log.debug("vhost '%s' queue '%s': message %d dead-lettered (%s) to exchange '%s', %d queues",
+                      queue.vhost.name, queue.name, mid, reason, self.dlx, reached)
+            code = REASON_DEAD_LETTERED
+        if record and stored and queue.stored:
+            queue.vhost.storage.record_removed(mid, queue.name, code)
+
