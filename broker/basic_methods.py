@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from pamqp import commands
 
+from broker import delayed_scheduler
 from broker.consumer import Consumer
 from broker.message import Message
 from broker.queue_methods import resolve_queue
@@ -60,6 +61,8 @@ def route(channel: "Channel", exchange, message: Message, mandatory: bool) -> No
     """Enqueue ``message`` on every queue ``exchange`` routes it to; an
     unroutable mandatory message goes back as basic.return 312 NO_ROUTE
     (spec §1.8.3.8), before the publisher confirm."""
+    if exchange.type_name == "x-delayed-message" and delayed_scheduler.hold(channel, exchange, message, mandatory):
+        return
     queues = channel.vhost.route(exchange, message)
     persisted = False
     if queues:

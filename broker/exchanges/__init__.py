@@ -6,6 +6,7 @@ client sends in exchange.declare to the class implementing it.
 """
 
 from broker.exchanges.base import Exchange
+from broker.exchanges.delayed import DelayedMessageExchange
 from broker.exchanges.direct import DirectExchange
 from broker.exchanges.fanout import FanoutExchange
 from broker.exchanges.headers import HeadersExchange
@@ -17,6 +18,7 @@ EXCHANGE_TYPES: dict[str, type[Exchange]] = {
     "fanout": FanoutExchange,
     "topic": TopicExchange,
     "headers": HeadersExchange,
+    "x-delayed-message": DelayedMessageExchange,
 }
 
 __all__ = [
