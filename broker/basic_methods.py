@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pamqp import commands
 
-from broker import delayed_scheduler
+from broker import deduplication, delayed_scheduler
 from broker.consumer import Consumer
 from broker.message import Message
 from broker.queue_methods import resolve_queue
@@ -64,6 +64,8 @@ def route(channel: "Channel", exchange, message: Message, mandatory: bool) -> No
     if exchange.type_name == "x-delayed-message" and delayed_scheduler.hold(channel, exchange, message, mandatory):
         return
     queues = channel.vhost.route(exchange, message)
+    if queues or exchange.type_name == "x-message-deduplication":  # broker/deduplication.py
+        queues = deduplication.filter_queues(channel.vhost, exchange, message, queues)
     persisted = False
     if queues:
         if delivery_mode(message.header) == 2:
@@ -147,6 +149,8 @@ def get(channel: "Channel", method: commands.Basic.Get) -> None:
     message = entry.message
     if not method.no_ack:
         channel.unacked[tag] = (entry, queue, None)
+        if "x-message-deduplication" in queue.arguments:  # broker/deduplication.py
+            deduplication.note_get(queue, channel)
     connection = channel.connection
     if queue.delivered(entry, "", bool(method.no_ack)):
         connection.hold_for_sync()

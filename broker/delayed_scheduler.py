@@ -41,6 +41,7 @@ import heapq
 import logging
 from typing import TYPE_CHECKING
 
+from broker import deduplication
 from broker.exchanges.delayed import delay_of
 from broker.message import Message
 from broker.message_headers import set_headers
@@ -194,6 +195,8 @@ def route_now(vhost: "VHost", exchange, message: Message) -> list:
     channel (no confirm, no mandatory): persist it for the durable queues it
     reaches (design.md "One publish", step 5) and enqueue it."""
     queues = vhost.route(exchange, message)
+    if queues:
+        queues = deduplication.filter_queues(vhost, exchange, message, queues)
     if queues and delivery_mode(message.header) == 2 and vhost.storage is not None:
         names = [queue.name for queue in queues if queue.stored]
         if names:

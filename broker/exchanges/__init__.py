@@ -6,6 +6,7 @@ client sends in exchange.declare to the class implementing it.
 """
 
 from broker.exchanges.base import Exchange
+from broker.exchanges.deduplication import DeduplicationExchange
 from broker.exchanges.delayed import DelayedMessageExchange
 from broker.exchanges.direct import DirectExchange
 from broker.exchanges.fanout import FanoutExchange
@@ -19,6 +20,7 @@ EXCHANGE_TYPES: dict[str, type[Exchange]] = {
     "topic": TopicExchange,
     "headers": HeadersExchange,
     "x-delayed-message": DelayedMessageExchange,
+    "x-message-deduplication": DeduplicationExchange,
 }
 
 __all__ = [
