@@ -142,8 +142,8 @@ def percentile(sorted_values: list, p: float) -> float:
 def run(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="leveret-delayed-"))
     os.environ["LEVERET_FSYNC"] = args.fsync
-    broker = BrokerProcess(tmp / "data")
-    r: dict = {"count": args.count, "size": args.size, "min_delay_s": args.min_delay, "max_delay_s": args.max_delay,
+    broker = BrokerProcess(tmp / "data", args.broker_args.split())
+    r: dict = {"broker_args": args.broker_args, "count": args.count, "size": args.size, "min_delay_s": args.min_delay, "max_delay_s": args.max_delay,
                "window": args.window, "fsync": args.fsync}
     stop = threading.Event()
     try:
@@ -167,6 +167,7 @@ def run(args) -> dict:
         r["publish_s"], r["publish_rate"] = seconds, args.count / seconds
         r["rss_after_publish_mb"] = proc_memory(broker.proc.pid)[0]
         r["delivered_during_publish"] = len(late)
+        r["rss_per_waiting_msg_bytes_after_publish"] = (r["rss_after_publish_mb"] - r["rss_idle_mb"]) * MB / args.count
         print(f"publish: {args.count:,} confirmed in {seconds:.1f} s = {r['publish_rate']:,.0f} msg/s; RSS "
               f"{r['rss_after_publish_mb']:,.0f} MB ({len(late):,} already delivered)", flush=True)
         consumer.join(timeout=args.max_delay + seconds + args.grace)
@@ -199,6 +200,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=500, help="messages per sendall")
     parser.add_argument("--fsync", choices=("always", "never"), default="always")
     parser.add_argument("--grace", type=float, default=120.0, help="s to wait for stragglers")
+    parser.add_argument("--broker-args", default="", help='extra broker options, e.g. "--mirror off"')
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -212,7 +214,8 @@ def main() -> int:
           f"received {r.get('received', 0):,}; lateness worst {r.get('late_worst_ms')} ms, p99 "
           f"{r.get('late_p99_ms')} ms, p50 {r.get('late_p50_ms')} ms, earliest {r.get('earliest_ms')} ms; "
           f"broker RSS peak {r['rss_peak_mb']:,.0f} MB (idle {r['rss_idle_mb']:.0f} MB, "
-          f"{r['rss_per_waiting_msg_bytes']:,.0f} B/msg); {'OK' if r['ok'] else 'FAILED'}")
+          f"peak {r['rss_per_waiting_msg_bytes']:,.0f} B/msg; after publish {r['rss_after_publish_mb']:,.0f} MB, "
+          f"{r['rss_per_waiting_msg_bytes_after_publish']:,.0f} B/msg); {'OK' if r['ok'] else 'FAILED'}")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     with open(args.results, "a") as f:
         f.write(json.dumps(r) + "\n")

@@ -25,6 +25,8 @@ EXCHANGE_TYPES: dict[str, type[Exchange]] = {
 
 __all__ = [
     "EXCHANGE_TYPES",
+    "DeduplicationExchange",
+    "DelayedMessageExchange",
     "DirectExchange",
     "Exchange",
     "FanoutExchange",
