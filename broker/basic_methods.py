@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pamqp import commands
 
-from broker import consumer_selection, message_ttl, queue_limits
+from broker import consumer_selection, deduplication, delayed_scheduler, message_ttl, queue_limits
 from broker.consumer import Consumer
 from broker.message import Message
 from broker.queue_methods import resolve_queue
@@ -64,7 +64,11 @@ def route(channel: "Channel", exchange, message: Message, mandatory: bool) -> bo
     unroutable mandatory message goes back as basic.return 312 NO_ROUTE
     (spec §1.8.3.8), before the publisher confirm. Returns True when a
     queue refused it (x-overflow reject-publish: basic.nack in confirm mode)."""
+    if exchange.type_name == "x-delayed-message" and delayed_scheduler.hold(channel, exchange, message, mandatory):
+        return False
     queues = channel.vhost.route(exchange, message)
+    if queues or exchange.type_name == "x-message-deduplication":  # broker/deduplication.py
+        queues = deduplication.filter_queues(channel.vhost, exchange, message, queues)
     persisted = False
     refused = False
     if queues:
@@ -160,6 +164,8 @@ def get(channel: "Channel", method: commands.Basic.Get) -> None:
         channel.unacked[tag] = (entry, queue, None)
         channel.ack_timer.watch(queue)
         channel.ack_timer.track(entry)
+        if "x-message-deduplication" in queue.arguments:  # broker/deduplication.py
+            deduplication.note_get(queue, channel)
     connection = channel.connection
     if queue.delivered(entry, "", bool(method.no_ack)):
         connection.hold_for_sync()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 
+from broker import delayed_scheduler
+from broker.delayed_scheduler import HOLDER_PREFIX
 from broker.exchanges import EXCHANGE_TYPES
 from broker.message import continue_ids_after
 from broker.queue import Queue
@@ -51,6 +53,7 @@ def recover(vhosts: dict[str, VHost], storage: Storage) -> None:
         vhost.bind(source, destination, row.routing_key, row.arguments, store=False)
     restored = 0
     live = storage.live
+    held: list[tuple[str, str, int]] = []  # (vhost, holder, message id): broker/delayed_scheduler.py
     queue_of: dict[tuple, Queue | None] = {}  # (vhost, name) -> stored queue, looked up once
     for message_id in recovery.message_ids:
         entry = live.get(message_id)
@@ -58,6 +61,9 @@ def recover(vhosts: dict[str, VHost], storage: Storage) -> None:
             continue
         delivered = entry[DELIVERED] or ()
         for name in queue_names(entry):
+            if name.startswith(HOLDER_PREFIX):  # held by an x-delayed-message exchange
+                held.append((entry[VHOST], name, message_id))
+                continue
             key = (entry[VHOST], name)
             queue = queue_of.get(key, False)
             if queue is False:
@@ -74,6 +80,7 @@ def recover(vhosts: dict[str, VHost], storage: Storage) -> None:
                 queue.lifecycle.restored(message_id, info)
             restored += 1
     replayed.clear()
+    delayed_scheduler.restore(vhosts, storage, held)
     continue_ids_after(recovery.max_message_id)
     log.info("recovery: %d messages in %d queues from %d WAL segments (%d records) in %.2f s; "
              "%d exchanges, %d bindings; previous shutdown %s", restored, len(queues), recovery.segments,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from pamqp import commands
 
+from broker import sender_selected
 from broker.exchanges import DirectExchange, Exchange, FanoutExchange, HeadersExchange, TopicExchange, route_message
 from protocol import reply_codes
 from protocol.errors import channel_error
@@ -43,6 +44,9 @@ class VHost:
 
     def route(self, exchange: Exchange, message: "Message"):
         """The queues ``message`` goes to (a collection, each queue once)."""
+        keys = sender_selected.extra_keys(message)  # CC/BCC headers: rabbitmq.com/sender-selected.html
+        if keys is not None:
+            return sender_selected.route(self, exchange, message, keys)
         if exchange.name == "":
             queue = self.queues.get(message.routing_key)
             return (queue,) if queue is not None else ()
@@ -78,6 +82,8 @@ class VHost:
         if self.exchanges.get(exchange.name) is not exchange:
             return
         del self.exchanges[exchange.name]
+        if getattr(exchange, "held", None) is not None:  # x-delayed-message (broker/delayed_scheduler.py)
+            exchange.held.close()
         if self.storage is not None and _stored(exchange):
             self.storage.topology.delete_exchange(self.name, exchange.name)
         for other in list(self.exchanges.values()):

@@ -6,6 +6,8 @@ client sends in exchange.declare to the class implementing it.
 """
 
 from broker.exchanges.base import Exchange
+from broker.exchanges.deduplication import DeduplicationExchange
+from broker.exchanges.delayed import DelayedMessageExchange
 from broker.exchanges.direct import DirectExchange
 from broker.exchanges.fanout import FanoutExchange
 from broker.exchanges.headers import HeadersExchange
@@ -17,10 +19,14 @@ EXCHANGE_TYPES: dict[str, type[Exchange]] = {
     "fanout": FanoutExchange,
     "topic": TopicExchange,
     "headers": HeadersExchange,
+    "x-delayed-message": DelayedMessageExchange,
+    "x-message-deduplication": DeduplicationExchange,
 }
 
 __all__ = [
     "EXCHANGE_TYPES",
+    "DeduplicationExchange",
+    "DelayedMessageExchange",
     "DirectExchange",
     "Exchange",
     "FanoutExchange",

@@ -56,7 +56,8 @@ State rule. Per queue the message is *ready* after ``routed`` or
 event. ``state`` is ``queued`` if it is ready in at least one queue, else
 ``delivered`` if it is unacked in at least one queue, else the event that
 finished it in the queue where it finished last (``acked``, ``rejected``,
-``expired``, ``dead-lettered``, ``purged``, ``dropped`` or ``deleted``).
+``expired``, ``dead-lettered``, ``purged``, ``dropped``, ``deleted`` or
+``deduplicated``).
 A message routed to no queue is ``unrouted`` (and finished at publish).
 
 Table ``message_events`` -- the timeline, one row per thing that happened
@@ -72,7 +73,10 @@ event           TEXT: one of EVENTS: ``routed`` (published into the queue),
                 (back to the ready list: reject/nack with requeue, recover,
                 channel closed), and the finishing events ``acked``,
                 ``rejected``, ``expired``, ``dead-lettered``, ``purged``,
-                ``dropped`` (overflow), ``deleted`` (the queue was deleted)
+                ``dropped`` (overflow), ``deleted`` (the queue was deleted),
+                ``deduplicated`` (a duplicate dropped by x-message-deduplication;
+                its queue is the deduplicating queue, or
+                ``amq.x-deduplication:<exchange>`` for the exchange type)
 at              INTEGER: when (ms), from the WAL record
 consumer_tag    TEXT: for ``delivered``: the consumer tag ("" = basic.get);
                 NULL for other events
@@ -94,13 +98,13 @@ SCHEMA_VERSION = 1
 
 #: every value of message_events.event
 EVENTS = ("routed", "delivered", "requeued", "acked", "rejected", "expired",
-          "dead-lettered", "purged", "dropped", "deleted")
+          "dead-lettered", "purged", "dropped", "deleted", "deduplicated")
 #: events after which the message is still in the queue
 READY_EVENTS = frozenset(("routed", "requeued"))
 UNACKED_EVENTS = frozenset(("delivered",))
 #: every value of messages.state
 STATES = ("queued", "delivered", "acked", "rejected", "expired", "dead-lettered",
-          "purged", "dropped", "deleted", "unrouted")
+          "purged", "dropped", "deleted", "deduplicated", "unrouted")
 
 MODE_FULL = "full"
 MODE_METADATA_ONLY = "metadata-only"

@@ -18,7 +18,7 @@ segment format in ``storage.wal.segment``.
 from storage.wal.errors import RecordError, WalCorruptError, WalError
 from storage.wal.log import RecoveryResult, WriteAheadLog
 from storage.wal.record import (ACK, CHECKPOINT, DELIVERED, MESSAGE, REASON_ACKED,
-                                REASON_DEAD_LETTERED, REASON_DELETED, REASON_DROPPED,
+                                REASON_DEAD_LETTERED, REASON_DEDUPLICATED, REASON_DELETED, REASON_DROPPED,
                                 REASON_EXPIRED, REASON_NAMES, REASON_PURGED, REASON_REJECTED,
                                 RECORD_TYPE_NAMES, REQUEUED, TOPOLOGY, MessageRecord, Position,
                                 QueueEvent, Record, body_position, decode_ack,
@@ -31,7 +31,7 @@ __all__ = [
     "Position", "Record", "MessageRecord", "QueueEvent",
     "MESSAGE", "ACK", "DELIVERED", "TOPOLOGY", "CHECKPOINT", "REQUEUED", "RECORD_TYPE_NAMES",
     "REASON_ACKED", "REASON_REJECTED", "REASON_EXPIRED", "REASON_DEAD_LETTERED",
-    "REASON_PURGED", "REASON_DROPPED", "REASON_DELETED", "REASON_NAMES",
+    "REASON_PURGED", "REASON_DROPPED", "REASON_DELETED", "REASON_DEDUPLICATED", "REASON_NAMES",
     "encode_record", "decode_record", "encode_message", "decode_message",
     "encode_ack", "decode_ack", "encode_delivered", "decode_delivered",
     "encode_requeued", "decode_requeued", "body_position", "now_ms",

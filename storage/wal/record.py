@@ -59,10 +59,11 @@ REASON_DEAD_LETTERED = 3
 REASON_PURGED = 4
 REASON_DROPPED = 5      # overflow (x-max-length / drop-head)
 REASON_DELETED = 6      # the queue was deleted
+REASON_DEDUPLICATED = 7  # a duplicate dropped by x-message-deduplication (broker/deduplication.py)
 REASON_NAMES = {REASON_ACKED: "acked", REASON_REJECTED: "rejected",
                 REASON_EXPIRED: "expired", REASON_DEAD_LETTERED: "dead-lettered",
                 REASON_PURGED: "purged", REASON_DROPPED: "dropped",
-                REASON_DELETED: "deleted"}
+                REASON_DELETED: "deleted", REASON_DEDUPLICATED: "deduplicated"}
 
 RECORD_HEADER = struct.Struct(">IIB")
 RECORD_HEADER_SIZE = RECORD_HEADER.size  # 9

@@ -3,8 +3,8 @@ equivalence every exchange type shares (broker/exchanges/base.py)."""
 
 import pytest
 
-from broker.exchanges import (EXCHANGE_TYPES, DirectExchange, Exchange, FanoutExchange,
-                              HeadersExchange, TopicExchange)
+from broker.exchanges import (EXCHANGE_TYPES, DeduplicationExchange, DelayedMessageExchange, DirectExchange,
+                              Exchange, FanoutExchange, HeadersExchange, TopicExchange)
 
 
 def r(x, key=""):
@@ -13,7 +13,11 @@ def r(x, key=""):
 
 def test_exchange_types_registry():
     assert EXCHANGE_TYPES == {"direct": DirectExchange, "fanout": FanoutExchange,
-                              "topic": TopicExchange, "headers": HeadersExchange}
+                              "topic": TopicExchange, "headers": HeadersExchange,
+                              # plugin types (issue 4): rabbitmq-delayed-message-exchange,
+                              # rabbitmq-message-deduplication
+                              "x-delayed-message": DelayedMessageExchange,
+                              "x-message-deduplication": DeduplicationExchange}
     for name, cls in EXCHANGE_TYPES.items():
         assert cls.type_name == name
         assert issubclass(cls, Exchange)

@@ -1,0 +1,265 @@
+"""Holding and timing for the ``x-delayed-message`` exchange
+(broker/exchanges/delayed.py; the plugin
+https://github.com/rabbitmq/rabbitmq-delayed-message-exchange).
+
+Publish: a message with ``x-delay`` > 0 ms on such an exchange is held, not
+routed: its ``x-delay`` header is negated (as the plugin's
+swap_delay_header does, so consumers see it came through the delay and it is
+never delayed twice), the publisher confirm is sent once it is stored (for a
+persistent message on a durable exchange: after the WAL fsync), and a
+mandatory publish gets basic.return 312 NO_ROUTE at once, because the
+plugin's ``route`` returns no queues for a delayed message (the plugin does
+not support mandatory; the message is still routed when due).
+
+Storage: a persistent message on a durable exchange is appended to the WAL
+as an ordinary MESSAGE record whose queue list is the one reserved holder
+name ``amq.x-delayed:<exchange>`` (HOLDER_PREFIX: clients cannot declare
+queues named ``amq.*``, so it never collides with a queue; recovery hands
+every record naming a holder to ``restore``; an exchange whose name is too
+long for the prefix (over 241 bytes) holds its messages in memory only). In
+memory only one int per waiting message stays: ``due_ms << 40 | message
+id`` in a heap (plus the storage live-index entry). The body is read back
+from the WAL when due. Everything else (transient messages, non-durable
+exchanges) is held in memory as the Message object.
+
+Due: ``due_ms`` is wall-clock ms: publish time (the record's ``at_ms``)
+plus the delay, so the delay keeps counting across a restart and a message
+whose time passed while the broker was down routes right after recovery.
+One ``loop.call_at`` timer per exchange, armed for the heap's head; no
+scanning. When due, the message is routed through the exchange with its
+underlying type's rules *then* (bindings made meanwhile count), as a new
+message (new id, a new MESSAGE record for the durable queues it reaches);
+the holder's record is then closed with an ACK record (REASON_ACKED) naming
+the holder, so the message database shows it waiting in
+``amq.x-delayed:<exchange>`` and then leaving it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from typing import TYPE_CHECKING
+
+from broker import deduplication
+from broker.exchanges.delayed import delay_of
+from broker.message import Message
+from broker.message_headers import set_headers
+from protocol import reply_codes
+from protocol.hot_methods import delivery_mode, return_frames
+from storage.wal import REASON_ACKED, REASON_DELETED, now_ms
+
+if TYPE_CHECKING:
+    from broker.channel import Channel
+    from broker.exchanges.delayed import DelayedMessageExchange
+    from broker.vhost import VHost
+
+log = logging.getLogger(__name__)
+
+#: queue-list name of the WAL records of messages a delayed exchange holds
+HOLDER_PREFIX = "amq.x-delayed:"
+#: heap keys are ``due_ms << SHIFT | message_id``
+SHIFT = 40
+MASK = (1 << SHIFT) - 1
+#: most messages routed per timer callback, so sockets get a turn
+BATCH = 1000
+#: messages read back from the WAL per read during recovery
+RESTORE_CHUNK = 4096
+
+
+class DelayScheduler:
+    """The messages one delayed exchange holds, by due time.
+
+    ``heap``: ints ``due_ms << SHIFT | message_id``, smallest first (ties
+    in publish order). ``transient``: message id -> Message for held
+    messages that are not in the WAL. One timer (``loop.call_at``) is armed
+    for the head.
+    """
+
+    def __init__(self, vhost: "VHost", exchange: "DelayedMessageExchange"):
+        self.vhost = vhost
+        self.exchange = exchange
+        self.holder = HOLDER_PREFIX + exchange.name
+        storage = vhost.storage
+        #: persistent messages are stored: the exchange survives restarts
+        self.storage = storage if storage is not None and exchange.durable and not exchange.auto_delete else None
+        if len(self.holder.encode()) > 255:
+            self.storage = None
+        self.heap: list[int] = []
+        self.transient: dict[int, Message] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+    # ---- in --------------------------------------------------------------
+
+    def add(self, message: Message, delay_ms: int) -> bool:
+        """Hold ``message`` for ``delay_ms``; True when it was written to
+        the WAL (its confirm must wait for the fsync)."""
+        set_headers(message, {**message.headers(), "x-delay": -delay_ms})
+        stored = False
+        if self.storage is not None and delivery_mode(message.header) == 2:
+            self.storage.persist_message(message.id, self.vhost.name, message.exchange, message.routing_key,
+                                         [self.holder], message.header, message.body)
+            stored = True
+        else:
+            self.transient[message.id] = message
+        self.push(now_ms() + delay_ms, message.id)
+        return stored
+
+    def push(self, due_ms: int, message_id: int) -> None:
+        """Schedule ``message_id`` (stored in the WAL unless it is in
+        ``transient``) for ``due_ms`` (wall-clock ms since the epoch)."""
+        heapq.heappush(self.heap, (max(due_ms, 0) << SHIFT) | message_id)
+        self._arm()
+
+    # ---- timer -----------------------------------------------------------
+
+    def _arm(self) -> None:
+        if not self.heap:
+            return
+        due = self.heap[0] >> SHIFT
+        if self._timer is not None:
+            if self._timer_due <= due:
+                return
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_due = due
+        self._timer = loop.call_at(loop.time() + (due - now_ms()) / 1000.0, self._fire)
+
+    def _fire(self) -> None:
+        """Route what is due (at most BATCH, then yield to the loop) and arm
+        the timer for the next."""
+        self._timer = None
+        heap = self.heap
+        now = now_ms()
+        count = 0
+        while heap and heap[0] >> SHIFT <= now and count < BATCH:
+            key = heapq.heappop(heap)
+            count += 1
+            try:
+                self._route(key & MASK)
+            except Exception:  # one bad record must not stop the others
+                log.exception("vhost '%s' exchange '%s': delayed message %d could not be routed",
+                              self.vhost.name, self.exchange.name, key & MASK)
+        self._arm()
+
+    def _route(self, message_id: int) -> None:
+        message = self.transient.pop(message_id, None)
+        if message is None:
+            storage = self.vhost.storage
+            try:
+                record = storage.read_message(message_id)
+            except KeyError:
+                return  # removed meanwhile
+            message = Message(record.exchange, record.routing_key, record.header, record.body)
+            try:
+                route_now(self.vhost, self.exchange, message)
+            finally:
+                storage.record_removed(message_id, self.holder, REASON_ACKED)
+        else:
+            route_now(self.vhost, self.exchange, message)
+
+    # ---- out -------------------------------------------------------------
+
+    def close(self) -> None:
+        """The exchange is deleted: held messages are dropped (stored ones
+        recorded as deleted), the timer stops."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        storage = self.vhost.storage
+        for key in self.heap:
+            message_id = key & MASK
+            if message_id not in self.transient and storage is not None:
+                storage.record_removed(message_id, self.holder, REASON_DELETED)
+        if self.heap:
+            log.info("vhost '%s' exchange '%s': deleted with %d delayed messages", self.vhost.name,
+                     self.exchange.name, len(self.heap))
+        self.heap = []
+        self.transient.clear()
+
+
+def scheduler_for(vhost: "VHost", exchange: "DelayedMessageExchange") -> DelayScheduler:
+    """The exchange's scheduler, created on first use."""
+    held = exchange.held
+    if held is None:
+        held = exchange.held = DelayScheduler(vhost, exchange)
+    return held
+
+
+def route_now(vhost: "VHost", exchange, message: Message) -> list:
+    """Route ``message`` through ``exchange`` now, without a publishing
+    channel (no confirm, no mandatory): persist it for the durable queues it
+    reaches (design.md "One publish", step 5) and enqueue it."""
+    queues = vhost.route(exchange, message)
+    if queues:
+        queues = deduplication.filter_queues(vhost, exchange, message, queues)
+    if queues and delivery_mode(message.header) == 2 and vhost.storage is not None:
+        names = [queue.name for queue in queues if queue.stored]
+        if names:
+            vhost.storage.persist_message(message.id, vhost.name, message.exchange, message.routing_key, names,
+                                          message.header, message.body)
+            message.stored = True
+    for queue in queues:
+        queue.enqueue(message)
+    return queues
+
+
+def hold(channel: "Channel", exchange: "DelayedMessageExchange", message: Message, mandatory: bool) -> bool:
+    """Publish hook (broker/basic_methods.route): hold ``message`` when its
+    ``x-delay`` asks for a delay, answering the confirm and mandatory as the
+    plugin does; False when it is to be routed at once."""
+    try:
+        delay = delay_of(message.headers())
+    except ValueError:
+        return False
+    if delay is None:
+        return False
+    vhost = channel.vhost
+    stored = scheduler_for(vhost, exchange).add(message, delay)
+    if mandatory:
+        connection = channel.connection
+        connection.send(return_frames(channel.number, reply_codes.NO_ROUTE, "NO_ROUTE",
+                                      message.exchange_routing_key, message.header, message.body,
+                                      connection.frame_max))
+    if channel.confirms is not None:
+        seq = channel.confirms.publish()
+        if stored:
+            channel.confirms.settle_when_durable(seq, vhost.storage)
+        else:
+            channel.confirms.settle(seq)
+    return True
+
+
+def restore(vhosts: dict, storage, held: list[tuple[str, str, int]]) -> int:
+    """Recovery hook (broker/recovery.py): ``held`` lists ``(vhost, holder
+    name, message id)`` of WAL records naming a holder. Each goes back into
+    its exchange's heap, due at its publish time plus its delay; a record
+    whose exchange is gone is dropped from the WAL (as deleted). Returns how
+    many were restored."""
+    restored = 0
+    for start in range(0, len(held), RESTORE_CHUNK):
+        chunk = held[start:start + RESTORE_CHUNK]
+        records = storage.read_messages([message_id for _v, _h, message_id in chunk])
+        for (vhost_name, holder, message_id), record in zip(chunk, records):
+            vhost = vhosts.get(vhost_name)
+            exchange = vhost.exchanges.get(holder[len(HOLDER_PREFIX):]) if vhost is not None else None
+            if exchange is None or getattr(exchange, "held", False) is False:
+                storage.forget_queue(message_id, holder)
+                continue
+            scheduler = scheduler_for(vhost, exchange)
+            if scheduler.storage is None:
+                storage.forget_queue(message_id, holder)
+                continue
+            try:
+                delay = -Message("", "", record.header, None).headers()["x-delay"]
+            except (ValueError, KeyError, TypeError):
+                delay = 0
+            scheduler.push(record.at_ms + max(delay, 0), message_id)
+            restored += 1
+    if held:
+        log.info("recovery: %d delayed messages waiting in x-delayed-message exchanges", restored)
+    return restored
