@@ -54,8 +54,8 @@ class Long(int):
 
 
 class Scope:
-    """One scenario run against one broker: a connection, a channel, and
-    unique names that are cleaned up on exit. Use as a context manager."""
+    """One scenario run against one broker: a connection, a confirming
+    channel, and unique names; :meth:`cleanup` deletes them (see :func:`scope`)."""
 
     def __init__(self, url: str):
         self.url = url
@@ -74,12 +74,6 @@ class Scope:
         conn = pika.BlockingConnection(params(self.url))
         self.connections.append(conn)
         return conn
-
-    def __enter__(self) -> "Scope":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.cleanup()
 
     def cleanup(self) -> None:
         """Delete every queue and exchange this scope declared, close connections."""
