@@ -19,6 +19,7 @@ from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
 from broker.message import Message
+from protocol.field_types import Long
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def x_death_headers(headers: dict | None, reason: str, queue: str, exchange: str
         info["original-expiration"] = expiration
     deaths = headers.get("x-death")
     if not isinstance(deaths, list):
-        headers["x-death"] = [{"count": 1, **info}]
+        headers["x-death"] = [{"count": Long(1), **info}]
         for key, value in (("x-first-death-reason", reason), ("x-first-death-queue", queue),
                            ("x-first-death-exchange", exchange)):
             headers.setdefault(key, value)
@@ -76,6 +77,14 @@ def x_death_headers(headers: dict | None, reason: str, queue: str, exchange: str
     else:
         entry = {"count": 1, **info}
     headers["x-death"] = [dict(sorted(entry.items()))] + others
+    return _long_counts(headers)
+
+
+def _long_counts(headers: dict) -> dict:
+    """``count`` as RabbitMQ encodes it: a 64-bit ``l`` (protocol.field_types)."""
+    for death in headers["x-death"]:
+        if isinstance(death, dict) and isinstance(death.get("count"), int):
+            death["count"] = Long(death["count"])
     return headers
 
 
@@ -109,13 +118,14 @@ def is_cycle(queue: str, deaths: list) -> bool:
 
 def dead_letter_properties(properties: Basic.Properties, reason: str, queue: str, exchange: str,
                            routing_key: str, dlx_routing_key: str | None,
-                           now: float | None = None) -> tuple[Basic.Properties, list[str]]:
+                           now: float | None = None, bcc: list | None = None) -> tuple[Basic.Properties, list[str]]:
     """The properties of the dead-lettered copy and the routing keys it is
     republished with (rabbit_dead_letter:make_msg): the expiration property
     is removed (kept as ``original-expiration`` in x-death); with an
     ``x-dead-letter-routing-key`` the copy goes with that one key and loses
     its CC header, otherwise with its original routing keys (publish key,
-    CC, BCC)."""
+    CC, then ``bcc``: the BCC keys removed at publish, which x-death does
+    not list)."""
     headers = properties.headers
     routing_keys = [routing_key] + header_routes(headers)
     new_headers = x_death_headers(headers, reason, queue, exchange, routing_keys, properties.expiration, now)
@@ -123,20 +133,21 @@ def dead_letter_properties(properties: Basic.Properties, reason: str, queue: str
         new_headers.pop("CC", None)
         keys = [dlx_routing_key]
     else:
-        keys = routing_keys
+        keys = routing_keys + list(bcc or ())
     fields = {name: getattr(properties, name) for name in properties.__slots__}
     fields.update(headers=new_headers, expiration=None)
     return Basic.Properties(**fields), keys
 
 
 def copy_message(message_exchange: str, message_routing_key: str, header: bytes, body: bytes,
-                 reason: str, queue: str, dlx: str, dlx_routing_key: str | None) -> tuple[Message, list[str]]:
+                 reason: str, queue: str, dlx: str, dlx_routing_key: str | None,
+                 bcc: list | None = None) -> tuple[Message, list[str]]:
     """The new Message (new id, new content header bytes) to publish to
     ``dlx`` and its routing keys."""
     content_header = ContentHeader()
     content_header.unmarshal(header)
     properties, keys = dead_letter_properties(content_header.properties, reason, queue, message_exchange,
-                                              message_routing_key, dlx_routing_key)
+                                              message_routing_key, dlx_routing_key, bcc=bcc)
     new_header = ContentHeader(0, len(body), properties).marshal()
     return Message(dlx, keys[0], new_header, body), keys
 

@@ -28,13 +28,17 @@ class Message:
     """
 
     __slots__ = ("id", "exchange", "routing_key", "exchange_routing_key", "header", "body", "_properties",
-                 "stored")
+                 "stored", "bcc")
 
     def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes | None,
                  message_id: int | None = None):
         self.id = next(_ids) if message_id is None else message_id
         #: True once persisted in the WAL, else None
         self.stored = None
+        #: the BCC routing keys, removed from the headers at publish but
+        #: still used when the message is dead-lettered (sender-selected.html);
+        #: kept in memory only
+        self.bcc: list | None = None
         self.exchange = exchange
         self.routing_key = routing_key
         self.exchange_routing_key = shortstr(exchange) + shortstr(routing_key)

@@ -20,12 +20,13 @@ _BODY_SIZE = struct.Struct(">Q")
 
 
 def set_headers(message: Message, headers: dict | None) -> None:
-    """Replace the ``headers`` property of ``message`` (None or {} removes
-    it) and re-encode ``message.header``; the other properties and the body
+    """Replace the ``headers`` property of ``message`` (None removes it, {}
+    leaves an empty table, as RabbitMQ does when BCC was the only header)
+    and re-encode ``message.header``; the other properties and the body
     size are kept. Raises ValueError when the original header is
     malformed."""
     properties = message.properties
-    properties.headers = headers or None
+    properties.headers = headers
     body_size = _BODY_SIZE.unpack_from(message.header, 4)[0]
     message.header = ContentHeader(0, body_size, properties).marshal()
     message._properties = properties

@@ -37,17 +37,25 @@ def _priority(value) -> str | None:
     return problem
 
 
+def _field_type(value) -> str:
+    """RabbitMQ's name for the AMQP field type of a decoded argument value."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "signedint" if -2**31 <= value < 2**31 else "long"
+    return {str: "longstr", bytes: "longstr", float: "double", dict: "table", list: "array",
+            type(None): "void"}.get(type(value), type(value).__name__)
+
+
 def _boolean(value) -> str | None:
     """x-single-active-consumer: RabbitMQ's check_bool_arg names the AMQP
     field type it got instead ({unacceptable_type,signedint})."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        kind = "signedint" if -2**31 <= value < 2**31 else "long"
-    else:
-        kind = {str: "longstr", bytes: "longstr", float: "double", dict: "table", list: "array",
-                type(None): "void"}.get(type(value), type(value).__name__)
-    return f"{{unacceptable_type,{kind}}}"
+    return None if isinstance(value, bool) else f"{{unacceptable_type,{_field_type(value)}}}"
+
+
+def _string(value) -> str | None:
+    """x-dead-letter-routing-key: a longstr (check_dlxrk_arg)."""
+    return None if isinstance(value, (str, bytes)) else f"{{unacceptable_type,{_field_type(value)}}}"
 
 
 def _one_of(choices: tuple, what: str):
@@ -71,6 +79,7 @@ CHECKS = {
     "x-queue-mode": _one_of(QUEUE_MODES, "mode"),
     "x-single-active-consumer": _boolean,
     "x-consumer-timeout": _non_negative,
+    "x-dead-letter-routing-key": _string,
 }
 
 
@@ -78,7 +87,13 @@ def validate(queue_name: str, vhost_name: str, arguments: dict) -> None:
     """Raise a channel-level AMQPError 406 PRECONDITION_FAILED
     ``invalid arg '<arg>' for queue '<q>' in vhost '<v>': <reason>`` for the
     first invalid argument; unknown arguments are accepted, as RabbitMQ
-    does."""
+    does. A non-string x-dead-letter-exchange gets RabbitMQ's other wording,
+    ``invalid type '<type>' for arg 'x-dead-letter-exchange' in queue ...``."""
+    dlx = arguments.get("x-dead-letter-exchange")
+    if dlx is not None and not isinstance(dlx, (str, bytes)):
+        raise channel_error(reply_codes.PRECONDITION_FAILED,
+                            f"invalid type '{_field_type(dlx)}' for arg 'x-dead-letter-exchange' in queue "
+                            f"'{queue_name}' in vhost '{vhost_name}'")
     for key, check in CHECKS.items():
         if key in arguments:
             problem = check(arguments[key])

@@ -275,7 +275,8 @@ class QueueLifecycle:
                 parts = (rec.exchange, rec.routing_key, rec.header, rec.body)
             else:
                 parts = (message.exchange, message.routing_key, message.header, message.body)
-            copy, keys = dead_letter.copy_message(*parts, reason, queue.name, self.dlx, self.dlrk)
+            copy, keys = dead_letter.copy_message(*parts, reason, queue.name, self.dlx, self.dlrk,
+                                                  bcc=message.bcc if message is not None else None)
             reached = dead_letter.publish(queue.vhost, copy, keys, reason, queue.name)
             log.debug("vhost '%s' queue '%s': message %d dead-lettered (%s) to exchange '%s', %d queues",
                       queue.vhost.name, queue.name, mid, reason, self.dlx, reached)

@@ -19,7 +19,7 @@ import decimal
 import logging
 from typing import TYPE_CHECKING
 
-from broker.exchanges import route_message
+from broker.exchanges.routing import route_message_keys
 from broker.message_headers import set_headers
 from protocol import reply_codes
 from protocol.errors import channel_error
@@ -94,23 +94,20 @@ def extra_keys(message: "Message") -> list[str] | None:
         headers = dict(headers)
         del headers["BCC"]
         set_headers(message, headers)
+        message.bcc = bcc
     return (cc or []) + (bcc or [])
 
 
 def route(vhost: "VHost", exchange: "Exchange", message: "Message", keys: list[str]) -> list:
     """The queues ``message`` reaches through ``exchange`` with its own
     routing key and each of ``keys``, each queue once, in order reached."""
-    out: list = []
-    seen: set = set()
-    for key in [message.routing_key, *keys]:
-        if exchange.name == "":
+    if exchange.name != "":
+        out = route_message_keys(exchange, [message.routing_key, *keys], message.headers, vhost.exchanges.get)
+    else:
+        out = []
+        for key in [message.routing_key, *keys]:
             queue = vhost.queues.get(key)
-            queues = (queue,) if queue is not None else ()
-        else:
-            queues = route_message(exchange, key, message.headers, vhost.exchanges.get)
-        for queue in queues:
-            if queue not in seen:
-                seen.add(queue)
+            if queue is not None and queue not in out:
                 out.append(queue)
     log.debug("vhost '%s' exchange '%s': CC/BCC routed to %d queues", vhost.name, exchange.name, len(out))
     return out

@@ -71,10 +71,33 @@ def route_message(exchange: Exchange, routing_key: str,
             # a second headers exchange may follow on the path
             get_headers = _HeadersOnce(get_headers)
         dests = exchange.route(routing_key, get_headers)
-    return _walk(exchange, dests, routing_key, get_headers, lookup_exchange)
+    return _walk(exchange, dests, (routing_key,), get_headers, lookup_exchange)
 
 
-def _walk(first: Exchange, first_dests: Collection, routing_key: str,
+def route_message_keys(exchange: Exchange, routing_keys: list[str],
+                       get_headers: Callable[[], dict | None],
+                       lookup_exchange: Callable[[str], Exchange | None]) -> list:
+    """``route_message`` for a message with several routing keys (its own
+    and its CC/BCC keys, rabbitmq.com/sender-selected.html): every exchange
+    on the path matches its bindings against all of them, as RabbitMQ
+    routes a message's routing-key list through exchange-to-exchange
+    bindings; each queue appears once."""
+    get_headers = _HeadersOnce(get_headers)
+    keys = tuple(routing_keys)
+    return _walk(exchange, _route_keys(exchange, keys, get_headers), keys, get_headers, lookup_exchange)
+
+
+def _route_keys(x: Exchange, keys: tuple, get_headers) -> Collection:
+    if len(keys) == 1:
+        return x.route(keys[0], get_headers)
+    out: dict = {}
+    for key in keys:
+        for dest in x.route(key, get_headers):
+            out[dest] = None
+    return out
+
+
+def _walk(first: Exchange, first_dests: Collection, routing_keys: tuple,
           get_headers: Callable[[], dict | None],
           lookup_exchange: Callable[[str], Exchange | None]) -> list:
     result: list = []
@@ -90,9 +113,9 @@ def _walk(first: Exchange, first_dests: Collection, routing_key: str,
         elif x.needs_headers:
             if headers_once is None:
                 headers_once = _HeadersOnce(get_headers)
-            dests = x.route(routing_key, headers_once)
+            dests = _route_keys(x, routing_keys, headers_once)
         else:
-            dests = x.route(routing_key, get_headers)
+            dests = _route_keys(x, routing_keys, get_headers)
         i += 1
         if dests:
             for d in dests:
