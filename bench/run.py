@@ -84,9 +84,10 @@ def parse_args(argv=None):
 
 
 def git_commit() -> str:
+    """HEAD's short hash, "+dirty" if code (not docs or results) differs from it."""
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs",
+                            ":!bench/results"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return out.stdout.strip() + ("+dirty" if dirty else "")
 
 
