@@ -71,6 +71,15 @@ def _met(target, lev, ratio) -> str:
     return f"{goal}: {'yes' if ok else '**no**'}"
 
 
+def _ratio(ratio, target) -> str:
+    """Two decimals, or three when two would round onto the target's limit."""
+    if ratio is None:
+        return "—"
+    if target and target[0] == "ratio" and abs(ratio - target[2]) < 0.005:
+        return f"{ratio:.3f}"
+    return f"{ratio:.2f}"
+
+
 def ratio_table(rows: list[dict]) -> str:
     """Markdown: one line per scenario/variant/size/metric: Leveret, RabbitMQ, ratio, target."""
     lev = {_key(r): r for r in rows if r["broker"] == "leveret"}
@@ -89,7 +98,7 @@ def ratio_table(rows: list[dict]) -> str:
             elif rrow.get("connections") and rrow["connections"] != lrow.get("connections"):
                 note = f" ({rrow['connections']:,} conns)"
             out.append(f"| {key[0]} | {key[1]} | {_size(key[2])} | {label} ({unit}, {better} is better) | "
-                       f"{fmt(lv, metric)} | {fmt(rv, metric)}{note} | {'—' if ratio is None else f'{ratio:.2f}'} | "
+                       f"{fmt(lv, metric)} | {fmt(rv, metric)}{note} | {_ratio(ratio, target)} | "
                        f"{_met(target, lv, ratio)} |")
     return "\n".join(out)
 
