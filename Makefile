@@ -4,7 +4,7 @@
 #   make run      install (when needed) and start the broker on 127.0.0.1:5672, data in ./data
 #   make test     install (when needed) and run the whole test suite
 #   make install  create .venv and pip install -e '.[test]' (again only when pyproject.toml changed)
-#   make bench    run the benchmarks (bench/run.py)
+#   make bench    run the benchmark suite against Leveret and RabbitMQ (bench/run.py; BENCH_ARGS=--smoke for 10 s)
 #   make lint     hadolint on docker/Dockerfile
 #   make clean    remove caches and build leftovers (keeps .venv and ./data)
 #   make distclean  clean, and remove .venv too (./data is never removed)
@@ -23,6 +23,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5672
 DATA_DIR ?= ./data
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help run install test bench lint clean distclean
 
@@ -47,7 +48,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	@if [ -f bench/run.py ]; then \
-		$(BIN)/python bench/run.py; \
+		$(BIN)/python bench/run.py $(BENCH_ARGS); \
 	else \
 		echo "no benchmarks yet: bench/run.py does not exist (planned for issue 5)"; \
 	fi
