@@ -13,10 +13,11 @@ from pamqp import commands
 from broker import consumer_selection, deduplication, delayed_scheduler, message_ttl, queue_limits
 from broker.consumer import Consumer
 from broker.message import Message
+from broker.publish_outcome import answer_confirm, persist, return_unroutable
 from broker.queue_methods import resolve_queue
 from protocol import reply_codes
 from protocol.errors import channel_error, connection_error
-from protocol.hot_methods import delivery_mode, get_ok_frames, return_frames
+from protocol.hot_methods import get_ok_frames
 
 if TYPE_CHECKING:
     from broker.channel import Channel
@@ -73,36 +74,14 @@ def route(channel: "Channel", exchange, message: Message, mandatory: bool) -> bo
     refused = False
     if queues:
         queues, refused = queue_limits.admit(queues, message)  # x-overflow reject-publish(-dlx)
-        if queues and delivery_mode(message.header) == 2:
-            persisted = _persist(channel.vhost, message, queues)
+        if queues:
+            persisted = persist(channel.vhost, message, queues)
         for queue in queues:
             queue.enqueue(message)
     elif mandatory:
-        connection = channel.connection
-        connection.send(return_frames(channel.number, reply_codes.NO_ROUTE, "NO_ROUTE",
-                                      message.exchange_routing_key, message.header, message.body,
-                                      connection.frame_max))
-    if channel.confirms is not None:
-        seq = channel.confirms.publish()
-        if refused:
-            channel.confirms.nack(seq)
-        elif persisted:
-            channel.confirms.settle_when_durable(seq, channel.vhost.storage)
-        else:
-            channel.confirms.settle(seq)
+        return_unroutable(channel, message)
+    answer_confirm(channel, persisted, refused)
     return refused
-
-
-def _persist(vhost, message: Message, queues) -> bool:
-    """Append a persistent message to the WAL once, naming the durable
-    queues it went to (design.md, "One publish", step 5)."""
-    names = [queue.name for queue in queues if queue.stored]
-    if not names:
-        return False
-    vhost.storage.persist_message(message.id, vhost.name, message.exchange, message.routing_key,
-                                  names, message.header, message.body)
-    message.stored = True
-    return True
 
 
 def _check_user_id(channel: "Channel", message: Message) -> None:

@@ -158,10 +158,9 @@ def publish(vhost, message: Message, keys: list[str], reason: str, from_queue: s
     leave out the queues it would cycle into, persist it when persistent
     and routed to a durable queue, and enqueue it. Returns the number of
     queues it reached."""
-    from broker.basic_methods import _persist
+    from broker.publish_outcome import persist
     from broker.exchanges import route_message
     from broker import queue_limits
-    from protocol.hot_methods import delivery_mode
 
     exchange = vhost.exchanges.get(message.exchange)
     if exchange is None:
@@ -186,8 +185,8 @@ def publish(vhost, message: Message, keys: list[str], reason: str, from_queue: s
     if not queues:
         return 0
     queues, _refused = queue_limits.admit(queues, message)
-    if queues and delivery_mode(message.header) == 2:
-        _persist(vhost, message, queues)
+    if queues:
+        persist(vhost, message, queues)
     for queue in queues:
         queue.enqueue(message)
     return len(queues)

@@ -45,8 +45,8 @@ from broker import deduplication
 from broker.exchanges.delayed import delay_of
 from broker.message import Message
 from broker.message_headers import set_headers
-from protocol import reply_codes
-from protocol.hot_methods import delivery_mode, return_frames
+from broker.publish_outcome import answer_confirm, persist, return_unroutable
+from protocol.hot_methods import delivery_mode
 from storage.wal import REASON_ACKED, REASON_DELETED, now_ms
 
 if TYPE_CHECKING:
@@ -197,12 +197,8 @@ def route_now(vhost: "VHost", exchange, message: Message) -> list:
     queues = vhost.route(exchange, message)
     if queues:
         queues = deduplication.filter_queues(vhost, exchange, message, queues)
-    if queues and delivery_mode(message.header) == 2 and vhost.storage is not None:
-        names = [queue.name for queue in queues if queue.stored]
-        if names:
-            vhost.storage.persist_message(message.id, vhost.name, message.exchange, message.routing_key, names,
-                                          message.header, message.body)
-            message.stored = True
+    if queues:
+        persist(vhost, message, queues)
     for queue in queues:
         queue.enqueue(message)
     return queues
@@ -221,16 +217,8 @@ def hold(channel: "Channel", exchange: "DelayedMessageExchange", message: Messag
     vhost = channel.vhost
     stored = scheduler_for(vhost, exchange).add(message, delay)
     if mandatory:
-        connection = channel.connection
-        connection.send(return_frames(channel.number, reply_codes.NO_ROUTE, "NO_ROUTE",
-                                      message.exchange_routing_key, message.header, message.body,
-                                      connection.frame_max))
-    if channel.confirms is not None:
-        seq = channel.confirms.publish()
-        if stored:
-            channel.confirms.settle_when_durable(seq, vhost.storage)
-        else:
-            channel.confirms.settle(seq)
+        return_unroutable(channel, message)
+    answer_confirm(channel, stored)
     return True
 
 
