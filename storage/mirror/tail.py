@@ -86,7 +86,7 @@ class TailMixin:
         log.warning("message database is %d records (%d payload bytes, %.3f s) behind the WAL: "
                     "reading them from the WAL segment files after %s instead of keeping them "
                     "in memory, until it catches up", len(backlog), self._backlog_bytes,
-                    now - first[3], tuple(self._read_to or self.watermark or ()))
+                    now - first[3], tuple(self._read_to or self.watermark or ()) or "the start")
         self._marks = deque([(first[2], first[3])])
         self._mark_t = now
         self._tail_until = position
