@@ -116,12 +116,17 @@ class Server:
         before recovery replays the log (storage/mirror/rebuild.py,
         ``catch_up``); the facade then feeds it every record it appends.
         A database that cannot be opened is logged and the broker runs
-        without it: the message database never stops the broker."""
+        without it: the message database never stops the broker. The
+        mirror tails the WAL files when it falls behind, so the WAL keeps
+        the segments from ``mirror.wal_floor()`` on (its deletion floor)."""
         path = db_path(self.config.data_dir)
         if not self.config.mirror:
             log.info("message database off (--mirror off): %s is not updated", path)
             return
-        mirror = MessageMirror(path, **self.config.mirror_options(), barrier=self._wal_written)
+        wal = self.storage.wal
+        mirror = MessageMirror(path, **self.config.mirror_options(), barrier=self._wal_written,
+                               wal_dir=wal.directory,
+                               floor_moved=lambda: wal.set_deletion_floor(mirror.wal_floor))
         try:
             await mirror.start()
         except (OSError, sqlite3.Error) as exc:
@@ -131,6 +136,9 @@ class Server:
             await catch_up(mirror, self.config.data_dir)
         except (RebuildError, WalError) as exc:
             log.warning("message database: no catch-up from the WAL (%s)", exc)
+        if mirror.stats["failed"]:
+            return
+        wal.set_deletion_floor(mirror.wal_floor)
         self.mirror = self.storage.mirror = mirror
 
     async def _wal_written(self) -> None:
@@ -150,6 +158,7 @@ class Server:
         self.storage.mirror = None
         if mirror is not None:
             await mirror.stop()
+            self.storage.wal.set_deletion_floor(None)
             stats = mirror.stats
             log.info("message database: %d records applied, %d messages, worst lag %.3f s, mode %s",
                      stats["applied"], stats["rows"], stats["max_lag"], stats["mode"])

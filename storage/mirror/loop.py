@@ -4,7 +4,8 @@ records are in the WAL on disk), decodes them on the loop in slices
 (``rows``), and applies them in one transaction with the new watermark
 (``database``). Chooses full or metadata-only rows from the backlog
 length, retries a failed batch, and gives up after repeated failures
-without ever affecting the broker.
+without ever affecting the broker. While the mirror tails the WAL
+(tail.py) the batches are read from the segment files instead.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ class WriterLoopMixin:
         backlog = self._backlog
         failures = 0
         batch = None
+        written = False            # the batch was read from the WAL files, after the barrier
         while True:
-            if batch is None:
+            if batch is None and self._tail_until is None:
                 if not backlog:
                     if self._metadata_only:
                         self._check_mode(0)        # caught up: bodies again from the next batch
@@ -50,14 +52,21 @@ class WriterLoopMixin:
                 batch = [backlog.popleft() for _ in range(n)]
                 self._backlog_bytes -= sum(len(r[1]) for r in batch)
                 self._inflight_since = batch[0][3]
+                self._taken(batch[-1][2])
+                written = False
             try:
-                if self.barrier is not None:
+                if batch is None:
+                    batch = await self._tail_batch()
+                    if batch is None:
+                        continue                   # caught up: fed in memory again
+                    written = True
+                elif self.barrier is not None and not written:
                     await self.barrier()
                 await self._apply(batch)
             except Exception:
                 failures += 1
                 log.exception("message database: applying a batch of %d records failed "
-                              "(attempt %d of %d)", len(batch), failures,
+                              "(attempt %d of %d)", len(batch or ()), failures,
                               FAILURES_BEFORE_GIVING_UP)
                 if failures >= FAILURES_BEFORE_GIVING_UP:
                     self._inflight_since = None
@@ -66,9 +75,11 @@ class WriterLoopMixin:
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             failures = 0
+            short = len(batch) < self.batch_size
             batch = None
             self._inflight_since = None
-            if len(backlog) < self.batch_size and self._state == "running" and not self._flushers:
+            if ((short if self._tail_until is not None else len(backlog) < self.batch_size)
+                    and self._state == "running" and not self._flushers):
                 await asyncio.sleep(self.flush_interval)
             else:
                 await asyncio.sleep(0)
@@ -78,7 +89,9 @@ class WriterLoopMixin:
         self._n["dropped"] += len(self._backlog)
         self._backlog.clear()
         self._backlog_bytes = 0
+        self._tail_until = None
         self._wake.set()
+        self._floor_changed()            # no WAL segment is needed any more
         log.error("message database %s stopped because %s; the broker is not affected. It "
                   "catches up from the WAL at the next start (or run `leveret db rebuild` "
                   "while the broker is stopped).", self.db_path, why)

@@ -9,6 +9,7 @@ Public API::
         .sync_soon(callback, on_error=None); await .sync()
         .release(position, after_segment=None); .mark_dead(segment, nbytes, after_segment=None)
         .live_bytes(segment); .delete_segment(segment); .compaction_candidates(ratio)
+        .set_deletion_floor(int | callable | None); .held_segments
         .segments; .current_segment; .pending_bytes; .stats; .close()
 
 Record types and payload codecs live in ``storage.wal.record``; the on-disk

@@ -23,12 +23,19 @@ append its live records again, release the old copies (or call
 disk <= live bytes / r + 2 x segment_size (r = 0.5: twice the live data).
 Replay then may see a record twice (old and new copy) until the old segment
 is gone; the owner deduplicates by message id.
+
+Deletion floor: a reader of the segment files (the message database
+mirror tailing the WAL) pins the segments it has not read yet with
+``set_deletion_floor``: a dead segment numbered at or above the floor is
+held (not deleted) until the floor passes it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+
+from typing import Callable
 
 from storage.wal.errors import WalError
 from storage.wal.record import RECORD_HEADER_SIZE, Position
@@ -41,6 +48,34 @@ class SegmentRetention:
     """Mixin of WriteAheadLog: the live/dead API. Uses the log's _segs,
     _cur, _state, _tombstones, _deferred, _to_delete, _n, _last_number and
     _schedule_kick."""
+
+    #: int, None (no floor) or a zero-argument callable returning either
+    _floor: int | Callable[[], int | None] | None = None
+    #: numbers of dead segments kept because they are at or above the floor
+    _held: frozenset | set = frozenset()
+
+    def set_deletion_floor(self, floor: int | Callable[[], int | None] | None) -> None:
+        """Keep every segment numbered ``floor`` or higher even once it is
+        dead (None: no floor). ``floor`` may be a zero-argument callable
+        returning the number (or None), asked each time a segment dies:
+        call ``set_deletion_floor`` again (with the same callable) when its
+        value went up, and the held segments now below it are deleted (in
+        the next I/O batch, as usual). Call on the event loop thread."""
+        self._floor = floor
+        held, self._held = sorted(self._held), set()
+        for number in held:
+            seg = self._segs.get(number)
+            if seg is not None:
+                self._check_dead(seg)
+
+    def _floor_now(self) -> int | None:
+        floor = self._floor
+        return floor() if callable(floor) else floor
+
+    @property
+    def held_segments(self) -> list[int]:
+        """Dead segments not deleted yet because of the deletion floor."""
+        return sorted(self._held)
 
     def release(self, position: Position, after_segment: int | None = None) -> None:
         """Declare the record at ``position`` (as returned by append or
@@ -89,25 +124,33 @@ class SegmentRetention:
 
     def compaction_candidates(self, max_live_ratio: float = 0.5) -> list[int]:
         """Sealed segments (not current, not being deleted) whose live
-        bytes are below ``max_live_ratio`` of their record bytes, oldest
-        first."""
+        bytes are below ``max_live_ratio`` of their record bytes (held
+        ones excepted), oldest first."""
         out = []
         for number, seg in sorted(self._segs.items()):
-            if seg is not self._cur and not seg.deleting:
+            if seg is not self._cur and not seg.deleting and number not in self._held:
                 if seg.live < max_live_ratio * (seg.end - SEGMENT_HEADER_SIZE):
                     out.append(number)
         return out
 
     def segment_usage(self) -> list[tuple[int, int, int]]:
         """``(number, live bytes, record bytes)`` of every sealed segment
-        (not current, not being deleted), oldest first."""
+        (not current, not being deleted, not held by the floor), oldest
+        first."""
         return [(number, seg.live, seg.end - SEGMENT_HEADER_SIZE) for number, seg in sorted(self._segs.items())
-                if seg is not self._cur and not seg.deleting]
+                if seg is not self._cur and not seg.deleting and number not in self._held]
 
     def _check_dead(self, seg: Segment) -> None:
         if (self._state == "open" and seg is not self._cur and seg.live <= 0
                 and not seg.deleting and not seg.pending and seg.inflight is None
                 and seg.fd is not None and seg.written == seg.end):
+            if self._floor is not None:
+                floor = self._floor_now()
+                if floor is not None and seg.number >= floor:
+                    if not self._held:
+                        self._held = set()
+                    self._held.add(seg.number)
+                    return
             seg.deleting = True
             self._to_delete.append(seg)
             self._schedule_kick()
