@@ -20,7 +20,7 @@ from broker.vhost import VHost
 from protocol import reply_codes
 from protocol.errors import connection_error
 from storage import Storage
-from storage.mirror import MessageMirror, RebuildError, catch_up, db_path
+from storage.mirror import MessageMirror, db_path
 from storage.wal import WalError
 
 log = logging.getLogger(__name__)
@@ -112,13 +112,16 @@ class Server:
                 log.error("WAL compaction failed: %s", exc)
 
     async def _start_mirror(self) -> None:
-        """Open ``<data_dir>/messages.db`` and catch it up from the WAL
-        before recovery replays the log (storage/mirror/rebuild.py,
-        ``catch_up``); the facade then feeds it every record it appends.
-        A database that cannot be opened is logged and the broker runs
-        without it: the message database never stops the broker. The
-        mirror tails the WAL files when it falls behind, so the WAL keeps
-        the segments from ``mirror.wal_floor()`` on (its deletion floor)."""
+        """Open ``<data_dir>/messages.db`` before recovery replays the log:
+        the replay feeds it the records past its watermark (the ones a crash
+        or a stop left unapplied, or all for a new database) and it applies
+        them in the background after the broker listens, tailing the WAL
+        files when they are many (storage/mirror/tail.py); the facade then
+        feeds it every record it appends. The WAL keeps the segments from
+        ``mirror.wal_floor()`` on (its deletion floor) until the mirror has
+        read them. A database that cannot be opened is logged and the
+        broker runs without it: the message database never stops the
+        broker."""
         path = db_path(self.config.data_dir)
         if not self.config.mirror:
             log.info("message database off (--mirror off): %s is not updated", path)
@@ -132,12 +135,7 @@ class Server:
         except (OSError, sqlite3.Error) as exc:
             log.error("message database %s cannot be opened (%s): running without it", path, exc)
             return
-        try:
-            await catch_up(mirror, self.config.data_dir)
-        except (RebuildError, WalError) as exc:
-            log.warning("message database: no catch-up from the WAL (%s)", exc)
-        if mirror.stats["failed"]:
-            return
+        mirror.skip_replayed()
         wal.set_deletion_floor(mirror.wal_floor)
         self.mirror = self.storage.mirror = mirror
 
