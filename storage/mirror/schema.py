@@ -183,8 +183,8 @@ CREATE VIEW IF NOT EXISTS message_events_iso AS
 #: pragmas of the writer's connection. synchronous=NORMAL: a power loss may
 #: lose the last transactions, never corrupt the file; the watermark rolls
 #: back with them, so the facade feeds those records again at start.
-#: cache_size: 16 MiB of page cache (64 MiB cost the broker 50 MB of RSS in
+#: cache_size: 8 MiB of page cache (64 MiB cost the broker 50 MB of RSS in
 #: bench/deep_queue.py for the same mirror throughput).
 WRITER_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
-                  "PRAGMA busy_timeout=5000", "PRAGMA cache_size=-16384",
+                  "PRAGMA busy_timeout=5000", "PRAGMA cache_size=-8192",
                   "PRAGMA temp_store=MEMORY")

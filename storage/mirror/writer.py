@@ -81,7 +81,7 @@ class MessageMirror(WriterLoopMixin, TailMixin, RetentionMixin):
                  retention_seconds: float = 7 * 86400, retention_rows: int = 10_000_000,
                  *, flush_interval: float = 0.05, cleanup_interval: float = 60.0,
                  max_backlog_bytes: int = 256 << 20, wal_dir: Path | str | None = None,
-                 tail_after_bytes: int = 16 << 20,
+                 tail_after_bytes: int = 4 << 20,
                  floor_moved: Callable[[], None] | None = None,
                  barrier: Callable[[], Awaitable[None]] | None = None):
         self.db_path = Path(db_path)
