@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import decimal
 import math
-import time
 import struct
+import time
 
 import pika
 import pika.exceptions as pe
