@@ -85,6 +85,6 @@ def _copy(wal: WriteAheadLog, message_id: int, entry: tuple) -> tuple:
                              record.header, record.body, at_ms=record.at_ms)
     where = pack_position(wal.append(MESSAGE, payload))
     for queue in entry[DELIVERED_IN] or ():
-        position = wal.append(DELIVERED, encode_delivered(message_id, queue))
+        position = wal.append(DELIVERED, encode_delivered(message_id, queue, restated=True))
         wal.release(position, after_segment=segment_of(where))
     return moved(entry, where, names)

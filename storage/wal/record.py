@@ -20,8 +20,9 @@ MESSAGE    u64 message id, u64 at_ms (published), short vhost, short
            payload.
 ACK        u64 message id, u64 at_ms, short queue name, u8 reason
            (REASON_*): the message left that queue.
-DELIVERED  u64 message id, u64 at_ms, short queue name, u8 reason (always
-           0), short consumer tag ("" for basic.get), u32 delivery count
+DELIVERED  u64 message id, u64 at_ms, short queue name, u8 reason (0; 1 =
+           DELIVERED_RESTATED, repeated by compaction after a copy), short
+           consumer tag ("" for basic.get), u32 delivery count
            (1 for the first delivery): the message was handed to a consumer
            of that queue, so after a crash it comes back with
            redelivered=true.
@@ -47,6 +48,10 @@ DELIVERED = 3
 TOPOLOGY = 4
 CHECKPOINT = 5
 REQUEUED = 6
+
+#: reason byte of a DELIVERED record that compaction appends after copying a
+#: message (it restates an earlier delivery; the message database skips it)
+DELIVERED_RESTATED = 1
 
 RECORD_TYPE_NAMES = {MESSAGE: "message", ACK: "ack", DELIVERED: "delivered",
                      TOPOLOGY: "topology", CHECKPOINT: "checkpoint", REQUEUED: "requeued"}
@@ -289,14 +294,16 @@ def encode_requeued(message_id: int, queue: str | bytes, at_ms: int | None = Non
 
 
 def encode_delivered(message_id: int, queue: str | bytes, consumer_tag: str | bytes = "",
-                     delivery_count: int = 1, at_ms: int | None = None) -> bytes:
-    """DELIVERED payload: ACK layout (reason 0) followed by the consumer
-    tag (short string, "" for basic.get) and the delivery count (u32, 1 for
-    the first delivery). Raises RecordError for a name over 255 bytes or a
-    count outside 0..2**32-1."""
+                     delivery_count: int = 1, at_ms: int | None = None, *, restated: bool = False) -> bytes:
+    """DELIVERED payload: ACK layout (reason 0, or DELIVERED_RESTATED when
+    ``restated``: compaction repeating a delivery already recorded, not a
+    new one) followed by the consumer tag (short string, "" for basic.get)
+    and the delivery count (u32, 1 for the first delivery). Raises
+    RecordError for a name over 255 bytes or a count outside 0..2**32-1."""
     if not 0 <= delivery_count <= 0xFFFFFFFF:
         raise RecordError(f"delivery count {delivery_count} out of range")
-    return b"".join((encode_ack(message_id, queue, 0, at_ms=at_ms), _short(consumer_tag),
+    reason = DELIVERED_RESTATED if restated else 0
+    return b"".join((encode_ack(message_id, queue, reason, at_ms=at_ms), _short(consumer_tag),
                      _U32_pack(delivery_count)))
 
 
