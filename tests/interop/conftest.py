@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.interop.pika_helpers import pika_connection
 from tests.interop.server_process import BrokerProcess
 
 EXTERNAL_URL = os.environ.get("LEVERET_TEST_URL")
@@ -68,3 +69,13 @@ def fresh_broker(tmp_path):
 def unique():
     """Factory for names no other test uses: ``unique("q")`` -> ``q-3f2a…``."""
     return lambda prefix="t": f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def ch(broker):
+    """A pika channel on the shared broker, in confirm mode: once a publish
+    returns, the broker has routed it. Modules may define their own ``ch``."""
+    with pika_connection(broker) as conn:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        yield channel

@@ -5,11 +5,12 @@ with generous timeouts (the test machine is shared), queue counts."""
 from __future__ import annotations
 
 import os
-import time
 from typing import Callable
 
 import pika
 import pika.exceptions
+
+from tests.interop.clients import wait_for
 
 #: set when the tests run against another broker (the reference RabbitMQ)
 EXTERNAL = bool(os.environ.get("LEVERET_TEST_URL"))
@@ -24,16 +25,10 @@ def connect(broker) -> pika.BlockingConnection:
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something true; raise
-    AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+    """``clients.wait_for`` with the generous timeout (seconds) these tests
+    use on a shared machine: the truthy value of ``predicate``, or
+    AssertionError after ``timeout``."""
+    return wait_for(predicate, timeout=timeout, interval=interval)
 
 
 def count(channel, queue: str) -> int:

@@ -10,14 +10,6 @@ import pytest
 from tests.interop.pika_helpers import channel_error, drain, pika_connection
 
 
-@pytest.fixture
-def ch(broker):
-    with pika_connection(broker) as conn:
-        channel = conn.channel()
-        channel.confirm_delivery()
-        yield channel
-
-
 def _queues(ch, unique, exchange, keys):
     names = {}
     for key in keys:

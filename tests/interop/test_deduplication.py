@@ -16,14 +16,6 @@ from tests.interop.mirror_scenario import sql, wait_until
 from tests.interop.pika_helpers import channel_error, drain, pika_connection
 
 
-@pytest.fixture
-def ch(broker):
-    with pika_connection(broker) as conn:
-        channel = conn.channel()
-        channel.confirm_delivery()
-        yield channel
-
-
 def _h(value, **extra):
     return pika.BasicProperties(headers={"x-deduplication-header": value, **extra})
 

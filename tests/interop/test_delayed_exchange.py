@@ -17,14 +17,6 @@ import pytest
 from tests.interop.pika_helpers import channel_error, connection_error, drain, pika_connection
 
 
-@pytest.fixture
-def ch(broker):
-    with pika_connection(broker) as conn:
-        channel = conn.channel()
-        channel.confirm_delivery()
-        yield channel
-
-
 def _delayed(ch, name, kind="direct", durable=False):
     ch.exchange_declare(name, "x-delayed-message", durable=durable, arguments={"x-delayed-type": kind})
 

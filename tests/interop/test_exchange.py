@@ -11,20 +11,11 @@ import pika
 import pytest
 from pamqp import commands as spec
 
-from tests.interop.pika_helpers import Bystander, get_bodies, pika_connection
+from tests.interop.pika_helpers import Bystander, get_bodies
 from tests.interop.raw_client import (
     ACCESS_REFUSED, COMMAND_INVALID, NOT_FOUND, PRECONDITION_FAILED, assert_close, connected,
     raw_channel_error,
 )
-
-
-@pytest.fixture
-def ch(broker):
-    """A pika channel in confirm mode: a confirmed publish has been routed."""
-    with pika_connection(broker) as conn:
-        channel = conn.channel()
-        channel.confirm_delivery()
-        yield channel
 
 
 def _queue(ch, unique, exchange=None, routing_key="", arguments=None) -> str:

@@ -11,14 +11,6 @@ import pytest
 from tests.interop.pika_helpers import get_bodies, pika_connection
 
 
-@pytest.fixture
-def ch(broker):
-    with pika_connection(broker) as conn:
-        channel = conn.channel()
-        channel.confirm_delivery()
-        yield channel
-
-
 def _queue(ch, unique):
     return ch.queue_declare(unique("q"), exclusive=True).method.queue
 
