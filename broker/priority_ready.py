@@ -31,11 +31,10 @@ from collections import deque
 from typing import Iterator
 
 from broker.message import QueuedMessage
+from protocol.hot_methods import header_priority
 
 #: highest ``x-max-priority`` RabbitMQ accepts (rabbit_priority_queue.erl)
 MAX_SUPPORTED_PRIORITY = 255
-
-_PRIORITY_FLAG = 0x0800
 
 
 def max_priority(arguments: dict) -> int:
@@ -45,29 +44,6 @@ def max_priority(arguments: dict) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         return 0
     return min(value, MAX_SUPPORTED_PRIORITY)
-
-
-def header_priority(header: bytes) -> int:
-    """The ``priority`` property of a content header payload (0 when
-    absent), without decoding the other properties: it follows
-    content-type, content-encoding, headers and delivery-mode (spec §1.8,
-    basic properties, in flag order). A truncated header counts as 0."""
-    flags = header[12] << 8 | header[13]
-    if not flags & _PRIORITY_FLAG:
-        return 0
-    offset = 14
-    try:
-        if flags & 0x8000:
-            offset += 1 + header[offset]
-        if flags & 0x4000:
-            offset += 1 + header[offset]
-        if flags & 0x2000:
-            offset += 4 + int.from_bytes(header[offset:offset + 4], "big")
-        if flags & 0x1000:
-            offset += 1
-        return header[offset]
-    except IndexError:
-        return 0
 
 
 class PriorityReady:

@@ -129,14 +129,35 @@ def delivery_mode(header: bytes) -> int:
     flags = header[12] << 8 | header[13]
     if not flags & 0x1000:
         return 0
-    offset = 14
     try:
-        if flags & 0x8000:
-            offset += 1 + header[offset]
-        if flags & 0x4000:
-            offset += 1 + header[offset]
-        if flags & 0x2000:
-            offset += 4 + int.from_bytes(header[offset:offset + 4], "big")
-        return header[offset]
+        return header[_after_headers(header, flags)]
     except IndexError:
         raise _decode_error("content header") from None
+
+
+def header_priority(header: bytes) -> int:
+    """The priority property of a content header payload (0 when absent),
+    without decoding the other properties: it follows content-type,
+    content-encoding, headers and delivery-mode (spec §1.8, basic
+    properties, in flag order). A truncated header counts as 0."""
+    flags = header[12] << 8 | header[13]
+    if not flags & 0x0800:
+        return 0
+    try:
+        return header[_after_headers(header, flags) + (1 if flags & 0x1000 else 0)]
+    except IndexError:
+        return 0
+
+
+def _after_headers(header: bytes, flags: int) -> int:
+    """Offset of the first basic property after content-type,
+    content-encoding and headers in a content header payload with property
+    ``flags``. Raises IndexError when the header is truncated."""
+    offset = 14
+    if flags & 0x8000:
+        offset += 1 + header[offset]
+    if flags & 0x4000:
+        offset += 1 + header[offset]
+    if flags & 0x2000:
+        offset += 4 + int.from_bytes(header[offset:offset + 4], "big")
+    return offset
