@@ -262,21 +262,24 @@ class Connection:
             self._out = []
             data = out[0] if len(out) == 1 else b"".join(out)
             self._out_bytes = 0
-            if self._needs_sync:
-                self._needs_sync = False
-                self._tickets += 1
-                ticket = self._tickets
+            if self._needs_sync or self._held:
+                ticket = 0
+                if self._needs_sync:
+                    self._needs_sync = False
+                    self._tickets += 1
+                    ticket = self._tickets
+                    self.server.storage.sync_soon(lambda: self._write_held(ticket))
                 self._held.append((data, ticket))
                 self._held_bytes += len(data)
-                self.server.storage.sync_soon(lambda: self._write_held(ticket))
-            elif self._held:
-                self._held.append((data, 0))
-                self._held_bytes += len(data)
-            elif not self.transport.is_closing():
-                self.transport.write(data)
-                self._last_send = self.loop.time()
+            else:
+                self._write(data)
         if self._starved and not self._paused:
             self._resume_consumers()
+
+    def _write(self, data: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(data)
+            self._last_send = self.loop.time()
 
     def _write_held(self, ticket: int) -> None:
         """The fsync for ``ticket`` is done: write held output up to the
@@ -288,9 +291,7 @@ class Connection:
         if not parts:
             return
         self._held_bytes -= sum(map(len, parts))
-        if not self.transport.is_closing():
-            self.transport.write(b"".join(parts))
-            self._last_send = self.loop.time()
+        self._write(b"".join(parts))
         if self._starved and not self._paused:
             self._resume_consumers()
 
