@@ -158,23 +158,15 @@ def publish(vhost, message: Message, keys: list[str], reason: str, from_queue: s
     leave out the queues it would cycle into, persist it when persistent
     and routed to a durable queue, and enqueue it. Returns the number of
     queues it reached."""
+    from broker import queue_limits, sender_selected
     from broker.publish_outcome import persist
-    from broker.exchanges import route_message
-    from broker import queue_limits
 
     exchange = vhost.exchanges.get(message.exchange)
     if exchange is None:
         log.debug("vhost '%s' queue '%s': dead-letter exchange '%s' missing, message dropped",
                   vhost.name, from_queue, message.exchange)
         return 0
-    queues: list = []
-    for key in keys:
-        if exchange.name == "":
-            found = vhost.queues.get(key)
-            found = [found] if found is not None else []
-        else:
-            found = route_message(exchange, key, message.headers, vhost.exchanges.get)
-        queues.extend(q for q in found if q not in queues)
+    queues = sender_selected.route(vhost, exchange, message, keys[1:])  # message.routing_key is keys[0]
     if reason != REJECTED and queues:
         deaths = message.properties.headers.get("x-death") or []
         cycling = [q for q in queues if is_cycle(q.name, deaths)]
