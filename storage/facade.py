@@ -1,7 +1,8 @@
 """The one object ``broker/`` calls for durability (design.md, "Layout" and
 "Durability contract"): the write-ahead log for persistent messages and
 their acks, the topology database for durable exchanges, queues and
-bindings, and (when attached) the message database mirror.
+bindings. (The message database process follows the WAL files on its
+own: storage/mirror/supervisor.py.)
 
 Memory: only a small index entry (storage/live_index.py) per stored message
 stays in RAM; content headers and bodies are read back from the WAL on demand
@@ -88,7 +89,6 @@ class Storage:
         self.fsync = fsync
         self.wal = WriteAheadLog(self.data_dir / "wal", segment_size=segment_size, fsync=fsync)
         self.topology = TopologyStore(self.data_dir / "topology.db")
-        self.mirror = None
         #: message id -> index entry (storage/live_index.py), for every
         #: message some durable queue holds
         self.live: dict[int, tuple] = {}
@@ -138,7 +138,6 @@ class Storage:
                         live[event.message_id] = left
             else:
                 release(position)  # REQUEUED, CHECKPOINT: not needed for recovery
-            self._feed_mirror(record_type, payload, position)
         seconds = time.monotonic() - started
         clean = record_type is None or (record_type == CHECKPOINT and payload == CLEAN_SHUTDOWN)
         # Until ``close`` appends CLEAN_SHUTDOWN after it, this marker makes
@@ -184,7 +183,6 @@ class Storage:
         payload = encode_message(message_id, vhost, exchange, routing_key, queues, header, body)
         position = self.wal.append(MESSAGE, payload)
         self.live[message_id] = new_entry(pack_position(position), vhost, queues)
-        self._feed_mirror(MESSAGE, payload, position)
 
     def read_message(self, message_id: int) -> MessageRecord:
         """The stored message (exchange, routing key, content header, body)
@@ -225,7 +223,6 @@ class Storage:
         payload = encode_delivered(message_id, queue, consumer_tag, delivery_count)
         position = self.wal.append(DELIVERED, payload)
         self.wal.release(position, after_segment=segment_of(entry[WHERE]))
-        self._feed_mirror(DELIVERED, payload, position)
 
     def record_requeued(self, message_id: int, queue: str) -> None:
         """The message went back to the ready list of ``queue`` (history for
@@ -235,7 +232,6 @@ class Storage:
         payload = encode_requeued(message_id, queue)
         position = self.wal.append(REQUEUED, payload)
         self.wal.release(position)
-        self._feed_mirror(REQUEUED, payload, position)
 
     def record_removed(self, message_id: int, queue: str, reason: int) -> None:
         """The message left ``queue`` for good (acked, rejected, purged,
@@ -247,7 +243,6 @@ class Storage:
         payload = encode_ack(message_id, queue, reason)
         position = self.wal.append(ACK, payload)
         self.wal.release(position, after_segment=segment_of(entry[WHERE]))
-        self._feed_mirror(ACK, payload, position)
         left = without_queue(entry, queue)
         if left is None:
             del self.live[message_id]
@@ -272,7 +267,3 @@ class Storage:
     def sync_soon(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once everything appended so far is fsynced."""
         self.wal.sync_soon(callback)
-
-    def _feed_mirror(self, record_type: int, payload: bytes, position) -> None:
-        if self.mirror is not None:
-            self.mirror.feed(record_type, payload, position)
