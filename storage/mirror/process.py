@@ -15,7 +15,9 @@ Protocol, one ASCII line per message:
 
 End of stdin without ``S`` (the broker died, e.g. SIGKILL), or the parent
 process changing, makes it finish the batch in hand and exit: it never
-outlives the broker. Exit status 0 after a stop, 1 when the database
+outlives the broker. SIGINT and SIGTERM are ignored: a Ctrl-C in a terminal
+or a service manager signalling the whole group reach the broker too, which
+then stops it with ``S`` after its final WAL write. Exit status 0 after a stop, 1 when the database
 failed, 2 for a bad command line.
 """
 
@@ -25,6 +27,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 
 from storage.mirror.follower import WalFollower
@@ -131,6 +134,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m storage.mirror.process CONFIG-JSON", file=sys.stderr)
         return 2
     config = json.loads(argv[0])
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(config.get("log_format")))
     level = getattr(logging, str(config.get("log_level", "INFO")).upper(), logging.INFO)
