@@ -15,7 +15,7 @@ Protocol, one ASCII line per message:
 
 End of stdin without ``S`` (the broker died, e.g. SIGKILL), or the parent
 process changing, makes it finish the batch in hand and exit: it never
-outlives the broker. SIGINT and SIGTERM are ignored: a Ctrl-C in a terminal
+outlives the broker. It writes holding ``<db>.lock`` (lock.py). SIGINT and SIGTERM are ignored: a Ctrl-C in a terminal
 or a service manager signalling the whole group reach the broker too, which
 then stops it with ``S`` after its final WAL write. Exit status 0 after a stop, 1 when the database
 failed, 2 for a bad command line.
@@ -31,12 +31,15 @@ import signal
 import sys
 
 from storage.mirror.follower import WalFollower
+from storage.mirror.lock import wait_lock
 from storage.mirror.writer import MessageMirror
 
 log = logging.getLogger("storage.mirror")
 
 #: seconds between two checks that the parent process is still the broker
 PARENT_CHECK = 1.0
+#: seconds it waits for a previous process to release the database
+LOCK_TIMEOUT = 30.0
 
 
 class _Control:
@@ -96,8 +99,20 @@ def _floor_writer():
 
 
 async def follow(config: dict) -> int:
-    """Open the database, follow the WAL as told on stdin, stop as told.
-    Returns the exit status."""
+    """Take the writer lock, open the database, follow the WAL as told on
+    stdin, stop as told. Returns the exit status."""
+    lock = await wait_lock(config["db_path"], LOCK_TIMEOUT)
+    if lock is None:
+        log.error("message database %s is still locked by another process after %.0f s; "
+                  "giving up", config["db_path"], LOCK_TIMEOUT)
+        return 1
+    try:
+        return await _follow(config)
+    finally:
+        os.close(lock)
+
+
+async def _follow(config: dict) -> int:
     mirror = MessageMirror(config["db_path"], **config.get("options", {}))
     await mirror.start()
     report = _floor_writer()

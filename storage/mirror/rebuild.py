@@ -17,6 +17,7 @@ import os
 import time
 from pathlib import Path
 
+from storage.mirror.lock import try_lock
 from storage.mirror.wal_reader import read_wal
 from storage.mirror.writer import MessageMirror
 
@@ -61,7 +62,11 @@ async def rebuild_async(data_dir: Path | str, **mirror_options) -> dict:
     t0 = time.monotonic()
     stats = {"segments": 0, "records": 0, "truncated": None}
     fd = _lock(wal_dir)
+    writer = try_lock(target)
     try:
+        if writer is None:
+            raise RebuildError(f"message database {target} is locked by a message database "
+                               "process (is the broker running?); stop it before rebuilding")
         for path in (tmp, *(tmp.with_name(tmp.name + s) for s in ("-wal", "-shm"))):
             path.unlink(missing_ok=True)
         mirror = MessageMirror(tmp, **mirror_options)
@@ -78,6 +83,8 @@ async def rebuild_async(data_dir: Path | str, **mirror_options) -> dict:
             target.with_name(target.name + suffix).unlink(missing_ok=True)
         os.replace(tmp, target)
     finally:
+        if writer is not None:
+            os.close(writer)
         os.close(fd)
     summary = {"db_path": str(target), "segments": stats["segments"],
                "records": stats["records"], "messages": result["rows"],
@@ -104,8 +111,9 @@ def rebuild(data_dir: Path | str, **mirror_options) -> dict:
     (malformed records), retention_deleted, truncated ((segment, offset)
     of a torn tail, or None), watermark (Position of the last record, or
     None), seconds.
-    Raises RebuildError (no WAL directory; directory locked, i.e. the
-    broker is running; the database could not be written),
+    Raises RebuildError (no WAL directory; directory or database locked,
+    i.e. the broker or its message database process is running; the
+    database could not be written),
     WalCorruptError (corruption outside the tail of the last segment).
     Runs its own event loop: call ``rebuild_async`` from inside one."""
     return asyncio.run(rebuild_async(data_dir, **mirror_options))

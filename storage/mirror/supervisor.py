@@ -190,9 +190,6 @@ class MirrorSupervisor:
                 code = await proc.wait()
         if self._watch is not None:
             self._watch.cancel()
-            try:
-                await self._watch
-            except asyncio.CancelledError:
-                pass
+            await asyncio.gather(self._watch, return_exceptions=True)
         self.wal.set_deletion_floor(None)
         return code
