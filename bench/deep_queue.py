@@ -170,7 +170,10 @@ def run(args) -> dict:
 
         sampler = RssSampler(broker.proc.pid)
         sampler.start()
+        children0 = {c: proc_cpu_s(c) for c in child_pids(broker.proc.pid)}
         seconds, ranges = publish_all(broker, args)
+        r["mirror_cpu_publish_pct"] = 100 * sum(proc_cpu_s(c) - t for c, t in children0.items()
+                                                if c in child_pids(broker.proc.pid)) / seconds
         r["rss_final_mb"] = proc_memory(broker.proc.pid)[0]
         r["rss_peak_mb"] = sampler.stop()
         r["broker_cpu_publish_pct"], r["client_cpu_publish_pct"] = sampler.cpu_pct()
@@ -184,7 +187,8 @@ def run(args) -> dict:
               f"{r['publish_rate']:,.0f} msg/s; broker RSS peak {r['rss_peak_mb']:,.0f} MB, final "
               f"{r['rss_final_mb']:,.0f} MB (idle {r['rss_idle_mb']:.0f} MB, "
               f"{r['rss_per_msg_bytes']:,.0f} B/msg); message database process RSS "
-              f"{r['mirror_rss_mb']:,.0f} MB (peak {r['mirror_rss_peak_mb']:,.0f} MB); data dir "
+              f"{r['mirror_rss_mb']:,.0f} MB (peak {r['mirror_rss_peak_mb']:,.0f} MB, CPU "
+              f"{r['mirror_cpu_publish_pct']:.0f} % of one core); data dir "
               f"{r['data_dir_mb']:,.0f} MB", flush=True)
 
         log_offset = len(broker.log_text())

@@ -122,6 +122,7 @@ async def _follow(config: dict) -> int:
     control = _Control(follower)
     tasks = [asyncio.create_task(_read_commands(control)),
              asyncio.create_task(_watch_parent(control, os.getppid()))]
+    status = 0
     try:
         while not mirror.stats["failed"]:
             if control.orphaned:
@@ -133,6 +134,10 @@ async def _follow(config: dict) -> int:
                 continue
             await follower.step()
         await mirror.flush()
+    except Exception:              # e.g. WalCorruptError: the broker restarts it
+        log.exception("message database process: following the WAL after %s failed",
+                      tuple(follower.read_to or ()) or "the start")
+        status = 1
     finally:
         for task in tasks:
             task.cancel()
@@ -140,7 +145,7 @@ async def _follow(config: dict) -> int:
     stats = mirror.stats
     log.info("message database: %d records applied, %d messages, worst lag %.3f s, mode %s",
              stats["applied"], stats["rows"], stats["max_lag"], stats["mode"])
-    return 1 if stats["failed"] else 0
+    return 1 if stats["failed"] else status
 
 
 def main(argv: list[str]) -> int:

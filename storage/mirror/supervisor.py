@@ -83,8 +83,12 @@ class MirrorSupervisor:
     async def start(self) -> None:
         """Hold every WAL segment, start the process and its watcher, and
         hook ``wal.on_durable``. Raises OSError when it cannot be spawned."""
+        try:
+            await self._spawn()
+        except OSError:
+            self.wal.set_deletion_floor(None)
+            raise
         self.wal.on_durable = self.durable
-        await self._spawn()
         self._watch = asyncio.create_task(self._watch_forever(), name="leveret-mirror-watch")
 
     async def _spawn(self) -> None:
