@@ -3,7 +3,8 @@
 Started by the broker (supervisor.py) with its stdin and stdout as pipes;
 stderr is the broker's, so its log lines land in the broker's log. CONFIG
 is a JSON object: db_path, wal_dir, segment_size (bytes), log_level,
-log_format, options (``MessageMirror`` keyword arguments).
+log_format, nice (added to its niceness), options (``MessageMirror``
+keyword arguments).
 
 Protocol, one ASCII line per message:
 
@@ -154,6 +155,10 @@ def main(argv: list[str]) -> int:
         print("usage: python -m storage.mirror.process CONFIG-JSON", file=sys.stderr)
         return 2
     config = json.loads(argv[0])
+    try:
+        os.nice(int(config.get("nice", 0)))
+    except OSError:
+        pass
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     handler = logging.StreamHandler(sys.stderr)

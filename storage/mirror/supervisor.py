@@ -44,6 +44,10 @@ RESTART_DELAY = 1.0
 RESTART_DELAY_MAX = 30.0
 #: a process that ran this long before crashing resets the delay
 STABLE_SECONDS = 60.0
+#: niceness added to the process: when other work keeps every core busy, the
+#: broker's loop gets the CPU first and the database lags instead (it may:
+#: design.md, "Durability contract"; see --mirror-max-backlog)
+NICE = 5
 _ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -64,7 +68,8 @@ class MirrorSupervisor:
         self.wal = wal
         self._config = json.dumps({"db_path": str(db_path), "wal_dir": str(wal.directory),
                                    "segment_size": wal.segment_size, "log_level": log_level,
-                                   "log_format": log_format, "options": options})
+                                   "log_format": log_format, "nice": NICE,
+                                   "options": options})
         self._proc: asyncio.subprocess.Process | None = None
         self._durable: tuple[int, int] | None = None
         self._sent: tuple[int, int] | None = None
