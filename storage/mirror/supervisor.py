@@ -61,7 +61,8 @@ class MirrorSupervisor:
     process dies unexpectedly the floor is released (an error is logged,
     the broker goes on) and it is restarted after RESTART_DELAY seconds,
     doubling per crash; it resumes from its database's watermark.
-    ``pid``: the running process's, or None."""
+    ``pid``: the running process's, or None; ``crashes``: unexpected exits
+    so far."""
 
     def __init__(self, db_path: Path | str, wal: WriteAheadLog, options: dict, *,
                  log_level: str = "info", log_format: str | None = None):
@@ -82,6 +83,7 @@ class MirrorSupervisor:
 
     @property
     def pid(self) -> int | None:
+        """The running process's pid, or None."""
         proc = self._proc
         return proc.pid if proc is not None and proc.returncode is None else None
 
