@@ -16,10 +16,13 @@ Protocol, one ASCII line per message:
 
 End of stdin without ``S`` (the broker died, e.g. SIGKILL), or the parent
 process changing, makes it finish the batch in hand and exit: it never
-outlives the broker. It writes holding ``<db>.lock`` (lock.py). SIGINT and SIGTERM are ignored: a Ctrl-C in a terminal
-or a service manager signalling the whole group reach the broker too, which
-then stops it with ``S`` after its final WAL write. Exit status 0 after a stop, 1 when the database
-failed, 2 for a bad command line.
+outlives the broker. It writes holding ``<db>.lock`` (lock.py), waiting up
+to LOCK_TIMEOUT seconds for a previous process to let go. It runs at the
+niceness the broker asks for. SIGINT and SIGTERM are ignored: a Ctrl-C in
+a terminal, or a service manager signalling the whole group, reaches the
+broker too, which then stops it with ``S`` after its final WAL write.
+Exit status: 0 after a stop, 1 when the database or reading the WAL
+failed (the broker restarts it), 2 for a bad command line.
 """
 
 from __future__ import annotations
