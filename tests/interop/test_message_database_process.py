@@ -1,7 +1,8 @@
 """The message database runs in its own process (storage/mirror/process.py):
 it lives as long as the broker, exits by itself when the broker is
-SIGKILLed, catches up from its watermark at the next start, and its death
-does not disturb publishing or consuming (the broker restarts it)."""
+SIGKILLed, catches up from its watermark at the next start, the WAL keeps
+the segments it has not applied, and its death does not disturb publishing
+or consuming (the broker restarts it)."""
 
 from __future__ import annotations
 
@@ -98,3 +99,36 @@ def test_a_killed_process_does_not_disturb_the_broker(fresh_broker):
     wait_until(lambda: rows(proc), [(40, 40)])
     assert proc.stop() == 0
     assert "message database process (pid" in proc.log_text().rsplit("shutting down", 1)[1]
+
+
+def live_segments(proc) -> int:
+    """WAL segment files holding records (a deleted one is a 16-byte tombstone)."""
+    return sum(1 for p in (proc.data_dir / "wal").glob("*.wal") if p.stat().st_size > 16)
+
+
+def test_the_wal_keeps_what_the_process_has_not_applied(fresh_broker):
+    proc = fresh_broker("--wal-segment-size", "16384", "--compact-interval", "3600")
+    wait_until(lambda: "messages.db opened" in proc.log_text(), True)
+    pid, = mirror_pids(proc)
+    os.kill(pid, signal.SIGSTOP)                          # it cannot read meanwhile
+    try:
+        with pika_connection(proc) as connection:
+            ch = connection.channel()
+            ch.confirm_delivery()
+            ch.queue_declare("q", durable=True)
+            for i in range(100):
+                ch.basic_publish("", "q", b"x" * 1024, props(f"m{i}"))
+            for _ in range(100):
+                method, _p, _body = ch.basic_get("q")
+                ch.basic_ack(method.delivery_tag)
+            for i in range(100, 103):                     # more I/O batches: deletions run
+                ch.basic_publish("", "q", b"y", props(f"m{i}"))
+        assert live_segments(proc) > 5                    # every message acked, all kept
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: rows(proc), [(103, 100)])
+
+    def settled() -> bool:
+        publish(proc, 1000, 1)                            # a batch to carry the deletions
+        return live_segments(proc) <= 2
+    wait_until(settled, True)
