@@ -97,6 +97,18 @@ class ChannelDeliveries:
         credit; requeue when asked, else the messages are gone (acked, or
         rejected when ``ack`` is False)."""
         drained = set()
+        if ack and not requeue:
+            # basic.ack: the common case, kept to what each entry needs
+            last = None
+            for _tag, (entry, queue, consumer) in taken:
+                if consumer is not None:
+                    consumer.unacked -= 1
+                if queue is not last:
+                    drained.add(queue)
+                    last = queue
+                if entry.message.stored is not None:
+                    queue.removed(entry, REASON_ACKED)
+            taken = ()
         reason = REASON_ACKED if ack else REASON_REJECTED
         for _tag, (entry, queue, consumer) in taken:
             if consumer is not None:
