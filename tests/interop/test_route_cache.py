@@ -11,17 +11,13 @@ import pika
 import pika.exceptions as pe
 import pytest
 
+from tests.interop.lifecycle_helpers import get_all
 from tests.interop.pika_helpers import channel_error, pika_connection
 
 
 def bodies(ch, queue: str) -> list[bytes]:
-    """Every ready message of ``queue``, taken with basic.get."""
-    out = []
-    while True:
-        _method, _props, body = ch.basic_get(queue, auto_ack=True)
-        if body is None:
-            return out
-        out.append(body)
+    """Every ready message body of ``queue``, taken with basic.get."""
+    return [body for body, _props, _method in get_all(ch, queue)]
 
 
 def test_bind_and_unbind_reach_the_next_publish(ch, unique):
