@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from pamqp import commands
 
-from broker import basic_methods, confirms, exchange_methods, publish_fast, queue_methods, tx_methods
+from broker import basic_methods, confirms, exchange_methods, queue_methods, tx_methods
 from broker.channel_deliveries import OPEN, ChannelDeliveries
 from broker.consumer import Consumer
 from broker.consumer_timeout import AckTimer
@@ -106,21 +106,10 @@ class Channel(ChannelDeliveries):
         except AMQPError as error:
             self.fail(error.for_method(class_id, method_id))
 
-    def on_publish(self, method: bytes, header: bytes, body: bytes) -> None:
-        """A whole basic.publish (method, content header and body payloads,
-        from ``FrameReader.frames(runs=True)``): through the route cache
-        when no per-message rule applies (broker/publish_fast.py), else
-        frame by frame, exactly as if the frames had come one at a time."""
-        if (self.state == OPEN and self.assembler.state == IDLE and self.tx is None
-                and not (header[12] & 0x01 or header[13] & 0x10)  # expiration, user-id
-                and len(body) <= self.assembler.max_size and b"CC" not in header):  # CC/BCC headers
-            route = self.vhost.routes.get(method) or publish_fast.lookup(self.vhost, method)
-            if route is not None:
-                try:
-                    publish_fast.publish(self, route, header, body)
-                except AMQPError as error:
-                    self.fail(error.for_method(*BASIC_PUBLISH))
-                return
+    def frames_of_publish(self, method: bytes, header: bytes, body: bytes) -> None:
+        """A whole basic.publish that the route cache does not take
+        (broker/publish_fast.py), handled frame by frame, exactly as if its
+        frames had come one at a time."""
         self.on_method_frame(method)
         self.on_header_frame(header)
         if body:

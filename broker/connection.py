@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pamqp import commands
 
 from broker.channel import Channel
+from broker.publish_fast import on_publish
 from protocol import reply_codes
 from protocol.constants import HEARTBEAT_FRAME, PROTOCOL_HEADER
 from protocol.errors import AMQPError, connection_error
@@ -100,7 +101,7 @@ class Connection:
                 channel = channels.get(number)
                 if channel is not None:
                     if frame_type == PUBLISH_RUN:
-                        channel.on_publish(*payload)
+                        on_publish(channel, *payload)
                     elif frame_type == 1:
                         channel.on_method_frame(payload)
                     elif frame_type == 3:

@@ -19,6 +19,9 @@ from broker import basic_methods
 from broker.exchanges import route_message
 from broker.message import Message
 from broker.publish_outcome import answer_confirm, persist, return_unroutable
+from protocol.assembler import IDLE
+from protocol.constants import BASIC_PUBLISH
+from protocol.errors import AMQPError
 
 if TYPE_CHECKING:
     from broker.channel import Channel
@@ -92,12 +95,32 @@ def _no_headers() -> None:
     return None
 
 
-def publish(channel: "Channel", route: Route, header: bytes, body: bytes) -> None:
-    """Enqueue one message on its cached route (the caller checked that
-    the general path's per-message rules do not apply: no transaction, no
-    user-id, expiration or CC/BCC, body within max_message_size); persist
-    it first when it is persistent and a queue is stored; basic.return a
-    mandatory one nobody takes; answer the publisher confirm."""
+def on_publish(channel: "Channel", method: bytes, header: bytes, body: bytes) -> None:
+    """A whole basic.publish (method, content header and body payloads,
+    from ``FrameReader.frames(runs=True)``) on ``channel``. When none of
+    the general path's per-message rules applies (open channel with no
+    content pending, no transaction, no expiration or user-id property, no
+    CC/BCC headers, body within max_message_size) and the route is
+    cacheable: enqueue it on its cached route, persisting it first when it
+    is persistent and a queue is stored; basic.return a mandatory one
+    nobody takes (312 NO_ROUTE); answer the publisher confirm. Anything
+    else goes frame by frame (``Channel.frames_of_publish``). Errors
+    close the channel as the general path does (class 60 method 40)."""
+    if (channel.state == "open" and channel.assembler.state == IDLE and channel.tx is None
+            and not (header[12] & 0x01 or header[13] & 0x10)  # expiration, user-id
+            and len(body) <= channel.assembler.max_size and b"CC" not in header):  # CC/BCC headers
+        vhost = channel.vhost
+        route = vhost.routes.get(method) or lookup(vhost, method)
+        if route is not None:
+            try:
+                _publish(channel, route, header, body)
+            except AMQPError as error:
+                channel.fail(error.for_method(*BASIC_PUBLISH))
+            return
+    channel.frames_of_publish(method, header, body)
+
+
+def _publish(channel: "Channel", route: Route, header: bytes, body: bytes) -> None:
     message = Message(route.exchange_name, route.routing_key, header, body, None, route.exchange_routing_key)
     if not route.plain:
         basic_methods.route(channel, route.exchange, message, route.mandatory)
