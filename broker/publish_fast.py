@@ -113,26 +113,23 @@ def on_publish(channel: "Channel", method: bytes, header: bytes, body: bytes) ->
         route = vhost.routes.get(method) or lookup(vhost, method)
         if route is not None:
             try:
-                _publish(channel, route, header, body)
+                message = Message(route.exchange_name, route.routing_key, header, body, None,
+                                  route.exchange_routing_key)
+                if not route.plain:
+                    basic_methods.route(channel, route.exchange, message, route.mandatory)
+                    return
+                queues = route.queues
+                persisted = False
+                if queues:
+                    if route.stored and header[12] & 0x10:  # delivery-mode present (flag 0x1000)
+                        persisted = persist(vhost, message, queues)
+                    for queue in queues:
+                        queue.enqueue(message)
+                elif route.mandatory:
+                    return_unroutable(channel, message)
+                if channel.confirms is not None:
+                    answer_confirm(channel, persisted)
             except AMQPError as error:
                 channel.fail(error.for_method(*BASIC_PUBLISH))
             return
     channel.frames_of_publish(method, header, body)
-
-
-def _publish(channel: "Channel", route: Route, header: bytes, body: bytes) -> None:
-    message = Message(route.exchange_name, route.routing_key, header, body, None, route.exchange_routing_key)
-    if not route.plain:
-        basic_methods.route(channel, route.exchange, message, route.mandatory)
-        return
-    queues = route.queues
-    persisted = False
-    if queues:
-        if route.stored and header[12] & 0x10:  # delivery-mode present (flag 0x1000)
-            persisted = persist(channel.vhost, message, queues)
-        for queue in queues:
-            queue.enqueue(message)
-    elif route.mandatory:
-        return_unroutable(channel, message)
-    if channel.confirms is not None:
-        answer_confirm(channel, persisted)
