@@ -14,9 +14,10 @@ if TYPE_CHECKING:
 
     from broker.consumer import Consumer
 
-#: bytes a delivery adds besides its body, header and exchange/routing key
-#: (frame heads and ends, method fields, consumer tag): a bound, for the budget
-_OVERHEAD = 64 + 256
+#: bytes counted for a delivery besides its body: frame heads and ends,
+#: method fields, consumer tag, exchange and routing key, and a typical
+#: content header (the budget is a soft bound; headers are not measured)
+_OVERHEAD = 512
 
 
 def deliver_batch(consumer: "Consumer", ready: "deque") -> int:
@@ -72,7 +73,7 @@ def deliver_batch(consumer: "Consumer", ready: "deque") -> int:
             entry.deliveries += 1
         body = message.body
         parts += frames(tag, entry.redelivered, message.exchange_routing_key, message.header, body, frame_max)
-        room -= len(body) + len(message.header) + _OVERHEAD
+        room -= len(body) + _OVERHEAD
         if first is entry:
             channel.ack_timer.track(entry)
     channel.delivery_tag = tag

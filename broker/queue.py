@@ -93,7 +93,7 @@ class Queue:
         lifecycle = self.lifecycle
         if lifecycle is None and message.header[12] & 0x01:  # expiration property (message_ttl.has_expiration)
             lifecycle = self.lifecycle = QueueLifecycle(self)
-        if self.cold or (len(ready) >= HOT_LIMIT and self.stored and not self.priorities):
+        if self.cold or (self.stored and len(ready) >= HOT_LIMIT and not self.priorities):
             self.cold.append(message.id if message.stored is not None else message)
             if lifecycle is not None:
                 lifecycle.enqueued(message, None)
