@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING
 from pamqp import commands
 
 from broker import basic_methods, confirms, exchange_methods, queue_methods, tx_methods
+from broker.channel_deliveries import OPEN, ChannelDeliveries
 from broker.consumer import Consumer
 from broker.consumer_timeout import AckTimer
 from broker.message import QueuedMessage
 from protocol import reply_codes
-from storage.wal import REASON_ACKED, REASON_REJECTED
 from protocol.assembler import IDLE, ContentAssembler
-from protocol.constants import BASIC_ACK, BASIC_NACK, BASIC_PUBLISH, BASIC_REJECT
+from protocol.constants import BASIC_NACK, BASIC_PUBLISH, BASIC_REJECT
 from protocol.errors import AMQPError, channel_error
-from protocol.hot_methods import decode_publish, decode_tag_bits, deliver_frames
+from protocol.hot_methods import decode_publish, decode_tag_bits
 from protocol.methods import Method, decode_method, encode_method
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _IDS = struct.Struct(">HH")
-OPEN = "open"
 CLOSING = "closing"  # we sent channel.close and wait for close-ok
 CLOSED = "closed"
 
@@ -40,7 +39,7 @@ _HANDLERS = {
 }
 
 
-class Channel:
+class Channel(ChannelDeliveries):
     """One open channel of a connection.
 
     Holds the consumers started on it (``consumers``: tag -> Consumer), the
@@ -106,6 +105,15 @@ class Channel:
             self.handle(decode_method(payload))
         except AMQPError as error:
             self.fail(error.for_method(class_id, method_id))
+
+    def frames_of_publish(self, method: bytes, header: bytes, body: bytes) -> None:
+        """A whole basic.publish that the route cache does not take
+        (broker/publish_fast.py), handled frame by frame, exactly as if its
+        frames had come one at a time."""
+        self.on_method_frame(method)
+        self.on_header_frame(header)
+        if body:
+            self.on_body_frame(body)
 
     def on_header_frame(self, payload: bytes) -> None:
         if self.state != OPEN:
@@ -193,100 +201,6 @@ class Channel:
         self.requeue_entries(unacked.values())
         self.assembler.reset()
         self.ack_timer.cancel()
-
-    @staticmethod
-    def requeue_entries(entries) -> None:
-        """Requeue ``(entry, queue, consumer)`` triples, grouped per queue."""
-        by_queue: dict = {}
-        for entry, queue, _consumer in entries:
-            by_queue.setdefault(queue, []).append(entry)
-        for queue, queued in by_queue.items():
-            queue.requeue(queued)
-
-    # ---- deliveries and acks ---------------------------------------------
-
-    def deliverable(self) -> bool:
-        """Deliveries may be sent now (flow on, socket writable, open)."""
-        return self.flow_active and self.state == OPEN and self.connection.can_deliver()
-
-    def deliver(self, consumer: Consumer, entry: QueuedMessage) -> None:
-        """basic.deliver ``entry`` to ``consumer`` under the next delivery tag."""
-        self.delivery_tag += 1
-        tag = self.delivery_tag
-        message = entry.message
-        queue = consumer.queue
-        if not consumer.no_ack:
-            self.unacked[tag] = (entry, queue, consumer)
-            consumer.unacked += 1
-            self.ack_timer.track(entry)
-        connection = self.connection
-        if queue.delivered(entry, consumer.tag, consumer.no_ack):
-            connection.hold_for_sync()
-        connection.send(deliver_frames(self.number, consumer.prefix, tag, entry.redelivered,
-                                       message.exchange_routing_key, message.header, message.body,
-                                       connection.frame_max))
-
-    def take_unacked(self, tag: int, multiple: bool, ids: tuple[int, int]) -> list:
-        """Remove and return ``(delivery_tag, (entry, queue, consumer))`` for
-        every delivery an ack/nack/reject with ``tag``/``multiple`` covers
-        (tag 0 with multiple = all outstanding). Raises a channel error 406
-        PRECONDITION_FAILED "unknown delivery tag" when ``tag`` is not
-        outstanding (spec §1.8.3.13)."""
-        unacked = self.unacked
-        if multiple:
-            if tag == 0:
-                taken = list(unacked.items())
-                unacked.clear()
-                return taken
-            if tag not in unacked:
-                raise AMQPError(reply_codes.PRECONDITION_FAILED, f"unknown delivery tag {tag}", *ids)
-            tags = []
-            for key in unacked:
-                if key > tag:
-                    break
-                tags.append(key)
-            return [(key, unacked.pop(key)) for key in tags]
-        triple = unacked.pop(tag, None)
-        if triple is None:
-            raise AMQPError(reply_codes.PRECONDITION_FAILED, f"unknown delivery tag {tag}", *ids)
-        return [(tag, triple)]
-
-    def ack(self, tag: int, multiple: bool) -> None:
-        """basic.ack from the client (spec §1.8.3.13)."""
-        taken = self.take_unacked(tag, multiple, BASIC_ACK)
-        if self.tx is not None:
-            self.tx.add_acks(taken)
-            return
-        self.settle(taken)
-
-    def reject(self, tag: int, multiple: bool, requeue: bool, ids: tuple[int, int]) -> None:
-        """basic.nack / basic.reject: requeue, or drop the messages."""
-        taken = self.take_unacked(tag, multiple, ids)
-        if self.tx is not None:
-            self.tx.add_rejects(taken, requeue)
-            return
-        self.settle(taken, requeue, ack=False)
-
-    def settle(self, taken: list, requeue: bool = False, ack: bool = True) -> None:
-        """Finish deliveries taken by ``take_unacked``: return prefetch
-        credit; requeue when asked, else the messages are gone (acked, or
-        rejected when ``ack`` is False)."""
-        drained = set()
-        reason = REASON_ACKED if ack else REASON_REJECTED
-        for _tag, (entry, queue, consumer) in taken:
-            if consumer is not None:
-                consumer.unacked -= 1
-            drained.add(queue)
-            if not requeue and not ack and queue.lifecycle is not None and queue.lifecycle.rejected(entry):
-                continue  # dead-lettered (broker/queue_lifecycle.py)
-            if not requeue and entry.message.stored is not None:
-                queue.removed(entry, reason)
-        if requeue:
-            self.requeue_entries(triple for _tag, triple in taken)
-        if self.global_prefetch:
-            drained.update(c.queue for c in self.consumers.values())
-        for queue in drained:
-            queue.schedule_drain()
 
     # ---- channel.flow, confirm.select --------------------------------------
 

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 from pamqp import commands
 
 from broker.channel import Channel
+from broker.publish_fast import on_publish
 from protocol import reply_codes
 from protocol.constants import HEARTBEAT_FRAME, PROTOCOL_HEADER
 from protocol.errors import AMQPError, connection_error
-from protocol.framing import FrameReader
+from protocol.framing import PUBLISH_RUN, FrameReader
 from protocol.handshake import (OPEN as HANDSHAKE_OPEN, AWAIT_PROTOCOL_HEADER, BadProtocolHeader, Handshake,
                                 HandshakeRefused)
 from protocol.methods import decode_method, encode_method
@@ -96,10 +97,12 @@ class Connection:
             if self.handshake.state == AWAIT_PROTOCOL_HEADER and not self._on_protocol_header():
                 return
             channels = self.channels
-            for frame_type, number, payload in reader.frames():
+            for frame_type, number, payload in reader.frames(self.state == OPEN):
                 channel = channels.get(number)
                 if channel is not None:
-                    if frame_type == 1:
+                    if frame_type == PUBLISH_RUN:
+                        on_publish(channel, *payload)
+                    elif frame_type == 1:
                         channel.on_method_frame(payload)
                     elif frame_type == 3:
                         channel.on_body_frame(payload)
@@ -107,6 +110,8 @@ class Connection:
                         channel.on_header_frame(payload)
                     else:
                         raise connection_error(reply_codes.UNEXPECTED_FRAME, f"type 8 heartbeat on channel {number}")
+                elif frame_type == PUBLISH_RUN:
+                    self._frame_by_frame(number, payload)
                 elif number == 0:
                     self._on_channel_zero(frame_type, payload)
                 else:
@@ -126,6 +131,17 @@ class Connection:
         except Exception:
             log.exception("%s: internal error", self.name)
             self._fail(connection_error(reply_codes.INTERNAL_ERROR, "internal error"))
+
+    def _frame_by_frame(self, number: int, payloads: tuple) -> None:
+        """A whole publish for a channel that is not open (or channel 0):
+        its frames one by one, for the errors they get on their own."""
+        for frame_type, payload in zip((1, 2, 3), payloads):
+            if frame_type == 3 and not payload:
+                return
+            if number == 0:
+                self._on_channel_zero(frame_type, payload)
+            else:
+                self._open_channel(number, frame_type, payload)
 
     def _on_protocol_header(self) -> bool:
         """Consume the 8-byte protocol header once complete; reject early a
@@ -250,6 +266,15 @@ class Connection:
             self._starved = True
             return False
         return True
+
+    def room(self) -> int:
+        """Bytes of deliveries consumers on this connection may still add in
+        this pass (0 or less while the socket is paused or the budget is
+        spent: the connection then resumes them after its write)."""
+        room = 0 if self._paused else OUTPUT_BUDGET - self._out_bytes - self._held_bytes
+        if room <= 0:
+            self._starved = True
+        return room
 
     def _flush(self) -> None:
         self._flush_scheduled = False

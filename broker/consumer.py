@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocol.hot_methods import deliver_prefix
+from protocol.hot_methods import DeliverEncoder, deliver_prefix
 
 if TYPE_CHECKING:
     from broker.channel import Channel
@@ -19,11 +19,12 @@ class Consumer:
     ``prefetch`` is this consumer's own limit on unacknowledged deliveries (0
     = unlimited; from basic.qos with global=false before the consume);
     ``unacked`` counts its deliveries not yet acked. ``prefix`` is the
-    prebuilt start of its basic.deliver method payload.
+    prebuilt start of its basic.deliver method payload, ``encoder`` builds
+    its deliveries from it.
     """
 
     __slots__ = ("tag", "channel", "queue", "no_ack", "exclusive", "prefetch", "unacked", "prefix",
-                 "arguments")
+                 "arguments", "encoder")
 
     def __init__(self, tag: str, channel: "Channel", queue: "Queue", no_ack: bool, exclusive: bool,
                  prefetch: int, arguments: dict | None = None):
@@ -35,6 +36,7 @@ class Consumer:
         self.prefetch = prefetch
         self.unacked = 0
         self.prefix = deliver_prefix(tag)
+        self.encoder = DeliverEncoder(channel.number, self.prefix)
         self.arguments = arguments or {}
 
     def can_take(self) -> bool:

@@ -9,6 +9,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from broker import consumer_selection, priority_ready
+from broker.delivery import deliver_batch
 from broker.message import Message, QueuedMessage
 from broker.queue_lifecycle import QueueLifecycle, lifecycle_for
 from storage.wal import REASON_ACKED, REASON_DELETED, REASON_PURGED
@@ -92,13 +93,21 @@ class Queue:
         lifecycle = self.lifecycle
         if lifecycle is None and message.header[12] & 0x01:  # expiration property (message_ttl.has_expiration)
             lifecycle = self.lifecycle = QueueLifecycle(self)
-        if self.cold or (len(ready) >= HOT_LIMIT and self.stored and not self.priorities):
+        if self.cold or (self.stored and len(ready) >= HOT_LIMIT and not self.priorities):
             self.cold.append(message.id if message.stored is not None else message)
             if lifecycle is not None:
                 lifecycle.enqueued(message, None)
             return
         self._next_seq += 1
         entry = QueuedMessage(message, self._next_seq)
+        if lifecycle is None and self.selector is None and not self.priorities:
+            # delivered at the end of this pass, with the others that came
+            # in the same read (broker/delivery.py: one write per pass)
+            ready.append(entry)
+            if not self._drain_scheduled and self.consumers:
+                self._drain_scheduled = True
+                asyncio.get_running_loop().call_soon(self.drain)
+            return
         if not ready and self.consumers:
             consumer = self._next_consumer()
             if consumer is not None:
@@ -272,8 +281,13 @@ class Queue:
                     return
                 self._refill()
                 continue
-            if lifecycle is not None and lifecycle.skip(ready[0]):
-                ready.popleft()
+            if lifecycle is not None:
+                if lifecycle.skip(ready[0]):
+                    ready.popleft()
+                    continue
+            elif self.selector is None and len(self.consumers) == 1 and not self.priorities:
+                if not deliver_batch(self.consumers[0], ready):
+                    return
                 continue
             consumer = self._next_consumer()
             if consumer is None:

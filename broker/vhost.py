@@ -39,6 +39,9 @@ class VHost:
         self.storage = storage
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        #: basic.publish payload -> broker.publish_fast.Route; cleared on
+        #: every change of exchanges, queues or bindings
+        self.routes: dict = {}
         for exchange_name, cls in STANDARD_EXCHANGES:
             self.exchanges[exchange_name] = cls(exchange_name, durable=True)
 
@@ -72,6 +75,7 @@ class VHost:
         """Register ``exchange``; a durable one is stored (unless ``store``
         is False, as when it is being restored)."""
         self.exchanges[exchange.name] = exchange
+        self.routes.clear()
         if store and self.storage is not None and _stored(exchange):
             self.storage.topology.save_exchange(ExchangeRow(self.name, exchange.name, exchange.type_name,
                                                             exchange.auto_delete, exchange.internal,
@@ -82,6 +86,7 @@ class VHost:
         if self.exchanges.get(exchange.name) is not exchange:
             return
         del self.exchanges[exchange.name]
+        self.routes.clear()
         if getattr(exchange, "held", None) is not None:  # x-delayed-message (broker/delayed_scheduler.py)
             exchange.held.close()
         if self.storage is not None and _stored(exchange):
@@ -102,6 +107,7 @@ class VHost:
     def bind(self, source: Exchange, destination, binding_key: str, arguments: dict, store: bool = True) -> None:
         """Add a binding; stored when both ends are durable. Invalid
         arguments (headers x-match) are 406 PRECONDITION_FAILED."""
+        self.routes.clear()
         try:
             added = source.bind(destination, binding_key, arguments)
         except ValueError as exc:
@@ -112,6 +118,7 @@ class VHost:
     def unbind(self, source: Exchange, destination, binding_key: str, arguments: dict) -> None:
         """Remove a binding if present; an auto-delete source left without
         bindings goes."""
+        self.routes.clear()
         if source.unbind(destination, binding_key, arguments) and self._binding_stored(source, destination):
             self.storage.topology.delete_binding(self._binding_row(source, destination, binding_key, arguments))
         self.delete_exchange_if_unused(source)
@@ -132,6 +139,7 @@ class VHost:
         is stored (it survives a restart, and so do its persistent
         messages)."""
         self.queues[queue.name] = queue
+        self.routes.clear()
         if store and queue.stored:
             self.storage.topology.save_queue(QueueRow(self.name, queue.name, queue.auto_delete, queue.arguments))
 
@@ -142,6 +150,7 @@ class VHost:
         if self.queues.get(queue.name) is not queue:
             return 0
         del self.queues[queue.name]
+        self.routes.clear()
         queue.deleted = True
         if queue.stored:
             self.storage.topology.delete_queue(self.name, queue.name)

@@ -15,6 +15,8 @@ from protocol.errors import connection_error
 _FRAME_HEAD = struct.Struct(">BHI")
 _CONTENT_HEAD = struct.Struct(">HHQ")
 _TAG_BITS = struct.Struct(">QB")
+#: the end octet of one frame and the head of the next: end, type, channel, size
+_END_HEAD = struct.Struct(">BBHI")
 _DELIVER_CM = b"\x00\x3c\x00\x3c"
 _GET_OK_CM = b"\x00\x3c\x00\x47"
 _RETURN_CM = b"\x00\x3c\x00\x32"
@@ -93,15 +95,45 @@ def content_frames(channel: int, header: bytes, body: bytes, frame_max: int) -> 
     return b"".join(parts)
 
 
+class DeliverEncoder:
+    """basic.deliver (spec §1.8.3.9) + content frames for one consumer on
+    one channel, from a prefix built once: ``frames(...)`` returns the
+    pieces of one delivery as a tuple of bytes, for the caller to join with
+    the other deliveries of its loop pass (one write per pass). ``prefix``
+    is ``deliver_prefix(consumer_tag)``; ``exchange_routing_key`` is
+    ``shortstr(exchange) + shortstr(routing_key)``, built once per message;
+    ``header`` goes out verbatim; a body longer than ``frame_max - 8``
+    bytes is split into frames."""
+
+    __slots__ = ("channel", "prefix", "_method", "_base")
+
+    def __init__(self, channel: int, prefix: bytes):
+        self.channel = channel
+        self.prefix = prefix
+        # frame head, class/method ids + consumer tag, delivery tag, redelivered
+        self._method = struct.Struct(f">BHI{len(prefix)}sQB")
+        self._base = len(prefix) + 9
+
+    def frames(self, delivery_tag: int, redelivered: bool, exchange_routing_key: bytes, header: bytes,
+               body: bytes, frame_max: int) -> tuple:
+        """The pieces of one delivery, in order."""
+        channel = self.channel
+        method = self._method.pack(1, channel, self._base + len(exchange_routing_key), self.prefix,
+                                   delivery_tag, redelivered)
+        size = len(body)
+        if not size:
+            return method, exchange_routing_key, _END_HEAD.pack(206, 2, channel, len(header)), header, b"\xce"
+        if size <= frame_max - 8:
+            return (method, exchange_routing_key, _END_HEAD.pack(206, 2, channel, len(header)), header,
+                    _END_HEAD.pack(206, 3, channel, size), body, b"\xce")
+        return method, exchange_routing_key, b"\xce", content_frames(channel, header, body, frame_max)
+
+
 def deliver_frames(channel: int, prefix: bytes, delivery_tag: int, redelivered: bool,
                    exchange_routing_key: bytes, header: bytes, body: bytes, frame_max: int) -> bytes:
-    """basic.deliver + content frames. ``prefix`` from ``deliver_prefix``;
-    ``exchange_routing_key`` is ``shortstr(exchange) + shortstr(routing_key)``,
-    built once per message."""
-    size = len(prefix) + 9 + len(exchange_routing_key)
-    method = (_FRAME_HEAD.pack(1, channel, size) + prefix + _TAG_BITS.pack(delivery_tag, redelivered)
-              + exchange_routing_key + b"\xce")
-    return method + content_frames(channel, header, body, frame_max)
+    """basic.deliver + content frames as one bytes object (see DeliverEncoder)."""
+    return b"".join(DeliverEncoder(channel, prefix).frames(delivery_tag, redelivered, exchange_routing_key,
+                                                           header, body, frame_max))
 
 
 def get_ok_frames(channel: int, delivery_tag: int, redelivered: bool, exchange_routing_key: bytes,
