@@ -31,6 +31,10 @@ CHECKPOINT reserved.
 REQUEUED   same layout as ACK (reason 0): the message went back to the
            ready list of that queue (basic.reject/nack with requeue,
            basic.recover, a consumer's channel closing with it unacked).
+ACK_MANY   ACK for n messages of one queue with one reason and one at_ms
+           (a multiple ack, a purge): codec in ``batch_record.py``.
+DELIVERED_MANY  DELIVERED for n messages of one queue to one consumer tag
+           (one loop pass of deliveries): codec in ``batch_record.py``.
 """
 
 from __future__ import annotations
@@ -48,13 +52,16 @@ DELIVERED = 3
 TOPOLOGY = 4
 CHECKPOINT = 5
 REQUEUED = 6
+ACK_MANY = 7
+DELIVERED_MANY = 8
 
 #: reason byte of a DELIVERED record that compaction appends after copying a
 #: message (it restates an earlier delivery; the message database skips it)
 DELIVERED_RESTATED = 1
 
 RECORD_TYPE_NAMES = {MESSAGE: "message", ACK: "ack", DELIVERED: "delivered",
-                     TOPOLOGY: "topology", CHECKPOINT: "checkpoint", REQUEUED: "requeued"}
+                     TOPOLOGY: "topology", CHECKPOINT: "checkpoint", REQUEUED: "requeued",
+                     ACK_MANY: "ack-many", DELIVERED_MANY: "delivered-many"}
 
 # ACK reason byte: why the message left the queue.
 REASON_ACKED = 0
