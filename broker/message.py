@@ -23,7 +23,7 @@ class Message:
     ``stored`` is True once the message is in the WAL (persistent, routed
     to a durable queue), else None.
     ``exchange_routing_key`` is the two short strings as they appear in
-    basic.deliver, built once. Properties are decoded only on first use of
+    basic.deliver, built once (or passed in, as a slice of the publish). Properties are decoded only on first use of
     ``properties``.
     """
 
@@ -31,7 +31,7 @@ class Message:
                  "stored", "bcc")
 
     def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes | None,
-                 message_id: int | None = None):
+                 message_id: int | None = None, exchange_routing_key: bytes | None = None):
         self.id = next(_ids) if message_id is None else message_id
         #: True once persisted in the WAL, else None
         self.stored = None
@@ -41,7 +41,8 @@ class Message:
         self.bcc: list | None = None
         self.exchange = exchange
         self.routing_key = routing_key
-        self.exchange_routing_key = shortstr(exchange) + shortstr(routing_key)
+        self.exchange_routing_key = (shortstr(exchange) + shortstr(routing_key) if exchange_routing_key is None
+                                     else exchange_routing_key)
         self.header = header
         self.body = body
         self._properties: Basic.Properties | None = None

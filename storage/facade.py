@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from storage import compaction
+from storage import cold_read, compaction
 from storage.live_index import (WHERE, moved, new_entry, pack_position, segment_of, unpack_position,
                                  with_delivered, without_queue)
 from storage.queue_events import QueueEventBuffer, release_after
 from storage.topology import TopologyStore
-from storage.wal import (ACK, CHECKPOINT, DELIVERED, MESSAGE, REASON_DELETED, REQUEUED, MessageRecord, Position,
-                         WalError, WriteAheadLog, decode_ack, decode_delivered, decode_message,
+from storage.wal import (ACK, CHECKPOINT, DELIVERED, MESSAGE, REASON_DELETED, REQUEUED, MessageRecord,
+                         WriteAheadLog, decode_ack, decode_delivered, decode_message,
                          encode_message, encode_requeued)
 from storage.wal.batch_record import decode_ack_many, decode_delivered_many
 from storage.wal.record import ACK_MANY, DELIVERED_MANY, RECORD_HEADER_SIZE
@@ -45,34 +45,6 @@ class Recovery(NamedTuple):
     segments: int
     records: int
     seconds: float
-
-
-#: most bytes one pread of ``read_messages`` covers, and the largest gap
-#: between two records it reads through
-READ_SPAN = 1 << 20
-READ_GAP = 16 << 10
-
-
-def _offset(where: int) -> int:
-    return (where >> 32) & 0xFFFFFFFF
-
-
-def _end(where: int) -> int:
-    return ((where >> 32) & 0xFFFFFFFF) + (where & 0xFFFFFFFF)
-
-
-def _read_run(wal: WriteAheadLog, run: list[int]) -> list[MessageRecord]:
-    """Decode the MESSAGE records at the packed positions ``run`` (one
-    segment, ascending) from one read, or one read each when the span is
-    not in one place (part written, part still in memory)."""
-    if len(run) == 1:
-        return [decode_message(wal.read(unpack_position(run[0])))]
-    start = _offset(run[0])
-    try:
-        span = wal.read(Position(segment_of(run[0]), start, _end(run[-1]) - start))
-    except WalError:
-        return [decode_message(wal.read(unpack_position(where))) for where in run]
-    return [decode_message(span[_offset(w) - start:_end(w) - start]) for w in run]
 
 
 class Storage:
@@ -214,25 +186,17 @@ class Storage:
         return decode_message(self.wal.read(unpack_position(self.live[message_id][WHERE])))
 
     def read_messages(self, message_ids: list[int]) -> list[MessageRecord]:
-        """``read_message`` for many ids at once: records that lie close
-        together in one segment (a backlog in publish order) are read with
-        one pread per run of up to READ_SPAN bytes. Raises KeyError as
+        """``read_message`` for many ids at once, with one pread per run of
+        neighbouring records (storage/cold_read.py). Raises KeyError as
         ``read_message``."""
-        live = self.live
-        wal = self.wal
-        out = []
-        run: list[int] = []
-        for message_id in message_ids:
-            where = live[message_id][WHERE]
-            if run and (segment_of(where) != segment_of(run[0])
-                        or not 0 <= _offset(where) - _end(run[-1]) <= READ_GAP
-                        or _end(where) - _offset(run[0]) > READ_SPAN):
-                out.extend(_read_run(wal, run))
-                run = []
-            run.append(where)
-        if run:
-            out.extend(_read_run(wal, run))
-        return out
+        return cold_read.read_messages(self.wal, self.live, message_ids)
+
+    def read_for_delivery(self, message_ids: list[int]) -> list[tuple]:
+        """``(exchange, routing_key, exchange_routing_key, header, body)``
+        per id, read as ``read_messages`` reads, without decoding the rest
+        of the record (storage/cold_read.py). Raises KeyError as
+        ``read_message``, storage.wal.RecordError for a damaged record."""
+        return cold_read.read_for_delivery(self.wal, self.live, message_ids)
 
     def record_delivered(self, message_id: int, queue: str, consumer_tag: str = "",
                          delivery_count: int = 1) -> None:
