@@ -176,7 +176,9 @@ class Storage:
         if self.events.pending:   # keep the log in event order (message database history)
             self.events.flush()
         position = self.wal.append(MESSAGE, payload)
-        self.live[message_id] = new_entry(pack_position(position), vhost, queues)
+        where = (position[0] << 64) | (position[1] << 32) | position[2]     # live_index.pack_position
+        self.live[message_id] = (where, vhost, queues[0], None) if len(queues) == 1 else \
+            new_entry(where, vhost, queues)
         self._feed_mirror(MESSAGE, payload, position)
 
     def read_message(self, message_id: int) -> MessageRecord:

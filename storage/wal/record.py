@@ -217,6 +217,31 @@ def _short(value: str | bytes) -> bytes:
     return out
 
 
+_route_cache: dict = {}
+
+
+def _route(key: tuple) -> bytes:
+    """The MESSAGE payload bytes between at_ms and the header length for
+    ``key`` = (vhost, exchange, routing key, *queues), cached: a stream of
+    publishes repeats a few routes."""
+    try:
+        return _route_cache[key]
+    except KeyError:
+        pass
+    except TypeError:                    # bytearray / memoryview names: not hashable
+        return _encode_route(key)
+    if len(_route_cache) >= 4096:
+        _route_cache.clear()
+    route = _route_cache[key] = _encode_route(key)
+    return route
+
+
+def _encode_route(key: tuple) -> bytes:
+    queues = key[3:]
+    return b"".join((_short(key[0]), _short(key[1]), _short(key[2]), _U32_pack(len(queues)),
+                     *[_short(q) for q in queues]))
+
+
 def encode_message(message_id: int, vhost: str | bytes, exchange: str | bytes,
                    routing_key: str | bytes, queues: Iterable[str | bytes],
                    header: bytes, body: bytes, *, at_ms: int | None = None) -> bytes:
@@ -225,15 +250,11 @@ def encode_message(message_id: int, vhost: str | bytes, exchange: str | bytes,
     (None: now). Raises RecordError for an over-long name."""
     if at_ms is None:
         at_ms = _time_ns() // 1_000_000
-    if not isinstance(queues, (list, tuple)):
-        queues = list(queues)
-    if len(queues) == 1:
-        names = _short(queues[0])
+    if type(queues) is list and len(queues) == 1:
+        key = (vhost, exchange, routing_key, queues[0])
     else:
-        names = b"".join([_short(q) for q in queues])
-    return b"".join((_ID_AT_pack(message_id, at_ms), _short(vhost), _short(exchange),
-                     _short(routing_key),
-                     _U32_pack(len(queues)), names, _U32_pack(len(header)), header,
+        key = (vhost, exchange, routing_key, *queues)
+    return b"".join((_ID_AT_pack(message_id, at_ms), _route(key), _U32_pack(len(header)), header,
                      _U64_pack(len(body)), body))
 
 
