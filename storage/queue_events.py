@@ -99,8 +99,13 @@ class QueueEventBuffer:
             if not self.scheduled:
                 loop = _running_loop()
                 if loop is not None:     # no loop (recovery): flushed by the next sync or close
+                    # Two hops: after the callbacks this pass scheduled (a
+                    # queue's drain after an ack, then its connection's write
+                    # and sync request), so the ACK record shares the fsync of
+                    # the deliveries the ack made room for instead of taking
+                    # one of its own in front of them.
                     self.scheduled = True
-                    loop.call_soon(self._scheduled_flush)
+                    loop.call_soon(loop.call_soon, self._scheduled_flush)
         self.kind, self.queue, self.extra = kind, queue, extra
 
     def _scheduled_flush(self) -> None:
