@@ -13,6 +13,7 @@ import struct
 from storage.live_index import WHERE, segment_of, unpack_position
 from storage.wal import MessageRecord, Position, WalError, WriteAheadLog, decode_message
 from storage.wal.errors import RecordError
+from storage.wal.record import header_and_body_at
 
 #: most bytes one pread covers, and the largest gap between two records it
 #: reads through
@@ -21,7 +22,6 @@ READ_GAP = 16 << 10
 
 _MASK32 = 0xFFFFFFFF
 _U32 = struct.Struct(">I").unpack_from
-_U64 = struct.Struct(">Q").unpack_from
 #: exchange + routing key bytes -> (exchange, routing key, those bytes):
 #: a backlog repeats a few of them
 _names: dict[bytes, tuple] = {}
@@ -115,12 +115,7 @@ def _fields(data: bytes, p: int, length: int) -> tuple:
         q += 4
         for _ in range(count):
             q += 1 + data[q]
-        h = _U32(data, q)[0]
-        q += 4
-        header = data[q:q + h]
-        q += h
-        b = _U64(data, q)[0]
-        q += 8
+        header, q, b = header_and_body_at(data, q)
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise RecordError(f"malformed stored message: {exc}") from None
     if q + b != end:

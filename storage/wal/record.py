@@ -258,6 +258,20 @@ def encode_message(message_id: int, vhost: str | bytes, exchange: str | bytes,
                      _U64_pack(len(body)), body))
 
 
+def header_and_body_at(data: bytes, p: int) -> tuple[bytes, int, int]:
+    """The tail of a MESSAGE payload starting at ``data[p]`` (just past the
+    queue names): (content header bytes, offset of the body in ``data``,
+    body length). Raises struct.error when ``data`` is cut short before the
+    body length, RecordError when the header is."""
+    hlen = _U32_unpack(data, p)[0]
+    p += 4
+    header = data[p:p + hlen]
+    if len(header) != hlen:
+        raise RecordError("malformed message payload: content header cut short")
+    p += hlen
+    return header, p + 8, _U64_unpack(data, p)[0]
+
+
 def decode_message(payload: bytes, with_body: bool = True) -> MessageRecord:
     """Decode a MESSAGE payload. With ``with_body=False`` the body is not
     copied (``body`` is None; ``body_offset``/``body_length`` still say
@@ -282,15 +296,10 @@ def decode_message(payload: bytes, with_body: bool = True) -> MessageRecord:
             n = payload[p]
             queues.append(payload[p + 1:p + 1 + n].decode())
             p += 1 + n
-        hlen = _U32_unpack(payload, p)[0]
-        p += 4
-        header = payload[p:p + hlen]
-        p += hlen
-        blen = _U64_unpack(payload, p)[0]
-        p += 8
+        header, p, blen = header_and_body_at(payload, p)
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise RecordError(f"malformed message payload: {exc}") from None
-    if len(header) != hlen or p + blen != len(payload):
+    if p + blen != len(payload):
         raise RecordError("malformed message payload: lengths do not add up")
     body = payload[p:] if with_body else None
     return _new_tuple(MessageRecord, (message_id, vhost, exchange, routing_key, tuple(queues),

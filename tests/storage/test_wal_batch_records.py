@@ -55,19 +55,17 @@ def test_malformed_payloads_raise(payload, decode):
         decode(payload + b"x")
 
 
-def test_encode_rejects_bad_batches():
+@pytest.mark.parametrize("call", [
+    lambda: encode_ack_many([], "q", 0),                     # empty
+    lambda: encode_ack_many([-1], "q", 0),                   # id outside u64
+    lambda: encode_delivered_many([1, 2], [1], "q"),         # counts do not match ids
+    lambda: encode_delivered_many([1], [2**32], "q"),        # count outside u32
+    lambda: encode_ack_many([1], "q" * 256, 0),              # queue name over 255 bytes
+    lambda: expand(ACK, encode_ack(1, "q")),                 # not a batched type
+])
+def test_bad_batches_are_refused(call):
     with pytest.raises(RecordError):
-        encode_ack_many([], "q", 0)
-    with pytest.raises(RecordError):
-        encode_ack_many([-1], "q", 0)
-    with pytest.raises(RecordError):
-        encode_delivered_many([1, 2], [1], "q")
-    with pytest.raises(RecordError):
-        encode_delivered_many([1], [2**32], "q")
-    with pytest.raises(RecordError):
-        encode_ack_many([1], "q" * 256, 0)
-    with pytest.raises(RecordError):
-        expand(ACK, encode_ack(1, "q"))
+        call()
 
 
 def _ops(records):
