@@ -22,11 +22,13 @@ shares, one per such segment, each deferred until that segment is gone.
 from __future__ import annotations
 
 import asyncio
+import logging
 
-from storage.wal import ACK, DELIVERED, WriteAheadLog, encode_ack, encode_delivered
+from storage.wal import ACK, DELIVERED, WalError, WriteAheadLog, encode_ack, encode_delivered
 from storage.wal.batch_record import encode_ack_many, encode_delivered_many
 from storage.wal.record import ACK_MANY, DELIVERED_MANY, RECORD_HEADER_SIZE, Position
 
+log = logging.getLogger(__name__)
 _running_loop = asyncio._get_running_loop   # None outside a loop, no exception
 #: ids per batched record at most; a longer run is split
 RUN_LIMIT = 8192
@@ -110,7 +112,10 @@ class QueueEventBuffer:
 
     def _scheduled_flush(self) -> None:
         self.scheduled = False
-        self.flush()
+        try:
+            self.flush()
+        except WalError as exc:     # failed or closed log: a sync request would raise it too
+            log.error("WAL %s: queue events (delivered/acked) not written: %s", self.wal.directory, exc)
 
     def flush(self) -> None:
         """Append every pending run to the WAL, in order."""
