@@ -60,6 +60,15 @@ def proc_memory(pid: int) -> tuple[float, float]:
     return rss, hwm
 
 
+def child_pids(pid: int) -> list[int]:
+    """Pids of the direct children of ``pid`` (the message database process)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
 def proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds used so far by process ``pid``."""
     with open(f"/proc/{pid}/stat") as f:
@@ -161,17 +170,26 @@ def run(args) -> dict:
 
         sampler = RssSampler(broker.proc.pid)
         sampler.start()
+        children0 = {c: proc_cpu_s(c) for c in child_pids(broker.proc.pid)}
         seconds, ranges = publish_all(broker, args)
+        r["mirror_cpu_publish_pct"] = 100 * sum(proc_cpu_s(c) - t for c, t in children0.items()
+                                                if c in child_pids(broker.proc.pid)) / seconds
         r["rss_final_mb"] = proc_memory(broker.proc.pid)[0]
         r["rss_peak_mb"] = sampler.stop()
         r["broker_cpu_publish_pct"], r["client_cpu_publish_pct"] = sampler.cpu_pct()
         r["publish_s"], r["publish_rate"] = seconds, args.count / seconds
         r["rss_per_msg_bytes"] = (r["rss_final_mb"] - r["rss_idle_mb"]) * MB / args.count
         r["data_dir_mb"] = dir_size_mb(broker.data_dir)
+        children = [proc_memory(c) for c in child_pids(broker.proc.pid)]
+        r["mirror_rss_mb"], r["mirror_rss_peak_mb"] = (sum(c[0] for c in children),
+                                                       sum(c[1] for c in children))
         print(f"publish: {args.count:,} x {args.size} B confirmed in {seconds:.1f} s = "
               f"{r['publish_rate']:,.0f} msg/s; broker RSS peak {r['rss_peak_mb']:,.0f} MB, final "
               f"{r['rss_final_mb']:,.0f} MB (idle {r['rss_idle_mb']:.0f} MB, "
-              f"{r['rss_per_msg_bytes']:,.0f} B/msg); data dir {r['data_dir_mb']:,.0f} MB", flush=True)
+              f"{r['rss_per_msg_bytes']:,.0f} B/msg); message database process RSS "
+              f"{r['mirror_rss_mb']:,.0f} MB (peak {r['mirror_rss_peak_mb']:,.0f} MB, CPU "
+              f"{r['mirror_cpu_publish_pct']:.0f} % of one core); data dir "
+              f"{r['data_dir_mb']:,.0f} MB", flush=True)
 
         log_offset = len(broker.log_text())
         if args.restart_mode == "kill":

@@ -1,14 +1,17 @@
 """Message database lag under a steady load: a real WAL + a real MessageMirror.
 
 Appends WAL records at a steady rate (default 200,000 records over 20 s,
-i.e. 10,000 records/s) and feeds each one to the mirror exactly as the
-storage facade does, on one asyncio loop (uvloop if importable). The mix per
+i.e. 10,000 records/s) and feeds each one to the mirror right after
+appending it, on one asyncio loop (uvloop if importable): the writer's
+share of the work (the message database process also reads the records
+back from the WAL files, storage/mirror/follower.py;
+bench/mirror_lag_broker.py measures it all through a broker). The mix per
 message is MESSAGE (1 KiB body; content header with message-id,
 correlation-id, timestamp and a small headers table), DELIVERED (500
 messages later) and ACK (1,000 messages later): three records per message.
 20,000 distinct content headers are built before the clock starts and
 cycled (more than the mirror's property cache holds), so the feeding side
-costs what the facade costs: encode, append, feed. Every tick (5 ms) it
+costs what the broker's side costs (encode, append) plus the feed. Every tick (5 ms) it
 samples ``mirror.lag_seconds()``; at the end it prints the worst lag (the
 larger of the worst sample and the mirror's own feed-to-commit
 ``max_lag``), p99 and p50 of the samples, and the mirror's counters.

@@ -10,9 +10,9 @@ import hmac
 import logging
 import platform
 import signal
-import sqlite3
 
 from broker import __version__
+from broker.cli import LOG_FORMAT
 from broker.config import Config
 from broker.transport import AMQPProtocol
 from broker.recovery import recover
@@ -20,7 +20,8 @@ from broker.vhost import VHost
 from protocol import reply_codes
 from protocol.errors import connection_error
 from storage import Storage
-from storage.mirror import MessageMirror, db_path
+from storage.mirror import db_path
+from storage.mirror.supervisor import MirrorSupervisor
 from storage.wal import WalError
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,8 @@ CAPABILITIES = ("publisher_confirms", "exchange_exchange_bindings", "basic.nack"
 
 class Server:
     """Everything one broker process holds: ``vhosts`` by name, the user
-    table, the open ``connections``, the storage facade and the message
-    database ``mirror`` (None when off)."""
+    table, the open ``connections``, the storage facade and the supervisor
+    of the message database process, ``mirror`` (None when off)."""
 
     def __init__(self, config: Config):
         self.config = config
@@ -52,7 +53,7 @@ class Server:
         self.connections: set = set()
         self._listener: asyncio.base_events.Server | None = None
         self._compactor: asyncio.Task | None = None
-        self.mirror: MessageMirror | None = None
+        self.mirror: MirrorSupervisor | None = None
 
     def authenticate(self, username: str, password: str) -> bool:
         """True when the password matches the user's (constant-time compare)."""
@@ -112,54 +113,34 @@ class Server:
                 log.error("WAL compaction failed: %s", exc)
 
     async def _start_mirror(self) -> None:
-        """Open ``<data_dir>/messages.db`` before recovery replays the log:
-        the replay feeds it the records past its watermark (the ones a crash
-        or a stop left unapplied, or all for a new database) and it applies
-        them in the background after the broker listens, tailing the WAL
-        files when they are many (storage/mirror/tail.py); the facade then
-        feeds it every record it appends. The WAL keeps the segments from
-        ``mirror.wal_floor()`` on (its deletion floor) until the mirror has
-        read them. A database that cannot be opened is logged and the
-        broker runs without it: the message database never stops the
-        broker."""
+        """Start the message database process (storage/mirror/process.py)
+        before recovery opens the WAL: it opens ``<data_dir>/messages.db``
+        meanwhile and, once the broker reports the WAL durable, applies
+        the records past its watermark (the ones a crash or a stop left
+        unapplied, or all for a new database) and then every new one,
+        reading the segment files itself. The WAL keeps the segments it
+        has not read (its deletion floor). A process that cannot be
+        started is logged and the broker runs without it: the message
+        database never stops the broker."""
         path = db_path(self.config.data_dir)
         if not self.config.mirror:
             log.info("message database off (--mirror off): %s is not updated", path)
             return
-        wal = self.storage.wal
-        mirror = MessageMirror(path, **self.config.mirror_options(), barrier=self._wal_written,
-                               wal_dir=wal.directory,
-                               floor_moved=lambda: wal.set_deletion_floor(mirror.wal_floor))
+        mirror = MirrorSupervisor(path, self.storage.wal, self.config.mirror_options(),
+                                  log_level=self.config.log_level, log_format=LOG_FORMAT)
         try:
             await mirror.start()
-        except (OSError, sqlite3.Error) as exc:
-            log.error("message database %s cannot be opened (%s): running without it", path, exc)
+        except OSError as exc:
+            log.error("message database process cannot be started (%s): running without it", exc)
             return
-        mirror.skip_replayed()
-        wal.set_deletion_floor(mirror.wal_floor)
-        self.mirror = self.storage.mirror = mirror
-
-    async def _wal_written(self) -> None:
-        """The mirror's barrier: returns once every WAL record appended so
-        far is written and fsynced (at once when the WAL is not open: before
-        recovery nothing is appended, after ``close`` everything is). Raises
-        WalError when the WAL failed with records unwritten."""
-        wal = self.storage.wal
-        if wal.current_segment is not None:
-            await self.storage.sync()
-        elif wal.pending_bytes:
-            raise WalError("the WAL failed with records not written; they are not mirrored")
+        self.mirror = mirror
 
     async def _stop_mirror(self) -> None:
-        """Apply what the mirror was fed and close it (idempotent)."""
+        """Tell the message database process the final durable WAL end and
+        wait (bounded) for it to apply everything and exit (idempotent)."""
         mirror, self.mirror = self.mirror, None
-        self.storage.mirror = None
         if mirror is not None:
             await mirror.stop()
-            self.storage.wal.set_deletion_floor(None)
-            stats = mirror.stats
-            log.info("message database: %d records applied, %d messages, worst lag %.3f s, mode %s",
-                     stats["applied"], stats["rows"], stats["max_lag"], stats["mode"])
 
     async def stop(self) -> None:
         """Stop accepting, close every connection with 320, wait briefly."""
@@ -180,10 +161,9 @@ class Server:
         deadline = loop.time() + ABORT_GRACE
         while self.connections and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        # the WAL first (its final CHECKPOINT is not fed: the mirror ignores
-        # checkpoints), then the mirror applies everything it was fed; it is
-        # closed even if the WAL's last write fails (its thread would keep
-        # the process alive)
+        # the WAL first (its close reports the final durable end), then the
+        # message database process applies up to it; it is stopped even if
+        # the WAL's last write fails
         try:
             self.storage.close()
         finally:

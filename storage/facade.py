@@ -1,7 +1,8 @@
 """The one object ``broker/`` calls for durability (design.md, "Layout" and
 "Durability contract"): the write-ahead log for persistent messages and
 their acks, the topology database for durable exchanges, queues and
-bindings, and (when attached) the message database mirror.
+bindings. (The message database process follows the WAL files on its
+own: storage/mirror/supervisor.py.)
 
 Memory: only a small index entry (storage/live_index.py) per stored message
 stays in RAM; content headers and bodies are read back from the WAL on demand
@@ -62,7 +63,6 @@ class Storage:
         self.fsync = fsync
         self.wal = WriteAheadLog(self.data_dir / "wal", segment_size=segment_size, fsync=fsync)
         self.topology = TopologyStore(self.data_dir / "topology.db")
-        self.mirror = None
         #: message id -> index entry (storage/live_index.py), for every
         #: message some durable queue holds
         self.live: dict[int, tuple] = {}
@@ -70,7 +70,7 @@ class Storage:
         #: what ``open(keep=...)`` kept per replayed message (recovery only)
         self.replayed: dict[int, object] = {}
         #: delivered/removed events waiting to be appended as one record per run
-        self.events = QueueEventBuffer(self.wal, self._feed_mirror)
+        self.events = QueueEventBuffer(self.wal)
 
     # ---- start and stop --------------------------------------------------
 
@@ -109,7 +109,6 @@ class Storage:
                 release_after(self.wal, position, segments)
             else:
                 release(position)  # REQUEUED, CHECKPOINT: not needed for recovery
-            self._feed_mirror(record_type, payload, position)
         seconds = time.monotonic() - started
         clean = record_type is None or (record_type == CHECKPOINT and payload == CLEAN_SHUTDOWN)
         # Until ``close`` appends CLEAN_SHUTDOWN after it, this marker makes
@@ -179,7 +178,6 @@ class Storage:
         where = (position[0] << 64) | (position[1] << 32) | position[2]     # live_index.pack_position
         self.live[message_id] = (where, vhost, queues[0], None) if len(queues) == 1 else \
             new_entry(where, vhost, queues)
-        self._feed_mirror(MESSAGE, payload, position)
 
     def read_message(self, message_id: int) -> MessageRecord:
         """The stored message (exchange, routing key, content header, body)
@@ -225,7 +223,6 @@ class Storage:
         payload = encode_requeued(message_id, queue)
         position = self.wal.append(REQUEUED, payload)
         self.wal.release(position)
-        self._feed_mirror(REQUEUED, payload, position)
 
     def record_removed(self, message_id: int, queue: str, reason: int) -> None:
         """The message left ``queue`` for good (acked, rejected, purged,
@@ -274,7 +271,3 @@ class Storage:
         """Call ``callback`` once everything recorded so far is fsynced."""
         self.events.flush()
         self.wal.sync_soon(callback)
-
-    def _feed_mirror(self, record_type: int, payload: bytes, position) -> None:
-        if self.mirror is not None:
-            self.mirror.feed(record_type, payload, position)

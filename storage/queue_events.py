@@ -55,16 +55,13 @@ class QueueEventBuffer:
 
     ``delivered(...)`` and ``removed(...)`` only append to the current run
     (the caller has already updated the live index); ``flush()`` appends
-    the runs to ``wal`` and hands each record to ``feed(type, payload,
-    position)`` when given (an in-process message database mirror).
-    ``pending`` is true while events wait."""
+    the runs to ``wal``. ``pending`` is true while events wait."""
 
-    __slots__ = ("wal", "feed", "runs", "kind", "queue", "extra", "ids", "counts", "segments",
+    __slots__ = ("wal", "runs", "kind", "queue", "extra", "ids", "counts", "segments",
                  "scheduled", "pending")
 
-    def __init__(self, wal: WriteAheadLog, feed=None):
+    def __init__(self, wal: WriteAheadLog):
         self.wal = wal
-        self.feed = feed
         self.runs: list[tuple] = []   # closed runs: (kind, queue, extra, ids, counts, segments)
         self.kind = 0                 # kind of the open run (ACK or DELIVERED), 0: none
         self.queue = self.extra = None
@@ -144,5 +141,3 @@ class QueueEventBuffer:
             record_type, payload = DELIVERED_MANY, encode_delivered_many(ids, counts, queue, extra)
         position = self.wal.append(record_type, payload)
         release_after(self.wal, position, segments)
-        if self.feed is not None:
-            self.feed(record_type, payload, position)

@@ -4,10 +4,12 @@
 
     from storage.mirror import MessageMirror, find, show, rebuild
 
+    supervisor = MirrorSupervisor(db_path(data_dir), wal, options)  # the broker's side:
+    await supervisor.start(); ...; await supervisor.stop()          # supervisor.py
+    # the process (process.py) runs WalFollower (follower.py) over a MessageMirror:
     mirror = MessageMirror(data_dir / "messages.db")   # see writer.py for options
     await mirror.start()                               # mirror.watermark: last applied Position
-    await catch_up(mirror, data_dir)                   # WAL records past it, before Storage.open
-    mirror.feed(record_type, payload, position)        # O(1), from the event loop
+    mirror.feed(record_type, payload, position)        # O(1), durable records only
     mirror.lag_seconds(); mirror.stats
     await mirror.stop()                                # applies what was fed, closes
 
@@ -19,11 +21,10 @@ The schema and the state rule are documented in ``schema.py``.
 """
 
 from storage.mirror.query import MirrorNotFound, find, show, to_ms
-from storage.mirror.rebuild import (DB_NAME, WAL_DIR, RebuildError, catch_up, db_path, rebuild,
-                                    rebuild_async)
+from storage.mirror.rebuild import DB_NAME, WAL_DIR, RebuildError, db_path, rebuild, rebuild_async
 from storage.mirror.schema import EVENTS, SCHEMA_VERSION, STATES
 from storage.mirror.writer import MessageMirror
 
-__all__ = ["MessageMirror", "find", "show", "to_ms", "rebuild", "rebuild_async", "catch_up",
+__all__ = ["MessageMirror", "find", "show", "to_ms", "rebuild", "rebuild_async",
            "db_path", "RebuildError", "MirrorNotFound", "DB_NAME", "WAL_DIR", "EVENTS", "STATES",
            "SCHEMA_VERSION"]

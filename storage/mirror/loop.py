@@ -1,11 +1,9 @@
 """The background task of ``MessageMirror`` (mixed into it): takes up to
-``batch_size`` fed records at a time, waits for the ``barrier`` (the
-records are in the WAL on disk), decodes them on the loop in slices
+``batch_size`` fed records at a time, decodes them on the loop in slices
 (``rows``), and applies them in one transaction with the new watermark
-(``database``). Chooses full or metadata-only rows from the backlog
-length, retries a failed batch, and gives up after repeated failures
-without ever affecting the broker. While the mirror tails the WAL
-(tail.py) the batches are read from the segment files instead.
+(``database``). Chooses full or metadata-only rows from the number of
+records waiting, retries a failed batch, and gives up after repeated
+failures.
 """
 
 from __future__ import annotations
@@ -35,38 +33,28 @@ class WriterLoopMixin:
         backlog = self._backlog
         failures = 0
         batch = None
-        written = False            # the batch was read from the WAL files, after the barrier
         while True:
-            if batch is None and self._tail_until is None:
+            if batch is None:
                 if not backlog:
                     if self._metadata_only:
-                        self._check_mode(0)        # caught up: bodies again from the next batch
+                        self._check_mode(self.behind)   # caught up: bodies again
                     if self._state != "running":
                         return
                     self._idle = True
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                self._check_mode(len(backlog))
+                self._check_mode(len(backlog) + self.behind)
                 n = min(len(backlog), self.batch_size)
                 batch = [backlog.popleft() for _ in range(n)]
                 self._backlog_bytes -= sum(len(r[1]) for r in batch)
                 self._inflight_since = batch[0][3]
-                self._taken(batch[-1][2])
-                written = False
             try:
-                if batch is None:
-                    batch = await self._tail_batch()
-                    if batch is None:
-                        continue                   # caught up: fed in memory again
-                    written = True
-                elif self.barrier is not None and not written:
-                    await self.barrier()
                 await self._apply(batch)
             except Exception:
                 failures += 1
                 log.exception("message database: applying a batch of %d records failed "
-                              "(attempt %d of %d)", len(batch or ()), failures,
+                              "(attempt %d of %d)", len(batch), failures,
                               FAILURES_BEFORE_GIVING_UP)
                 if failures >= FAILURES_BEFORE_GIVING_UP:
                     self._inflight_since = None
@@ -75,11 +63,9 @@ class WriterLoopMixin:
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             failures = 0
-            short = len(batch) < self.batch_size
             batch = None
             self._inflight_since = None
-            if ((short if self._tail_until is not None else len(backlog) < self.batch_size)
-                    and self._state == "running" and not self._flushers):
+            if len(backlog) < self.batch_size and self._state == "running" and not self._flushers:
                 await asyncio.sleep(self.flush_interval)
             else:
                 await asyncio.sleep(0)
@@ -89,9 +75,7 @@ class WriterLoopMixin:
         self._n["dropped"] += len(self._backlog)
         self._backlog.clear()
         self._backlog_bytes = 0
-        self._tail_until = None
         self._wake.set()
-        self._floor_changed()            # no WAL segment is needed any more
         log.error("message database %s stopped because %s; the broker is not affected. It "
                   "catches up from the WAL at the next start (or run `leveret db rebuild` "
                   "while the broker is stopped).", self.db_path, why)
@@ -112,10 +96,6 @@ class WriterLoopMixin:
 
     async def _apply(self, batch: list) -> None:
         t0 = _monotonic()
-        if self._skip_until is not None:
-            batch = self._skip_applied(batch)
-            if not batch:
-                return
         ops: list = []
         for _ in self._decoder.decode_batch(batch, not self._metadata_only, self.body_limit, ops):
             await asyncio.sleep(0)
@@ -144,18 +124,3 @@ class WriterLoopMixin:
         ms = (now - t0) * 1000.0
         n["last_batch_ms"] = round(ms, 3)
         n["max_batch_ms"] = max(n["max_batch_ms"], round(ms, 3))
-
-    def _skip_applied(self, batch: list) -> list:
-        """Drop the records at or before the watermark read at start: they
-        are in the database already (the facade replays the whole WAL at
-        start). Records arrive in WAL order, so once one is past it the
-        check is off for good."""
-        until = self._skip_until
-        kept = [r for r in batch if (r[2][0], r[2][1]) > until]
-        skipped = len(batch) - len(kept)
-        if kept:
-            self._skip_until = None
-        if skipped:
-            self._n["skipped"] += skipped
-            self._n["applied"] += skipped
-        return kept

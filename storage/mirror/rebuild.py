@@ -1,5 +1,5 @@
 """Recreate the message database from the WAL segments (``leveret db
-rebuild``), or catch it up from them at broker start (``catch_up``).
+rebuild``).
 
 Layout: the WAL in ``<data_dir>/wal/``, the database at
 ``<data_dir>/messages.db``. The segment files are read directly (read-only)
@@ -17,10 +17,9 @@ import os
 import time
 from pathlib import Path
 
+from storage.mirror.lock import try_lock
 from storage.mirror.wal_reader import read_wal
 from storage.mirror.writer import MessageMirror
-from storage.wal.record import Position
-from storage.wal.segment import list_segments, segment_name
 
 log = logging.getLogger("storage.mirror")
 
@@ -63,7 +62,11 @@ async def rebuild_async(data_dir: Path | str, **mirror_options) -> dict:
     t0 = time.monotonic()
     stats = {"segments": 0, "records": 0, "truncated": None}
     fd = _lock(wal_dir)
+    writer = try_lock(target)
     try:
+        if writer is None:
+            raise RebuildError(f"message database {target} is locked by a message database "
+                               "process (is the broker running?); stop it before rebuilding")
         for path in (tmp, *(tmp.with_name(tmp.name + s) for s in ("-wal", "-shm"))):
             path.unlink(missing_ok=True)
         mirror = MessageMirror(tmp, **mirror_options)
@@ -80,6 +83,8 @@ async def rebuild_async(data_dir: Path | str, **mirror_options) -> dict:
             target.with_name(target.name + suffix).unlink(missing_ok=True)
         os.replace(tmp, target)
     finally:
+        if writer is not None:
+            os.close(writer)
         os.close(fd)
     summary = {"db_path": str(target), "segments": stats["segments"],
                "records": stats["records"], "messages": result["rows"],
@@ -106,8 +111,9 @@ def rebuild(data_dir: Path | str, **mirror_options) -> dict:
     (malformed records), retention_deleted, truncated ((segment, offset)
     of a torn tail, or None), watermark (Position of the last record, or
     None), seconds.
-    Raises RebuildError (no WAL directory; directory locked, i.e. the
-    broker is running; the database could not be written),
+    Raises RebuildError (no WAL directory; directory or database locked,
+    i.e. the broker or its message database process is running; the
+    database could not be written),
     WalCorruptError (corruption outside the tail of the last segment).
     Runs its own event loop: call ``rebuild_async`` from inside one."""
     return asyncio.run(rebuild_async(data_dir, **mirror_options))
@@ -125,52 +131,3 @@ async def _feed_all(mirror: MessageMirror, records) -> None:
             await mirror.flush()
             pending = 0
     await mirror.flush()
-
-
-def _ahead_of_wal(wal_dir: Path, mark: Position) -> bool:
-    """True when the WAL ends before ``mark`` (the database's watermark):
-    the WAL directory was replaced or cut behind the database's back."""
-    numbers = list_segments(wal_dir)
-    if not numbers or numbers[-1] < mark.segment:
-        return True
-    if numbers[-1] > mark.segment:
-        return False
-    return os.path.getsize(wal_dir / segment_name(mark.segment)) < mark.offset + mark.length
-
-
-async def catch_up(mirror: MessageMirror, data_dir: Path | str) -> dict:
-    """Apply to a started ``mirror`` the WAL records of ``<data_dir>/wal``
-    past its watermark (the ones a crash or a stop left unapplied, or all of
-    them for a new database), reading the segment files directly in chunks
-    of two batches; then ``mirror.skip_replayed()``, so that the facade's
-    replay of the whole WAL that follows costs one comparison per record.
-    Call it before ``Storage.open``: it takes the WAL directory lock
-    meanwhile. Returns {records, segments, seconds}. Raises RebuildError
-    when the WAL is locked (another broker runs), WalCorruptError for
-    corruption before the last segment; the caller logs and goes on (the
-    replay then feeds the same records). A database whose watermark lies
-    past the end of the WAL (the WAL was replaced) is left as it is, with
-    a warning to run ``leveret db rebuild``."""
-    t0 = time.monotonic()
-    wal_dir = Path(data_dir) / WAL_DIR
-    stats = {"segments": 0, "records": 0, "truncated": None}
-    if not wal_dir.is_dir():
-        return {"records": 0, "segments": 0, "seconds": 0.0}
-    fd = _lock(wal_dir)
-    try:
-        mark = mirror.watermark
-        if mark is not None and _ahead_of_wal(wal_dir, mark):
-            log.warning("message database %s has applied WAL records up to %s, past the end "
-                        "of the WAL in %s (was the WAL replaced?); records at or before that "
-                        "position will be ignored: stop the broker and run `leveret db "
-                        "rebuild`", mirror.db_path, tuple(mark), wal_dir)
-        else:
-            await _feed_all(mirror, read_wal(wal_dir, stats, mark, "catching up"))
-    finally:
-        os.close(fd)
-    mirror.skip_replayed()
-    seconds = round(time.monotonic() - t0, 3)
-    if stats["records"]:
-        log.info("message database caught up from the WAL: %d records from %d segments in "
-                 "%.2f s", stats["records"], stats["segments"], seconds)
-    return {"records": stats["records"], "segments": stats["segments"], "seconds": seconds}

@@ -1,7 +1,7 @@
 """Reading WAL records straight from the segment files, read-only (no
-lock, nothing modified): used by ``leveret db rebuild``, by the catch-up at
-broker start (rebuild.py) and by the mirror's writer while it tails the WAL
-(tail.py).
+lock, nothing modified): used by ``leveret db rebuild`` (rebuild.py) and
+by the message database process, which follows the WAL up to the end the
+broker reports as durable (follower.py).
 """
 
 from __future__ import annotations
@@ -21,15 +21,20 @@ log = logging.getLogger("storage.mirror")
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def read_wal(wal_dir: Path, stats: dict, after: Position | None = None, what: str = "rebuild"):
+def read_wal(wal_dir: Path, stats: dict, after: Position | None = None, what: str = "rebuild",
+             until: tuple[int, int] | None = None):
     """Generator over the records of every live segment in ``wal_dir``, in
     log order, as ``Record(type, payload, position)``; with ``after``, only
-    the records past that Position. Tombstones are skipped. A torn or
-    corrupt record ends the last segment with a warning (as in recovery,
-    but nothing is modified; ``what`` names the reader in it); anywhere
-    else it raises WalCorruptError. Counts go to ``stats`` (segments,
-    records, truncated)."""
+    the records past that Position; with ``until`` = (segment, end byte
+    offset), only the records that end at or before it (the segments after
+    it, and the bytes after it, may be being written: they are not read).
+    Tombstones are skipped. A torn or corrupt record ends the last segment
+    read with a warning (as in recovery, but nothing is modified; ``what``
+    names the reader in it); anywhere else it raises WalCorruptError.
+    Counts go to ``stats`` (segments, records, truncated)."""
     numbers = list_segments(wal_dir)
+    if until is not None:
+        numbers = [n for n in numbers if n <= until[0]]
     for n in numbers:
         start = SEGMENT_HEADER_SIZE
         if after is not None:
@@ -38,7 +43,10 @@ def read_wal(wal_dir: Path, stats: dict, after: Position | None = None, what: st
             if n == after.segment:
                 start = after.offset + after.length
         path = wal_dir / segment_name(n)
-        fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+        try:
+            fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+        except FileNotFoundError:
+            continue              # a tombstone unlinked since the listing
         try:
             head = pread_exact(fd, SEGMENT_HEADER_SIZE, 0)
             magic, number = (SEGMENT_HEADER.unpack(head) if len(head) == SEGMENT_HEADER_SIZE
@@ -51,6 +59,8 @@ def read_wal(wal_dir: Path, stats: dict, after: Position | None = None, what: st
                 raise WalCorruptError(f"WAL segment {path} has a bad file header {head!r}",
                                       n, str(path), 0)
             size = os.fstat(fd).st_size
+            if until is not None and n == until[0]:
+                size = min(size, until[1])
             end, problem, count = yield from scan_records(fd, size, n, start)
             stats["segments"] += 1
             stats["records"] += count

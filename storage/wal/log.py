@@ -113,6 +113,12 @@ class WriteAheadLog(SegmentRetention):
                        dir_fsyncs=0, deleted=0)
         self._last_fsync_ms = 0.0
         self._max_fsync_ms = 0.0
+        #: called as ``on_durable(segment, end)`` on the event loop after each
+        #: I/O batch that wrote records: every record of ``segment`` ending at
+        #: or before byte ``end``, and of every lower segment, is written and
+        #: fsynced (written only with fsync=False). For a reader of the
+        #: segment files (the message database process); must not raise.
+        self.on_durable: Callable[[int, int], None] | None = None
 
     # ---------------------------------------------------------------- open
 
@@ -408,6 +414,9 @@ class WriteAheadLog(SegmentRetention):
         self._durable_lsn = batch.lsn
         for seg, _, _ in batch.parts:
             self._check_dead(seg)
+        if batch.parts and self.on_durable is not None:
+            last = batch.parts[-1][0]      # parts are in segment order
+            self.on_durable(last.number, last.written)
         for seg in batch.deletions:
             self._finish_delete(seg)
         self._tombstones.difference_update(batch.unlinks)

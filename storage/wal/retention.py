@@ -25,7 +25,7 @@ Replay then may see a record twice (old and new copy) until the old segment
 is gone; the owner deduplicates by message id.
 
 Deletion floor: a reader of the segment files (the message database
-mirror tailing the WAL) pins the segments it has not read yet with
+process following the WAL) pins the segments it has not read yet with
 ``set_deletion_floor``: a dead segment numbered at or above the floor is
 held (not deleted) until the floor passes it.
 """

@@ -24,8 +24,9 @@ def test_sigkill_restart_then_rebuild(fresh_broker):
     before = dump(proc)
     proc.kill()
     proc.start()
+    wait_until(lambda: "messages.db opened: 8 messages, watermark Position" in proc.log_text(),
+               True)
     assert dump(proc) == before                       # the WAL replay added nothing
-    assert "messages.db opened: 8 messages, watermark Position" in proc.log_text()
     with pika_connection(proc) as connection:
         ch = connection.channel()
         ch.confirm_delivery()

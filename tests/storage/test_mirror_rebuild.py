@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from storage.mirror import RebuildError, find, rebuild, rebuild_async, show
+from storage.mirror.lock import try_lock, wait_lock
 from storage.wal import (ACK, MESSAGE, WalCorruptError, WriteAheadLog, encode_ack,
                          encode_message)
 from storage.wal.segment import segment_name
@@ -54,6 +55,23 @@ async def test_rebuild_refuses_while_the_wal_is_locked(tmp_path):
     assert not (tmp_path / "messages.db").exists()
     await rebuild_async(tmp_path)                     # unlocked now
     assert show(tmp_path / "messages.db", 3)["state"] == "queued"
+
+
+async def test_one_writer_at_a_time(tmp_path):
+    """A message database process holds ``messages.db.lock``: a second one
+    waits for it, and ``rebuild`` refuses."""
+    await write_scenario(tmp_path)
+    db = tmp_path / "messages.db"
+    held = try_lock(db)
+    assert held is not None and try_lock(db) is None
+    try:
+        assert await wait_lock(db, timeout=0.05) is None
+        with pytest.raises(RebuildError, match="message database process"):
+            await rebuild_async(tmp_path)
+    finally:
+        os.close(held)
+    os.close(await wait_lock(db, timeout=0.05))
+    assert (await rebuild_async(tmp_path))["messages"] == 9
 
 
 async def test_rebuild_without_a_wal(tmp_path):

@@ -93,29 +93,6 @@ async def test_gives_up_after_repeated_errors_and_drops(tmp_path, monkeypatch, c
     await mirror.stop()
 
 
-async def test_backlog_over_its_byte_limit_stops_the_mirror(tmp_path, caplog):
-    db = tmp_path / "messages.db"
-    size = len(message(1))
-    mirror = MessageMirror(db, max_backlog_bytes=10 * size, flush_interval=0)
-    await mirror.start()
-    mirror.feed(MESSAGE, message(1), Position(1, 16, size))
-    await mirror.flush()                                  # applied: the watermark moves
-    for i in range(2, 13):                                # 11 waiting: over the limit
-        mirror.feed(MESSAGE, message(i), Position(1, 16 + i * size, size))
-    stats = mirror.stats
-    assert stats["failed"] and stats["backlog"] == 0 and stats["backlog_bytes"] == 0
-    assert stats["dropped"] == 11
-    await mirror.stop()
-    assert mirror.watermark == Position(1, 16, size) and mirror.lag_seconds() == 0.0
-    assert [r[0] for r in dump(db)[0]] == [1]
-    assert any("catches up from the WAL" in r.getMessage() for r in caplog.records
-               if r.levelno >= logging.ERROR)
-    again = MessageMirror(db)                            # the next start resumes from it
-    await again.start()
-    assert again.watermark == Position(1, 16, size)
-    await again.stop()
-
-
 async def test_restart_keeps_watermark_and_mode(tmp_path):
     db = tmp_path / "messages.db"
     mirror = MessageMirror(db)
@@ -127,32 +104,6 @@ async def test_restart_keeps_watermark_and_mode(tmp_path):
     assert again.watermark == positions[-1] and not again.metadata_only
     assert again.stats["rows"] == 9
     await again.stop()
-
-
-async def test_refeeding_the_whole_wal_after_a_restart_changes_nothing(tmp_path):
-    """The facade replays the whole WAL at start: what the database already
-    has (at or before its watermark) is skipped; later records apply."""
-    db = tmp_path / "messages.db"
-    mirror = MessageMirror(db)
-    await mirror.start()
-    await write_scenario(tmp_path, mirror)
-    await mirror.stop()
-    before = dump(db)
-    again = MessageMirror(db)
-    await again.start()
-    wal = WriteAheadLog(tmp_path / "wal")
-    for rtype, payload, position in wal.open():
-        again.feed(rtype, payload, position)
-    more = encode_ack(3, "mail", at_ms=BASE + 9000)
-    again.feed(ACK, more, wal.append(ACK, more))
-    await wal.sync()
-    await again.stop()
-    wal.close()
-    assert again.stats["skipped"] == 24 and again.stats["applied"] == 25
-    after = dump(db)
-    assert [r for r in after[0] if r[0] != 3] == [r for r in before[0] if r[0] != 3]
-    assert after[1][:-1] == before[1]                   # one new event, nothing repeated
-    assert show(db, 3)["state"] == "acked" and after[1][-1][1:4] == (3, "mail", "acked")
 
 
 async def test_unusable_file_is_moved_aside(tmp_path, caplog):
