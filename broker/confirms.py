@@ -63,8 +63,10 @@ class PublisherConfirms:
 
         def synced() -> None:
             if self.channel.state == "open":
-                for seq in batch:
-                    self.settle(seq)
+                self.fresh += batch
+                if not self.scheduled:
+                    self.scheduled = True
+                    self.channel.connection.before_flush(self.emit)
         self._storage.sync_soon(synced)
 
     def nack(self, seq: int) -> None:
@@ -81,8 +83,14 @@ class PublisherConfirms:
         if not fresh:
             return
         self.fresh = []
-        self.done.update(fresh)
         start = self.acked_upto
+        if not self.done and min(fresh) == start + 1 and max(fresh) - start == len(fresh):
+            # the usual case, a synced window: exactly the numbers after the
+            # last ack (each is settled once), so one multiple ack and no set
+            upto = self.acked_upto = start + len(fresh)
+            self.channel.send(commands.Basic.Ack(delivery_tag=upto, multiple=upto - start > 1))
+            return
+        self.done.update(fresh)
         upto = self._advance()
         if upto > start:
             # may cover numbers already answered singly: clients ignore those

@@ -139,20 +139,21 @@ class Queue:
 
     def _refill(self) -> None:
         """Move up to HOT_LIMIT messages from ``cold`` to ``ready``, reading
-        persisted ones back from the WAL (storage.read_messages: one pread
-        per run of neighbouring records)."""
+        persisted ones back from the WAL (storage.read_for_delivery: one
+        pread per run of neighbouring records, only the fields a delivery
+        needs)."""
         cold = self.cold
         items = [cold.popleft() for _ in range(len(cold) if self.priorities else min(HOT_LIMIT, len(cold)))]
         if self.lifecycle is not None:
             items = self.lifecycle.filter_cold(items)
         ids = [abs(item) for item in items if type(item) is int]
-        records = iter(self.vhost.storage.read_messages(ids) if ids else ())
+        stored = iter(self.vhost.storage.read_for_delivery(ids) if ids else ())
         ready = self.ready
         seq = self._next_seq
         for item in items:
             if type(item) is int:
-                record = next(records)
-                message = Message(record.exchange, record.routing_key, record.header, record.body, abs(item))
+                exchange, routing_key, exchange_routing_key, header, body = next(stored)
+                message = Message(exchange, routing_key, header, body, abs(item), exchange_routing_key)
                 message.stored = True
                 entry = QueuedMessage(message, 0, item < 0)
             elif type(item) is QueuedMessage:

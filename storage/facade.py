@@ -16,14 +16,16 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from storage import compaction
+from storage import cold_read, compaction
 from storage.live_index import (WHERE, moved, new_entry, pack_position, segment_of, unpack_position,
                                  with_delivered, without_queue)
+from storage.queue_events import QueueEventBuffer, release_after
 from storage.topology import TopologyStore
-from storage.wal import (ACK, CHECKPOINT, DELIVERED, MESSAGE, REASON_DELETED, REQUEUED, MessageRecord, Position,
-                         WalError, WriteAheadLog,
-                         decode_ack, decode_delivered, decode_message, encode_ack, encode_delivered,
+from storage.wal import (ACK, CHECKPOINT, DELIVERED, MESSAGE, REASON_DELETED, REQUEUED, MessageRecord,
+                         WriteAheadLog, decode_ack, decode_delivered, decode_message,
                          encode_message, encode_requeued)
+from storage.wal.batch_record import decode_ack_many, decode_delivered_many
+from storage.wal.record import ACK_MANY, DELIVERED_MANY, RECORD_HEADER_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +46,6 @@ class Recovery(NamedTuple):
     segments: int
     records: int
     seconds: float
-
-
-#: most bytes one pread of ``read_messages`` covers, and the largest gap
-#: between two records it reads through
-READ_SPAN = 1 << 20
-READ_GAP = 16 << 10
-
-
-def _offset(where: int) -> int:
-    return (where >> 32) & 0xFFFFFFFF
-
-
-def _end(where: int) -> int:
-    return ((where >> 32) & 0xFFFFFFFF) + (where & 0xFFFFFFFF)
-
-
-def _read_run(wal: WriteAheadLog, run: list[int]) -> list[MessageRecord]:
-    """Decode the MESSAGE records at the packed positions ``run`` (one
-    segment, ascending) from one read, or one read each when the span is
-    not in one place (part written, part still in memory)."""
-    if len(run) == 1:
-        return [decode_message(wal.read(unpack_position(run[0])))]
-    start = _offset(run[0])
-    try:
-        span = wal.read(Position(segment_of(run[0]), start, _end(run[-1]) - start))
-    except WalError:
-        return [decode_message(wal.read(unpack_position(where))) for where in run]
-    return [decode_message(span[_offset(w) - start:_end(w) - start]) for w in run]
 
 
 class Storage:
@@ -95,6 +69,8 @@ class Storage:
         self._names: dict[str, str] = {}
         #: what ``open(keep=...)`` kept per replayed message (recovery only)
         self.replayed: dict[int, object] = {}
+        #: delivered/removed events waiting to be appended as one record per run
+        self.events = QueueEventBuffer(self.wal)
 
     # ---- start and stop --------------------------------------------------
 
@@ -122,20 +98,15 @@ class Storage:
                 self._replay_message(message, position)
             elif record_type == ACK or record_type == DELIVERED:
                 event = decode_ack(payload) if record_type == ACK else decode_delivered(payload)
-                entry = live.get(event.message_id)
-                if entry is None:
-                    release(position)
-                    continue
-                release(position, after_segment=segment_of(entry[WHERE]))
-                if record_type == DELIVERED:
-                    live[event.message_id] = with_delivered(entry, event.queue)
-                else:
-                    left = without_queue(entry, event.queue)
-                    if left is None:
-                        release(unpack_position(entry[WHERE]))
-                        del live[event.message_id]
-                    else:
-                        live[event.message_id] = left
+                segment = self._replay_event(record_type == DELIVERED, event.message_id, event.queue)
+                release(position, after_segment=segment)
+            elif record_type == ACK_MANY or record_type == DELIVERED_MANY:
+                delivered = record_type == DELIVERED_MANY
+                events = decode_delivered_many(payload) if delivered else decode_ack_many(payload)
+                queue = events.queue
+                segments = {self._replay_event(delivered, message_id, queue) for message_id in events.message_ids}
+                segments.discard(None)
+                release_after(self.wal, position, segments)
             else:
                 release(position)  # REQUEUED, CHECKPOINT: not needed for recovery
         seconds = time.monotonic() - started
@@ -144,6 +115,25 @@ class Storage:
         # the next start see a crash.
         self.wal.release(self.wal.append(CHECKPOINT, STARTED))
         return Recovery(sorted(live), max_id, clean, result.segments, result.records, seconds)
+
+    def _replay_event(self, delivered: bool, message_id: int, queue: str) -> int | None:
+        """Apply one replayed DELIVERED (``delivered``) or ACK event to the
+        index; returns the segment of the message's record (None when the
+        message is not live), which the event's record must not outlive."""
+        live = self.live
+        entry = live.get(message_id)
+        if entry is None:
+            return None
+        if delivered:
+            live[message_id] = with_delivered(entry, queue)
+        else:
+            left = without_queue(entry, queue)
+            if left is None:
+                self.wal.release(unpack_position(entry[WHERE]))
+                del live[message_id]
+            else:
+                live[message_id] = left
+        return segment_of(entry[WHERE])
 
     def _replay_message(self, message: MessageRecord, position) -> None:
         """A MESSAGE record; a second one with the same id is a compaction
@@ -169,6 +159,7 @@ class Storage:
         """Append the clean-shutdown CHECKPOINT record, flush and fsync the
         WAL, close the databases."""
         if self.wal.current_segment is not None:
+            self.events.flush()
             self.wal.append(CHECKPOINT, CLEAN_SHUTDOWN)
         self.wal.close()
         self.topology.close()
@@ -181,8 +172,12 @@ class Storage:
         (names, in routing order). Durable once a later ``sync_soon``
         callback runs."""
         payload = encode_message(message_id, vhost, exchange, routing_key, queues, header, body)
+        if self.events.pending:   # keep the log in event order (message database history)
+            self.events.flush()
         position = self.wal.append(MESSAGE, payload)
-        self.live[message_id] = new_entry(pack_position(position), vhost, queues)
+        where = (position[0] << 64) | (position[1] << 32) | position[2]     # live_index.pack_position
+        self.live[message_id] = (where, vhost, queues[0], None) if len(queues) == 1 else \
+            new_entry(where, vhost, queues)
 
     def read_message(self, message_id: int) -> MessageRecord:
         """The stored message (exchange, routing key, content header, body)
@@ -191,44 +186,40 @@ class Storage:
         return decode_message(self.wal.read(unpack_position(self.live[message_id][WHERE])))
 
     def read_messages(self, message_ids: list[int]) -> list[MessageRecord]:
-        """``read_message`` for many ids at once: records that lie close
-        together in one segment (a backlog in publish order) are read with
-        one pread per run of up to READ_SPAN bytes. Raises KeyError as
+        """``read_message`` for many ids at once, with one pread per run of
+        neighbouring records (storage/cold_read.py). Raises KeyError as
         ``read_message``."""
-        live = self.live
-        wal = self.wal
-        out = []
-        run: list[int] = []
-        for message_id in message_ids:
-            where = live[message_id][WHERE]
-            if run and (segment_of(where) != segment_of(run[0])
-                        or not 0 <= _offset(where) - _end(run[-1]) <= READ_GAP
-                        or _end(where) - _offset(run[0]) > READ_SPAN):
-                out.extend(_read_run(wal, run))
-                run = []
-            run.append(where)
-        if run:
-            out.extend(_read_run(wal, run))
-        return out
+        return cold_read.read_messages(self.wal, self.live, message_ids)
+
+    def read_for_delivery(self, message_ids: list[int]) -> list[tuple]:
+        """``(exchange, routing_key, exchange_routing_key, header, body)``
+        per id, read as ``read_messages`` reads, without decoding the rest
+        of the record (storage/cold_read.py). Raises KeyError as
+        ``read_message``, storage.wal.RecordError for a damaged record."""
+        return cold_read.read_for_delivery(self.wal, self.live, message_ids)
 
     def record_delivered(self, message_id: int, queue: str, consumer_tag: str = "",
                          delivery_count: int = 1) -> None:
         """The message was handed out from ``queue`` (to ``consumer_tag``,
         "" for basic.get; ``delivery_count``: 1 for the first delivery):
-        after a crash it comes back redelivered."""
+        after a crash it comes back redelivered. The record is appended with
+        the other events of this loop pass (storage/queue_events.py), at the
+        latest by the next ``sync_soon``/``sync``: a delivery must wait for
+        that sync before it is written to its socket."""
         entry = self.live.get(message_id)
         if entry is None:
             return
-        self.live[message_id] = with_delivered(entry, queue)
-        payload = encode_delivered(message_id, queue, consumer_tag, delivery_count)
-        position = self.wal.append(DELIVERED, payload)
-        self.wal.release(position, after_segment=segment_of(entry[WHERE]))
+        delivered = entry[3]
+        if delivered is None or queue not in delivered:
+            self.live[message_id] = with_delivered(entry, queue)
+        self.events.delivered(message_id, entry[0] >> 64, queue, consumer_tag, delivery_count)
 
     def record_requeued(self, message_id: int, queue: str) -> None:
         """The message went back to the ready list of ``queue`` (history for
         the message database; recovery does not need it)."""
         if message_id not in self.live:
             return
+        self.events.flush()     # after the DELIVERED it follows
         payload = encode_requeued(message_id, queue)
         position = self.wal.append(REQUEUED, payload)
         self.wal.release(position)
@@ -236,19 +227,29 @@ class Storage:
     def record_removed(self, message_id: int, queue: str, reason: int) -> None:
         """The message left ``queue`` for good (acked, rejected, purged,
         deleted...: a REASON_* of storage.wal); once it has left every
-        queue its WAL record is dead."""
-        entry = self.live.get(message_id)
+        queue its WAL record is dead. The ACK record is appended with the
+        other events of this loop pass; losing it in a crash means a
+        redelivery, never a loss."""
+        live = self.live
+        entry = live.get(message_id)
         if entry is None:
             return
-        payload = encode_ack(message_id, queue, reason)
-        position = self.wal.append(ACK, payload)
-        self.wal.release(position, after_segment=segment_of(entry[WHERE]))
-        left = without_queue(entry, queue)
-        if left is None:
-            del self.live[message_id]
-            self.wal.release(unpack_position(entry[WHERE]))
+        where = entry[0]
+        if entry[2] == queue:           # its only queue (live_index: a str then)
+            del live[message_id]
+            # Dead now, though its ACK is appended later: a crash before that
+            # finds the message gone, as if the ack had been written.
+            self.wal.mark_dead(where >> 64, (where & 0xFFFFFFFF) + RECORD_HEADER_SIZE)
         else:
-            self.live[message_id] = left
+            left = without_queue(entry, queue)
+            if left is None:
+                del live[message_id]
+                self.wal.release(unpack_position(where))
+            elif left is entry:
+                return
+            else:
+                live[message_id] = left
+        self.events.removed(message_id, where >> 64, queue, reason)
 
     def forget_queue(self, message_id: int, queue: str) -> None:
         """Recovery found a message for a queue that no longer exists."""
@@ -257,13 +258,16 @@ class Storage:
     async def compact(self) -> int:
         """One WAL compaction pass (storage/compaction.py); returns the
         number of segments deleted."""
+        self.events.flush()
         return await compaction.compact(self.wal, self.live)
 
     async def sync(self) -> None:
-        """Wait until everything appended so far is fsynced (raises WalError
+        """Wait until everything recorded so far is fsynced (raises WalError
         when the disk write fails)."""
+        self.events.flush()
         await self.wal.sync()
 
     def sync_soon(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once everything appended so far is fsynced."""
+        """Call ``callback`` once everything recorded so far is fsynced."""
+        self.events.flush()
         self.wal.sync_soon(callback)

@@ -69,12 +69,23 @@ def without_queue(entry: tuple, queue: str) -> tuple | None:
     return (entry[WHERE], entry[VHOST], left[0] if len(left) == 1 else left, delivered)
 
 
+_only: dict[str, frozenset] = {}
+
+
 def with_delivered(entry: tuple, queue: str) -> tuple:
     """The entry once the message was handed out from ``queue``."""
     delivered = entry[DELIVERED]
-    if delivered is not None and queue in delivered:
+    if delivered is None:
+        # one shared frozenset per queue name: a drain marks every message
+        only = _only.get(queue)
+        if only is None:
+            if len(_only) >= 4096:
+                _only.clear()
+            only = _only[queue] = frozenset((queue,))
+        return (entry[WHERE], entry[VHOST], entry[QUEUES], only)
+    if queue in delivered:
         return entry
-    return (entry[WHERE], entry[VHOST], entry[QUEUES], frozenset((queue,)) | (delivered or frozenset()))
+    return (entry[WHERE], entry[VHOST], entry[QUEUES], delivered | {queue})
 
 
 def moved(entry: tuple, where: int, names) -> tuple:

@@ -1,7 +1,8 @@
 """Turning WAL records into database rows (pure Python, no I/O).
 
 ``BatchDecoder.decode_batch`` decodes fed records into *ops* (one per
-MESSAGE / ACK / DELIVERED / REQUEUED record, in WAL order). ``resolve``
+MESSAGE / ACK / DELIVERED / REQUEUED record, and one per message of an
+ACK_MANY / DELIVERED_MANY record, in WAL order). ``resolve``
 then turns ops into the rows to insert and the state updates, given what
 the database already knows about the messages the batch touches (see the
 state rule in ``schema.py``). Both are generators that yield every few
@@ -15,9 +16,10 @@ import logging
 
 from storage.mirror.properties import fast_properties
 from storage.mirror.schema import READY_EVENTS, UNACKED_EVENTS
+from storage.wal.batch_record import decode_ack_many, decode_delivered_many
 from storage.wal.errors import RecordError
-from storage.wal.record import (ACK, DELIVERED, MESSAGE, REASON_NAMES, REQUEUED, decode_ack,
-                                decode_delivered, decode_message)
+from storage.wal.record import (ACK, ACK_MANY, DELIVERED, DELIVERED_MANY, MESSAGE, REASON_NAMES, REQUEUED,
+                                decode_ack, decode_delivered, decode_message)
 
 log = logging.getLogger("storage.mirror")
 
@@ -63,8 +65,10 @@ class BatchDecoder:
         records. An op is ``(OP_MESSAGE, id, row, queues, at_ms)`` with
         ``row`` a list in ``schema.MESSAGE_COLUMNS`` order (state and
         finished_at still None), or ``(OP_EVENT, id, queue, event, at_ms,
-        consumer_tag, delivery_count)``. Other record types are skipped; a
-        malformed payload is skipped with a warning (``errors`` counts)."""
+        consumer_tag, delivery_count)``; a batched record gives one event op
+        per message, so timelines read as with single records. Other record
+        types are skipped; a malformed payload is skipped with a warning
+        (``errors`` counts)."""
         append = ops.append
         countdown = step
         for rtype, payload, _position, _t in batch:
@@ -92,6 +96,16 @@ class BatchDecoder:
                 elif rtype == REQUEUED:
                     e = decode_ack(payload)
                     append((OP_EVENT, e.message_id, e.queue, "requeued", e.at_ms, None, None))
+                elif rtype == DELIVERED_MANY:
+                    e = decode_delivered_many(payload)
+                    queue, at, tag = e.queue, e.at_ms, e.consumer_tag
+                    ops.extend([(OP_EVENT, mid, queue, "delivered", at, tag, count)
+                                for mid, count in zip(e.message_ids, e.delivery_counts)])
+                elif rtype == ACK_MANY:
+                    e = decode_ack_many(payload)
+                    queue, at = e.queue, e.at_ms
+                    name = REASON_NAMES.get(e.reason, f"reason-{e.reason}")
+                    ops.extend([(OP_EVENT, mid, queue, name, at, None, None) for mid in e.message_ids])
             except (RecordError, UnicodeDecodeError, ValueError) as exc:
                 self.errors += 1
                 if self.errors <= 10:

@@ -12,13 +12,14 @@ Public API::
         .set_deletion_floor(int | callable | None); .held_segments
         .segments; .current_segment; .pending_bytes; .stats; .close()
 
-Record types and payload codecs live in ``storage.wal.record``; the on-disk
+Record types and payload codecs live in ``storage.wal.record`` (the batched
+ACK_MANY / DELIVERED_MANY codecs in ``storage.wal.batch_record``); the on-disk
 segment format in ``storage.wal.segment``.
 """
 
 from storage.wal.errors import RecordError, WalCorruptError, WalError
 from storage.wal.log import RecoveryResult, WriteAheadLog
-from storage.wal.record import (ACK, CHECKPOINT, DELIVERED, MESSAGE, REASON_ACKED,
+from storage.wal.record import (ACK, ACK_MANY, CHECKPOINT, DELIVERED, DELIVERED_MANY, MESSAGE, REASON_ACKED,
                                 REASON_DEAD_LETTERED, REASON_DEDUPLICATED, REASON_DELETED, REASON_DROPPED,
                                 REASON_EXPIRED, REASON_NAMES, REASON_PURGED, REASON_REJECTED,
                                 RECORD_TYPE_NAMES, REQUEUED, TOPOLOGY, MessageRecord, Position,
@@ -30,7 +31,8 @@ from storage.wal.record import (ACK, CHECKPOINT, DELIVERED, MESSAGE, REASON_ACKE
 __all__ = [
     "WriteAheadLog", "RecoveryResult", "WalError", "WalCorruptError", "RecordError",
     "Position", "Record", "MessageRecord", "QueueEvent",
-    "MESSAGE", "ACK", "DELIVERED", "TOPOLOGY", "CHECKPOINT", "REQUEUED", "RECORD_TYPE_NAMES",
+    "MESSAGE", "ACK", "DELIVERED", "TOPOLOGY", "CHECKPOINT", "REQUEUED", "ACK_MANY", "DELIVERED_MANY",
+    "RECORD_TYPE_NAMES",
     "REASON_ACKED", "REASON_REJECTED", "REASON_EXPIRED", "REASON_DEAD_LETTERED",
     "REASON_PURGED", "REASON_DROPPED", "REASON_DELETED", "REASON_DEDUPLICATED", "REASON_NAMES",
     "encode_record", "decode_record", "encode_message", "decode_message",

@@ -31,6 +31,10 @@ CHECKPOINT reserved.
 REQUEUED   same layout as ACK (reason 0): the message went back to the
            ready list of that queue (basic.reject/nack with requeue,
            basic.recover, a consumer's channel closing with it unacked).
+ACK_MANY   ACK for n messages of one queue with one reason and one at_ms
+           (a multiple ack, a purge): codec in ``batch_record.py``.
+DELIVERED_MANY  DELIVERED for n messages of one queue to one consumer tag
+           (one loop pass of deliveries): codec in ``batch_record.py``.
 """
 
 from __future__ import annotations
@@ -48,13 +52,16 @@ DELIVERED = 3
 TOPOLOGY = 4
 CHECKPOINT = 5
 REQUEUED = 6
+ACK_MANY = 7
+DELIVERED_MANY = 8
 
 #: reason byte of a DELIVERED record that compaction appends after copying a
 #: message (it restates an earlier delivery; the message database skips it)
 DELIVERED_RESTATED = 1
 
 RECORD_TYPE_NAMES = {MESSAGE: "message", ACK: "ack", DELIVERED: "delivered",
-                     TOPOLOGY: "topology", CHECKPOINT: "checkpoint", REQUEUED: "requeued"}
+                     TOPOLOGY: "topology", CHECKPOINT: "checkpoint", REQUEUED: "requeued",
+                     ACK_MANY: "ack-many", DELIVERED_MANY: "delivered-many"}
 
 # ACK reason byte: why the message left the queue.
 REASON_ACKED = 0
@@ -210,6 +217,31 @@ def _short(value: str | bytes) -> bytes:
     return out
 
 
+_route_cache: dict = {}
+
+
+def _route(key: tuple) -> bytes:
+    """The MESSAGE payload bytes between at_ms and the header length for
+    ``key`` = (vhost, exchange, routing key, *queues), cached: a stream of
+    publishes repeats a few routes."""
+    try:
+        return _route_cache[key]
+    except KeyError:
+        pass
+    except TypeError:                    # bytearray / memoryview names: not hashable
+        return _encode_route(key)
+    if len(_route_cache) >= 4096:
+        _route_cache.clear()
+    route = _route_cache[key] = _encode_route(key)
+    return route
+
+
+def _encode_route(key: tuple) -> bytes:
+    queues = key[3:]
+    return b"".join((_short(key[0]), _short(key[1]), _short(key[2]), _U32_pack(len(queues)),
+                     *[_short(q) for q in queues]))
+
+
 def encode_message(message_id: int, vhost: str | bytes, exchange: str | bytes,
                    routing_key: str | bytes, queues: Iterable[str | bytes],
                    header: bytes, body: bytes, *, at_ms: int | None = None) -> bytes:
@@ -218,16 +250,26 @@ def encode_message(message_id: int, vhost: str | bytes, exchange: str | bytes,
     (None: now). Raises RecordError for an over-long name."""
     if at_ms is None:
         at_ms = _time_ns() // 1_000_000
-    if not isinstance(queues, (list, tuple)):
-        queues = list(queues)
-    if len(queues) == 1:
-        names = _short(queues[0])
+    if type(queues) is list and len(queues) == 1:
+        key = (vhost, exchange, routing_key, queues[0])
     else:
-        names = b"".join([_short(q) for q in queues])
-    return b"".join((_ID_AT_pack(message_id, at_ms), _short(vhost), _short(exchange),
-                     _short(routing_key),
-                     _U32_pack(len(queues)), names, _U32_pack(len(header)), header,
+        key = (vhost, exchange, routing_key, *queues)
+    return b"".join((_ID_AT_pack(message_id, at_ms), _route(key), _U32_pack(len(header)), header,
                      _U64_pack(len(body)), body))
+
+
+def header_and_body_at(data: bytes, p: int) -> tuple[bytes, int, int]:
+    """The tail of a MESSAGE payload starting at ``data[p]`` (just past the
+    queue names): (content header bytes, offset of the body in ``data``,
+    body length). Raises struct.error when ``data`` is cut short before the
+    body length, RecordError when the header is."""
+    hlen = _U32_unpack(data, p)[0]
+    p += 4
+    header = data[p:p + hlen]
+    if len(header) != hlen:
+        raise RecordError("malformed message payload: content header cut short")
+    p += hlen
+    return header, p + 8, _U64_unpack(data, p)[0]
 
 
 def decode_message(payload: bytes, with_body: bool = True) -> MessageRecord:
@@ -254,15 +296,10 @@ def decode_message(payload: bytes, with_body: bool = True) -> MessageRecord:
             n = payload[p]
             queues.append(payload[p + 1:p + 1 + n].decode())
             p += 1 + n
-        hlen = _U32_unpack(payload, p)[0]
-        p += 4
-        header = payload[p:p + hlen]
-        p += hlen
-        blen = _U64_unpack(payload, p)[0]
-        p += 8
+        header, p, blen = header_and_body_at(payload, p)
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise RecordError(f"malformed message payload: {exc}") from None
-    if len(header) != hlen or p + blen != len(payload):
+    if p + blen != len(payload):
         raise RecordError("malformed message payload: lengths do not add up")
     body = payload[p:] if with_body else None
     return _new_tuple(MessageRecord, (message_id, vhost, exchange, routing_key, tuple(queues),

@@ -56,7 +56,7 @@ def test_truncated_and_unknown_type():
     with pytest.raises(RecordError):
         encode_record(9, b"")
     with pytest.raises(RecordError):
-        encode_record(7, b"")
+        encode_record(99, b"")
     forged = struct.pack(">IIB", 1, zlib.crc32(b"\x09z"), 9) + b"z"
     with pytest.raises(RecordError, match="unknown record type"):
         decode_record(forged)
