@@ -79,7 +79,10 @@ class Server:
         if not self.storage.fsync:
             log.warning("fsync = never: publisher confirms do not wait for the disk; a power loss can lose "
                         "confirmed messages (UNSAFE, for benchmarks only)")
-        await self._start_mirror()
+        if self.config.mirror:
+            # the message database process may be behind: keep every WAL
+            # segment until it reports the ones it still needs
+            self.storage.wal.set_deletion_floor(0)
         try:
             # A million recovered index entries would make every full garbage
             # collection during the replay walk them: collect nothing meanwhile,
@@ -90,6 +93,9 @@ class Server:
             finally:
                 gc.freeze()
                 gc.enable()
+            # started once recovery has cut any damaged WAL tail, so the
+            # process only ever reads a WAL that the broker has checked
+            await self._start_mirror()
             # the start marker must be on disk before the first delivery, or a
             # crash right after it could pass for a clean shutdown
             await self.storage.sync()
@@ -114,8 +120,8 @@ class Server:
 
     async def _start_mirror(self) -> None:
         """Start the message database process (storage/mirror/process.py)
-        before recovery opens the WAL: it opens ``<data_dir>/messages.db``
-        meanwhile and, once the broker reports the WAL durable, applies
+        after recovery: it opens ``<data_dir>/messages.db`` and, once the
+        broker reports the WAL durable, applies
         the records past its watermark (the ones a crash or a stop left
         unapplied, or all for a new database) and then every new one,
         reading the segment files itself. The WAL keeps the segments it

@@ -30,10 +30,10 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
+from storage.mirror.resume import resume_point
 from storage.mirror.wal_reader import read_wal
 from storage.mirror.writer import MessageMirror
 from storage.wal.record import RECORD_HEADER_SIZE, Position
-from storage.wal.segment import list_segments, segment_name
 
 log = logging.getLogger("storage.mirror")
 
@@ -57,12 +57,12 @@ class WalFollower:
         self.floor_moved = floor_moved
         #: the durable end the broker reported last, (segment, end offset)
         self.durable: tuple[int, int] | None = None
-        self.read_to: Position | None = mirror.watermark
+        self.read_to: Position | None = resume_point(self.wal_dir, mirror.watermark,
+                                                     mirror.db_path)
         self._marks: deque = deque()
         self._wake = asyncio.Event()
         self._floor = self.floor
         self._bytes = self._records = 0
-        self._check_watermark()
 
     @property
     def floor(self) -> int:
@@ -155,25 +155,3 @@ class WalFollower:
             self._floor = floor
             if self.floor_moved is not None:
                 self.floor_moved(floor)
-
-    def _check_watermark(self) -> None:
-        """Warn when the database is ahead of the WAL (the WAL directory was
-        replaced or cut): records up to the watermark are ignored."""
-        mark = self.mirror.watermark
-        if mark is None or not self.wal_dir.is_dir():
-            return
-        numbers = list_segments(self.wal_dir)
-        ahead = not numbers or numbers[-1] < mark.segment or (
-            numbers[-1] == mark.segment
-            and (self.wal_dir / segment_name(mark.segment)).stat().st_size
-            < mark.offset + mark.length)
-        if ahead:
-            log.warning("message database %s has applied WAL records up to %s, past the end of "
-                        "the WAL in %s (was the WAL replaced?); records at or before that "
-                        "position will be ignored: stop the broker and run `leveret db "
-                        "rebuild`", self.mirror.db_path, tuple(mark), self.wal_dir)
-        elif numbers[0] > mark.segment + 1:
-            log.warning("message database %s: WAL segments %d to %d were deleted before it read "
-                        "them; their records are missing from it (`leveret db rebuild` while "
-                        "the broker is stopped restores what the WAL still holds)",
-                        self.mirror.db_path, mark.segment + 1, numbers[0] - 1)

@@ -2,8 +2,8 @@
 
 Started by the broker (supervisor.py) with its stdin and stdout as pipes;
 stderr is the broker's, so its log lines land in the broker's log. CONFIG
-is a JSON object: db_path, wal_dir, segment_size (bytes), log_level,
-log_format, nice (added to its niceness), options (``MessageMirror``
+is a JSON object: db_path, wal_dir, segment_size (bytes), broker_pid,
+log_level, log_format, nice (added to its niceness), options (``MessageMirror``
 keyword arguments).
 
 Protocol, one ASCII line per message:
@@ -124,8 +124,10 @@ async def _follow(config: dict) -> int:
                            floor_moved=report)
     report(follower.floor)
     control = _Control(follower)
+    # the broker's pid from its config: by now the broker may be gone already
+    parent = int(config.get("broker_pid") or os.getppid())
     tasks = [asyncio.create_task(_read_commands(control)),
-             asyncio.create_task(_watch_parent(control, os.getppid()))]
+             asyncio.create_task(_watch_parent(control, parent))]
     status = 0
     try:
         while not mirror.stats["failed"]:
@@ -139,8 +141,14 @@ async def _follow(config: dict) -> int:
             await follower.step()
         await mirror.flush()
     except Exception:              # e.g. WalCorruptError: the broker restarts it
-        log.exception("message database process: following the WAL after %s failed",
-                      tuple(follower.read_to or ()) or "the start")
+        if control.orphaned or os.getppid() != parent:
+            # the broker is gone (SIGKILL): what it left may be being
+            # inspected or repaired; the next broker's process reads it again
+            log.warning("message database process: the broker is gone and reading the WAL "
+                        "after %s failed; exiting", tuple(follower.read_to or ()) or "the start")
+        else:
+            log.exception("message database process: following the WAL after %s failed",
+                          tuple(follower.read_to or ()) or "the start")
         status = 1
     finally:
         for task in tasks:

@@ -68,7 +68,8 @@ class MirrorSupervisor:
                  log_level: str = "info", log_format: str | None = None):
         self.wal = wal
         self._config = json.dumps({"db_path": str(db_path), "wal_dir": str(wal.directory),
-                                   "segment_size": wal.segment_size, "log_level": log_level,
+                                   "segment_size": wal.segment_size, "broker_pid": os.getpid(),
+                                   "log_level": log_level,
                                    "log_format": log_format, "nice": NICE,
                                    "options": options})
         self._proc: asyncio.subprocess.Process | None = None
