@@ -14,6 +14,7 @@ messages so that the broker never lags far behind the publisher's clock.
     PYTHONPATH=. .venv/bin/python bench/ttl_expiry.py --count 100000
     PYTHONPATH=. .venv/bin/python bench/ttl_expiry.py                     # 1,000,000
     PYTHONPATH=. .venv/bin/python bench/ttl_expiry.py --durable           # persistent, durable queues
+    PYTHONPATH=. .venv/bin/python bench/ttl_expiry.py --count 100000 --profile /tmp/ttl.prof  # broker under cProfile
 
 Prints publish rate (msg/s), lateness (ms: worst, p99, p50; negative =
 early; also for the messages whose deadline fell after the last publish,
@@ -43,6 +44,7 @@ from pamqp import commands  # noqa: E402
 
 from bench.amqp_client import Connection  # noqa: E402
 from bench.deep_queue import RssSampler  # noqa: E402
+from bench.profile_broker import ProfiledLeveret, print_profile  # noqa: E402
 from tests.interop.server_process import BrokerProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ttl_expiry.jsonl"
@@ -95,7 +97,10 @@ class DeadLetterConsumer(threading.Thread):
 
 def run(args) -> dict:
     data = Path(tempfile.mkdtemp(prefix="ttl-expiry-"))
-    broker = BrokerProcess(data / "data", ["--log-level", "info"]).start()
+    if args.profile:
+        broker = ProfiledLeveret(data, args.profile).start()
+    else:
+        broker = BrokerProcess(data / "data", ["--log-level", "info"]).start()
     try:
         conn = Connection("127.0.0.1", broker.port)
         conn.open_channel(1)
@@ -160,9 +165,13 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=100, help="messages per confirmed window")
     parser.add_argument("--durable", action="store_true", help="persistent messages, durable queues")
     parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--profile", type=Path, help="run the broker under cProfile, write the profile here")
     args = parser.parse_args()
     result = run(args)
     print(json.dumps(result))
+    if args.profile:
+        print_profile(args.profile, 30)
+        return 0
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as f:
         f.write(json.dumps(result) + "\n")

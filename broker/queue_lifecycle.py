@@ -19,7 +19,7 @@ from collections import deque
 from broker import dead_letter
 from broker.delivery_limit import over_limit, with_delivery_count
 from broker.message import Message, QueuedMessage
-from broker.message_ttl import ExpiryIndex, effective_ttl, has_expiration, message_expiration, now_ms, parse_expiration
+from broker.message_ttl import ExpiryIndex, effective_ttl, message_expiration, now_ms, parse_expiration
 from broker.queue_expiry import QueueExpiry
 from broker.queue_limits import DROP_HEAD, Limits
 from storage.wal import REASON_DEAD_LETTERED, REASON_DROPPED, REASON_EXPIRED
@@ -239,13 +239,22 @@ class QueueLifecycle:
 
     def _ttl_of(self, message: Message) -> int | None:
         header = message.header
-        own = message_expiration(header, lambda: message.properties) if has_expiration(header) else None
-        return effective_ttl(self.ttl, own)
+        return effective_ttl(self.ttl, message_expiration(header) if header[12] & 0x01 else None)
 
-    def _expired(self, mid: int, ref) -> None:
-        """ExpiryIndex callback: the message's deadline passed while ready."""
-        self.hide(mid)
-        self._dead(mid, ref, dead_letter.EXPIRED, REASON_EXPIRED)
+    def _expired(self, batch: list) -> None:
+        """ExpiryIndex callback: the deadlines of ``batch`` (``(message id,
+        Message or None)`` pairs) passed while the messages were ready.
+        With a DLX the bodies of the stored ones (None) are read back in
+        one ``read_messages`` call."""
+        records = {}
+        if self.dlx is not None:
+            stored = [mid for mid, ref in batch if ref is None]
+            if stored:
+                records = dict(zip(stored, self.queue.vhost.storage.read_messages(stored)))
+        hide, dead = self.hide, self._dead
+        for mid, ref in batch:
+            hide(mid)
+            dead(mid, ref, dead_letter.EXPIRED, REASON_EXPIRED, stored_record=records.get(mid))
 
     def _drop_heads(self) -> None:
         """drop-head overflow: drop or dead-letter the oldest ready messages
@@ -261,23 +270,24 @@ class QueueLifecycle:
             self._dead(mid, entry.message, dead_letter.MAXLEN, REASON_DROPPED)
 
     def _dead(self, mid: int, message: Message | None, reason: str, plain_reason: int,
-              record: bool = True) -> None:
+              record: bool = True, stored_record=None) -> None:
         """Message ``mid`` leaves the queue for ``reason``: republished to
         the DLX when there is one (WAL reason dead-lettered), else dropped
         (``plain_reason``). ``message`` None: a stored message whose body is
-        in the WAL (read only when it is dead-lettered)."""
+        in the WAL (read only when it is dead-lettered, unless the caller
+        read it already: ``stored_record``)."""
         queue = self.queue
         stored = message is None or message.stored is not None
         code = plain_reason
         if self.dlx is not None:
             if message is None:
-                rec = queue.vhost.storage.read_message(mid)
+                rec = stored_record or queue.vhost.storage.read_message(mid)
                 parts = (rec.exchange, rec.routing_key, rec.header, rec.body)
             else:
                 parts = (message.exchange, message.routing_key, message.header, message.body)
-            copy, keys = dead_letter.copy_message(*parts, reason, queue.name, self.dlx, self.dlrk,
-                                                  bcc=message.bcc if message is not None else None)
-            reached = dead_letter.publish(queue.vhost, copy, keys, reason, queue.name)
+            copy, keys, deaths = dead_letter.copy_message(*parts, reason, queue.name, self.dlx, self.dlrk,
+                                                          bcc=message.bcc if message is not None else None)
+            reached = dead_letter.publish(queue.vhost, copy, keys, reason, queue.name, deaths)
             log.debug("vhost '%s' queue '%s': message %d dead-lettered (%s) to exchange '%s', %d queues",
                       queue.vhost.name, queue.name, mid, reason, self.dlx, reached)
             code = REASON_DEAD_LETTERED
