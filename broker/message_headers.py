@@ -112,3 +112,54 @@ def splice_headers(header: bytes, entries: bytes, drop_expiration: bool) -> byte
     else:
         parts += (header[table_end:exp_start], header[exp_end:])
     return b"".join(parts)
+
+
+#: bytes taken by a field value of a fixed-size type (AMQP 0-9-1 errata /
+#: RabbitMQ field types, as pamqp.decode.TABLE_MAPPING reads them)
+_FIXED = {ord(c): n for c, n in (("t", 1), ("b", 1), ("B", 1), ("s", 2), ("u", 2), ("I", 4), ("i", 4),
+                                  ("l", 8), ("L", 8), ("f", 4), ("d", 8), ("D", 5), ("T", 8), ("V", 0),
+                                  ("\x00", 0))}
+#: long-string, array, table, byte array: a u32 length then that many bytes
+_SIZED = frozenset(b"SAFx")
+#: signed integer field types and their struct formats
+_SIGNED = {ord("b"): ">b", ord("s"): ">h", ord("I"): ">i", ord("l"): ">q"}
+
+
+def signed_int_field(header: bytes, name: bytes) -> tuple[int, int, str] | None:
+    """The top-level entry ``name`` of the headers table of a content
+    header payload, when it is a signed integer (field type b, s, I or l):
+    ``(value, offset of the value, struct format)``; None when the headers
+    have no such entry. Raises LookupError when the entry has another type
+    or the table cannot be walked (the caller decodes with pamqp)."""
+    if not header[12] & 0x20:
+        return None
+    try:
+        offset = property_offset(header, HEADERS)
+        end = offset + 4 + _U32.unpack_from(header, offset)[0]
+        offset += 4
+        while offset < end:
+            key_end = offset + 1 + header[offset]
+            key, kind = header[offset + 1:key_end], header[key_end]
+            offset = key_end + 1
+            if key == name:
+                fmt = _SIGNED.get(kind)
+                if fmt is None:
+                    raise LookupError(f"{name!r} is of field type {chr(kind)!r}")
+                return struct.unpack_from(fmt, header, offset)[0], offset, fmt
+            size = _FIXED.get(kind)
+            if size is None:
+                if kind not in _SIZED:
+                    raise LookupError(f"unknown field type {chr(kind)!r}")
+                size = 4 + _U32.unpack_from(header, offset)[0]
+            offset += size
+    except (IndexError, struct.error):
+        raise LookupError("malformed headers table") from None
+    return None
+
+
+def with_int_at(header: bytes, offset: int, fmt: str, value: int) -> bytes:
+    """A copy of ``header`` with the integer at ``offset`` (from
+    ``signed_int_field``) replaced by ``value`` in the same field type."""
+    out = bytearray(header)
+    struct.pack_into(fmt, out, offset, value)
+    return bytes(out)
