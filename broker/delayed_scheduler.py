@@ -151,44 +151,31 @@ class DelayScheduler:
         self._arm()
 
     def _route_batch(self, due: list[int]) -> None:
-        """Route the messages ``due`` (ids, in due order); the stored ones
-        are read back from the WAL in one ``read_messages`` call and their
-        holder records closed."""
+        """Route the messages ``due`` (ids, in due order); a stored one is
+        read back from the WAL (one pread each: due order is not WAL order,
+        so ``read_messages`` finds no runs to merge and costs more) and its
+        holder record closed."""
         transient = self.transient
-        storage = self.vhost.storage
-        stored = [message_id for message_id in due if message_id not in transient]
-        records = self._read(stored) if stored else {}
+        vhost, exchange = self.vhost, self.exchange
+        storage = vhost.storage
         for message_id in due:
             message = transient.pop(message_id, None)
             try:
                 if message is not None:
-                    route_now(self.vhost, self.exchange, message)
+                    route_now(vhost, exchange, message)
                     continue
-                record = records.get(message_id)
-                if record is None:
+                try:
+                    record = storage.read_message(message_id)
+                except KeyError:
                     continue  # removed meanwhile
                 try:
-                    route_now(self.vhost, self.exchange,
-                              Message(record.exchange, record.routing_key, record.header, record.body))
+                    route_now(vhost, exchange, Message(record.exchange, record.routing_key, record.header,
+                                                       record.body))
                 finally:
                     storage.record_removed(message_id, self.holder, REASON_ACKED)
             except Exception:  # one bad record must not stop the others
                 log.exception("vhost '%s' exchange '%s': delayed message %d could not be routed",
-                              self.vhost.name, self.exchange.name, message_id)
-
-    def _read(self, ids: list[int]) -> dict:
-        """message id -> WAL record for the ``ids`` still stored."""
-        storage = self.vhost.storage
-        try:
-            return dict(zip(ids, storage.read_messages(ids)))
-        except KeyError:  # one was removed meanwhile: read them one by one
-            records = {}
-            for message_id in ids:
-                try:
-                    records[message_id] = storage.read_message(message_id)
-                except KeyError:
-                    pass
-            return records
+                              vhost.name, exchange.name, message_id)
 
     # ---- out -------------------------------------------------------------
 

@@ -244,17 +244,12 @@ class QueueLifecycle:
     def _expired(self, batch: list) -> None:
         """ExpiryIndex callback: the deadlines of ``batch`` (``(message id,
         Message or None)`` pairs) passed while the messages were ready.
-        With a DLX the bodies of the stored ones (None) are read back in
-        one ``read_messages`` call."""
-        records = {}
-        if self.dlx is not None:
-            stored = [mid for mid, ref in batch if ref is None]
-            if stored:
-                records = dict(zip(stored, self.queue.vhost.storage.read_messages(stored)))
+        (A stored body is read with one pread each: deadline order is not
+        WAL order, so ``Storage.read_messages`` would find nothing to merge.)"""
         hide, dead = self.hide, self._dead
         for mid, ref in batch:
             hide(mid)
-            dead(mid, ref, dead_letter.EXPIRED, REASON_EXPIRED, stored_record=records.get(mid))
+            dead(mid, ref, dead_letter.EXPIRED, REASON_EXPIRED)
 
     def _drop_heads(self) -> None:
         """drop-head overflow: drop or dead-letter the oldest ready messages
@@ -270,18 +265,17 @@ class QueueLifecycle:
             self._dead(mid, entry.message, dead_letter.MAXLEN, REASON_DROPPED)
 
     def _dead(self, mid: int, message: Message | None, reason: str, plain_reason: int,
-              record: bool = True, stored_record=None) -> None:
+              record: bool = True) -> None:
         """Message ``mid`` leaves the queue for ``reason``: republished to
         the DLX when there is one (WAL reason dead-lettered), else dropped
         (``plain_reason``). ``message`` None: a stored message whose body is
-        in the WAL (read only when it is dead-lettered, unless the caller
-        read it already: ``stored_record``)."""
+        in the WAL (read only when it is dead-lettered)."""
         queue = self.queue
         stored = message is None or message.stored is not None
         code = plain_reason
         if self.dlx is not None:
             if message is None:
-                rec = stored_record or queue.vhost.storage.read_message(mid)
+                rec = queue.vhost.storage.read_message(mid)
                 parts = (rec.exchange, rec.routing_key, rec.header, rec.body)
             else:
                 parts = (message.exchange, message.routing_key, message.header, message.body)
