@@ -16,7 +16,7 @@ from pamqp.header import ContentHeader
 from broker.dead_letter import copy_message, dead_letter_properties
 from broker.dead_letter_bytes import first_death_header
 from broker.message import Message
-from broker.message_headers import expiration_of, splice_headers
+from broker.message_headers import expiration_of, signed_int_field, splice_headers, with_int_at
 
 NOW = 1_700_000_000
 
@@ -81,3 +81,31 @@ def test_expiration_of_and_malformed_headers():
     truncated = _header(expiration="250")[:-2]
     assert expiration_of(truncated) is None
     assert splice_headers(truncated, b"", drop_expiration=True) is None
+
+
+def _with_table(table: bytes, tail: bytes = b"") -> bytes:
+    """A content header with only the headers property (raw table bytes)."""
+    return (ContentHeader(0, 4, Basic.Properties()).marshal()[:12] + b"\x20\x00"
+            + len(table).to_bytes(4, "big") + table + tail)
+
+
+@pytest.mark.parametrize("encoded,value", [(b"b\x05", 5), (b"s\x13\x88", 5000), (b"I\x00\x01\x86\xa0", 100000),
+                                           (b"l" + (5_000_000_000).to_bytes(8, "big"), 5_000_000_000)])
+def test_signed_int_field_reads_and_negates_in_place(encoded, value):
+    header = _with_table(b"\x01aS\x00\x00\x00\x02xy\x01tT" + bytes(8) + b"\x07x-delay" + encoded)
+    found = signed_int_field(header, b"x-delay")
+    assert found[0] == value
+    swapped = with_int_at(header, *found[1:], -value)
+    assert Message("", "", swapped, b"").properties.headers["x-delay"] == -value
+    assert len(swapped) == len(header)
+
+
+def test_signed_int_field_absent_other_type_or_malformed():
+    assert signed_int_field(_header(priority=1), b"x-delay") is None
+    assert signed_int_field(_header(headers={"a": "b"}), b"x-delay") is None
+    with pytest.raises(LookupError):
+        signed_int_field(_header(headers={"x-delay": "5000"}), b"x-delay")
+    with pytest.raises(LookupError):
+        signed_int_field(_with_table(b"\x07x-delayi\x00\x00\x13\x88"), b"x-delay")  # unsigned: pamqp path
+    with pytest.raises(LookupError):
+        signed_int_field(_with_table(b"\x07x-delay")[:-3], b"x-delay")
