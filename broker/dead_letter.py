@@ -18,7 +18,7 @@ import time
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from broker import queue_limits, sender_selected
+from broker import deduplication, queue_limits, sender_selected
 from broker.dead_letter_bytes import first_death_header
 from broker.message import Message
 from broker.publish_outcome import persist
@@ -166,8 +166,9 @@ def copy_message(message_exchange: str, message_routing_key: str, header: bytes,
 def publish(vhost, message: Message, keys: list[str], reason: str, from_queue: str, deaths: list) -> int:
     """Route the dead-lettered copy ``message`` through its exchange (a
     missing DLX drops it, as RabbitMQ does) with every key in ``keys``,
-    leave out the queues it would cycle into (``deaths``: its x-death
-    list, from ``copy_message``), persist it when persistent and routed to
+    drop it where it is a duplicate (x-message-deduplication exchange or
+    queues, broker/deduplication.py), leave out the queues it would cycle
+    into (``deaths``: its x-death list, from ``copy_message``), persist it when persistent and routed to
     a durable queue, and enqueue it. Returns the number of queues it
     reached."""
     exchange = vhost.exchanges.get(message.exchange)
@@ -176,6 +177,9 @@ def publish(vhost, message: Message, keys: list[str], reason: str, from_queue: s
                   vhost.name, from_queue, message.exchange)
         return 0
     queues = sender_selected.route(vhost, exchange, message, keys[1:])  # message.routing_key is keys[0]
+    if queues or exchange.type_name == "x-message-deduplication":
+        # the plugin's exchange route and queue decorator see dead-lettered copies like any publish
+        queues = deduplication.filter_queues(vhost, exchange, message, queues)
     if reason != REJECTED and queues:
         cycling = [q for q in queues if is_cycle(q.name, deaths)]
         for queue in cycling:
