@@ -105,8 +105,8 @@ class ExpiryIndex:
     """The deadlines of one queue's ready messages.
 
     ``deadlines``: message id -> (deadline_ms, ref), ``ref`` being the
-    Message when the queue holds it in memory or None for a stored id (the
-    body stays in the WAL); ``heap``: ints ``deadline_ms << SHIFT |
+    queue's QueuedMessage or Message when it holds the message in memory,
+    or None for a stored id (the body stays in the WAL); ``heap``: ints ``deadline_ms << SHIFT |
     message_id``, smallest first. ``on_expire(batch)`` is called with a
     list of ``(message_id, ref)`` whose deadlines passed, in deadline
     order (then message id order), at most BATCH per loop pass (so the

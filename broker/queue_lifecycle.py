@@ -8,7 +8,13 @@ them, so plain queues pay one attribute test).
 
 Expired messages are not searched for in the queue: they are marked
 (``hidden``, by message id), left where they sit, counted out of
-``message_count`` at once, and skipped when the head reaches them.
+``message_count`` at once, and skipped when the head reaches them. An
+expired entry of ``Queue.ready`` becomes a tombstone at once (its
+``message`` None, its ``deadline`` minus the message id) so that the body,
+header and Message object are freed, and once tombstones are more than
+half of ``ready`` it is rebuilt without them: a queue nobody consumes from
+does not keep what expired (memory, and the objects every full garbage
+collection walks).
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ class QueueLifecycle:
         self.limits = Limits(args)
         self.index = ExpiryIndex(self._expired)
         self.hidden: set[int] = set()
+        #: tombstones (expired entries, message None) in queue.ready
+        self.tombstones = 0
         self.sizes: dict[int, int] | None = {} if self.limits.max_bytes is not None else None
         self.bytes = 0
         expires = _int(args.get("x-expires"))
@@ -91,7 +99,8 @@ class QueueLifecycle:
                 self.hide(mid)
                 self._dead(mid, message, dead_letter.EXPIRED, REASON_EXPIRED)
                 return
-            self.index.add(mid, now_ms() + ttl, message if entry is not None or message.stored is None else None)
+            self.index.add(mid, now_ms() + ttl, entry if entry is not None else
+                           message if message.stored is None else None)
         if self.limits.overflow == DROP_HEAD and self.limits.active:
             self._drop_heads()
         if self.queue.consumers:
@@ -101,7 +110,12 @@ class QueueLifecycle:
         """True when the head ``entry`` is not to be delivered: it expired
         (already handled, or found past its deadline now and handled here).
         The caller pops it."""
-        mid = entry.message.id
+        message = entry.message
+        if message is None:  # tombstone
+            self.hidden.discard(-entry.deadline)
+            self.tombstones -= 1
+            return True
+        mid = message.id
         hidden = self.hidden
         if hidden and mid in hidden:
             hidden.discard(mid)
@@ -125,6 +139,9 @@ class QueueLifecycle:
         kept = []
         for item in items:
             kind = type(item)
+            if kind is QueuedMessage and item.message is None:
+                hidden.discard(-item.deadline)
+                continue
             mid = abs(item) if kind is int else item.id if kind is Message else item.message.id
             if mid in hidden:
                 hidden.discard(mid)
@@ -162,7 +179,7 @@ class QueueLifecycle:
                 size = self.sizes[mid] = len(entry.message.body)
                 self.bytes += size
             if entry.deadline:
-                self.index.add(mid, entry.deadline, entry.message)
+                self.index.add(mid, entry.deadline, entry)
             kept.append(entry)
         return kept
 
@@ -215,9 +232,10 @@ class QueueLifecycle:
         queue = self.queue
         hidden = self.hidden
         if hidden:
-            queue.ready = deque(e for e in queue.ready if e.message.id not in hidden)
+            self._rebuild_ready(lambda e: e.message is not None and e.message.id not in hidden)
             queue.cold = deque(i for i in queue.cold if self.filter_cold([i]))
             hidden.clear()
+        self.tombstones = 0
         self.index.clear()
         if self.sizes is not None:
             self.sizes.clear()
@@ -243,13 +261,42 @@ class QueueLifecycle:
 
     def _expired(self, batch: list) -> None:
         """ExpiryIndex callback: the deadlines of ``batch`` (``(message id,
-        Message or None)`` pairs) passed while the messages were ready.
-        (A stored body is read with one pread each: deadline order is not
-        WAL order, so ``Storage.read_messages`` would find nothing to merge.)"""
+        ref)`` pairs: the QueuedMessage in ``ready``, a Message waiting in
+        ``cold``, or None for a stored id in ``cold``) passed while the
+        messages were ready. (A stored body is read with one pread each:
+        deadline order is not WAL order, so ``Storage.read_messages`` would
+        find nothing to merge.)"""
         hide, dead = self.hide, self._dead
         for mid, ref in batch:
             hide(mid)
+            if type(ref) is QueuedMessage:
+                message = ref.message
+                ref.message, ref.deadline = None, -mid  # tombstone: see the module docstring
+                self.tombstones += 1
+                ref = message
             dead(mid, ref, dead_letter.EXPIRED, REASON_EXPIRED)
+        if self.tombstones > 4096 and 2 * self.tombstones > len(self.queue.ready):
+            hidden = self.hidden
+
+            def live(entry) -> bool:
+                if entry.message is None:
+                    hidden.discard(-entry.deadline)
+                    return False
+                return True
+            self._rebuild_ready(live)
+            self.tombstones = 0
+
+    def _rebuild_ready(self, keep) -> None:
+        """Keep only the entries of ``queue.ready`` for which ``keep(entry)``
+        is true, in order (a deque, or the PriorityReady of a priority queue)."""
+        ready = self.queue.ready
+        kept = [entry for entry in ready if keep(entry)]
+        ready.clear()
+        if type(ready) is deque:
+            ready.extend(kept)
+        else:
+            for entry in kept:
+                ready.append(entry)
 
     def _drop_heads(self) -> None:
         """drop-head overflow: drop or dead-letter the oldest ready messages
