@@ -104,21 +104,23 @@ def effective_ttl(queue_ttl: int | None, message_ttl: int | None) -> int | None:
 class ExpiryIndex:
     """The deadlines of one queue's ready messages.
 
-    ``deadlines``: message id -> (deadline_ms, ref), ``ref`` being the
-    queue's QueuedMessage or Message when it holds the message in memory,
-    or None for a stored id (the body stays in the WAL); ``heap``: ints ``deadline_ms << SHIFT |
-    message_id``, smallest first. ``on_expire(batch)`` is called with a
+    ``deadlines``: message id -> deadline_ms; ``refs``: message id -> the
+    queue's QueuedMessage or Message when it holds the message in memory
+    (absent for a stored id: the body stays in the WAL); ``heap``: ints
+    ``deadline_ms << SHIFT | message_id``, smallest first. Only ints and
+    references: no object per message that a full garbage collection would
+    have to walk. ``on_expire(batch)`` is called with a
     list of ``(message_id, ref)`` whose deadlines passed, in deadline
-    order (then message id order), at most BATCH per loop pass (so the
-    caller can read stored bodies in one go). Memory: one dict slot, one
-    tuple and one heap int per message with a deadline; nothing for
-    messages without.
+    order (then message id order), at most BATCH per loop pass. Memory: one
+    or two dict slots and one heap int per message with a deadline;
+    nothing for messages without.
     """
 
     def __init__(self, on_expire: Callable[[list], None]):
         self.on_expire = on_expire
         self.heap: list[int] = []
-        self.deadlines: dict[int, tuple[int, object]] = {}
+        self.deadlines: dict[int, int] = {}
+        self.refs: dict[int, object] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0
         self.closed = False
@@ -128,12 +130,16 @@ class ExpiryIndex:
 
     def add(self, message_id: int, deadline: int, ref) -> None:
         """Track ``message_id`` (replacing an earlier deadline of it)."""
-        self.deadlines[message_id] = (deadline, ref)
+        self.deadlines[message_id] = deadline
+        if ref is not None:
+            self.refs[message_id] = ref
+        elif self.refs:
+            self.refs.pop(message_id, None)
         heap = self.heap
         heapq.heappush(heap, deadline << SHIFT | message_id)
         if len(heap) > 2 * len(self.deadlines) + 4096:
             # stale entries (delivered messages) outnumber live ones: rebuild
-            self.heap = [d << SHIFT | m for m, (d, _ref) in self.deadlines.items()]
+            self.heap = [d << SHIFT | m for m, d in self.deadlines.items()]
             heapq.heapify(self.heap)
         if self._timer is None or deadline < self._timer_at:
             self._schedule(deadline)
@@ -141,13 +147,14 @@ class ExpiryIndex:
     def discard(self, message_id: int) -> int | None:
         """Stop tracking ``message_id`` (delivered, dropped); returns its
         deadline or None."""
-        value = self.deadlines.pop(message_id, None)
-        return None if value is None else value[0]
+        self.refs.pop(message_id, None)
+        return self.deadlines.pop(message_id, None)
 
     def clear(self) -> None:
         """Forget everything and stop the timer (purge, delete)."""
         self.heap.clear()
         self.deadlines.clear()
+        self.refs.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -163,18 +170,17 @@ class ExpiryIndex:
         self._timer = None
         if self.closed:
             return
-        heap, deadlines = self.heap, self.deadlines
+        heap, deadlines, refs = self.heap, self.deadlines, self.refs
         limit = (now_ms() + 1) << SHIFT  # every key with deadline <= now is below it
         pop = heapq.heappop
         batch = []
         while heap and heap[0] < limit:
             key = pop(heap)
             message_id = key & MASK
-            value = deadlines.get(message_id)
-            if value is None or value[0] != key >> SHIFT:
+            if deadlines.get(message_id) != key >> SHIFT:
                 continue  # stale: delivered, dropped or re-added since
             del deadlines[message_id]
-            batch.append((message_id, value[1]))
+            batch.append((message_id, refs.pop(message_id, None)))
             if len(batch) >= BATCH:
                 break
         if batch:

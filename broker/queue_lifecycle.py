@@ -120,11 +120,10 @@ class QueueLifecycle:
         if hidden and mid in hidden:
             hidden.discard(mid)
             return True
-        deadlines = self.index.deadlines
-        if deadlines:
-            value = deadlines.get(mid)
-            if value is not None and value[0] <= now_ms():
-                del deadlines[mid]
+        if self.index.deadlines:
+            deadline = self.index.deadlines.get(mid)
+            if deadline is not None and deadline <= now_ms():
+                self.index.discard(mid)
                 self._forget_size(mid)
                 self._dead(mid, entry.message, dead_letter.EXPIRED, REASON_EXPIRED)
                 return True
