@@ -6,24 +6,17 @@ queue expiry (broker/queue_expiry.py) meet here, behind the small hooks
 ``Queue`` calls (``Queue.lifecycle`` is None for a queue that needs none of
 them, so plain queues pay one attribute test).
 
-Expired messages are not searched for in the queue: they are marked
-(``hidden``, by message id), left where they sit, counted out of
-``message_count`` at once, and skipped when the head reaches them. An
-expired entry of ``Queue.ready`` becomes a tombstone at once (its
-``message`` None, its ``deadline`` minus the message id) so that the body,
-header and Message object are freed, and once tombstones are more than
-half of ``ready`` it is rebuilt without them: a queue nobody consumes from
-does not keep what expired (memory, and the objects every full garbage
-collection walks).
+Expired messages stay where they sit until the head reaches them
+(broker/expired_in_place.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 
 from broker import dead_letter
 from broker.delivery_limit import over_limit, with_delivery_count
+from broker.expired_in_place import ExpiredInPlace
 from broker.message import Message, QueuedMessage
 from broker.message_ttl import ExpiryIndex, effective_ttl, message_expiration, now_ms, parse_expiration
 from broker.queue_expiry import QueueExpiry
@@ -69,9 +62,9 @@ class QueueLifecycle:
         self.delivery_limit = _int(args.get("x-delivery-limit"))
         self.limits = Limits(args)
         self.index = ExpiryIndex(self._expired)
-        self.hidden: set[int] = set()
-        #: tombstones (expired entries, message None) in queue.ready
-        self.tombstones = 0
+        self.expired = ExpiredInPlace(queue)
+        #: ids of expired messages still in the queue (Queue.message_count)
+        self.hidden = self.expired.ids
         self.sizes: dict[int, int] | None = {} if self.limits.max_bytes is not None else None
         self.bytes = 0
         expires = _int(args.get("x-expires"))
@@ -110,16 +103,9 @@ class QueueLifecycle:
         """True when the head ``entry`` is not to be delivered: it expired
         (already handled, or found past its deadline now and handled here).
         The caller pops it."""
-        message = entry.message
-        if message is None:  # tombstone
-            self.hidden.discard(-entry.deadline)
-            self.tombstones -= 1
+        if self.expired.skip(entry):
             return True
-        mid = message.id
-        hidden = self.hidden
-        if hidden and mid in hidden:
-            hidden.discard(mid)
-            return True
+        mid = entry.message.id
         if self.index.deadlines:
             deadline = self.index.deadlines.get(mid)
             if deadline is not None and deadline <= now_ms():
@@ -132,21 +118,7 @@ class QueueLifecycle:
     def filter_cold(self, items: list) -> list:
         """Leave expired messages out of a batch moving from ``cold`` to
         ``ready`` (their bodies are never read back)."""
-        hidden = self.hidden
-        if not hidden:
-            return items
-        kept = []
-        for item in items:
-            kind = type(item)
-            if kind is QueuedMessage and item.message is None:
-                hidden.discard(-item.deadline)
-                continue
-            mid = abs(item) if kind is int else item.id if kind is Message else item.message.id
-            if mid in hidden:
-                hidden.discard(mid)
-            else:
-                kept.append(item)
-        return kept
+        return self.expired.filter_cold(items)
 
     def delivered(self, entry: QueuedMessage) -> None:
         """``entry`` left the ready messages for a consumer or basic.get."""
@@ -229,12 +201,7 @@ class QueueLifecycle:
         """Before a purge or delete: physically drop expired messages still
         in place and forget all deadlines and sizes."""
         queue = self.queue
-        hidden = self.hidden
-        if hidden:
-            self._rebuild_ready(lambda e: e.message is not None and e.message.id not in hidden)
-            queue.cold = deque(i for i in queue.cold if self.filter_cold([i]))
-            hidden.clear()
-        self.tombstones = 0
+        self.expired.drop_all()
         self.index.clear()
         if self.sizes is not None:
             self.sizes.clear()
@@ -269,33 +236,9 @@ class QueueLifecycle:
         for mid, ref in batch:
             hide(mid)
             if type(ref) is QueuedMessage:
-                message = ref.message
-                ref.message, ref.deadline = None, -mid  # tombstone: see the module docstring
-                self.tombstones += 1
-                ref = message
+                ref = self.expired.bury(ref, mid)
             dead(mid, ref, dead_letter.EXPIRED, REASON_EXPIRED)
-        if self.tombstones > 4096 and 2 * self.tombstones > len(self.queue.ready):
-            hidden = self.hidden
-
-            def live(entry) -> bool:
-                if entry.message is None:
-                    hidden.discard(-entry.deadline)
-                    return False
-                return True
-            self._rebuild_ready(live)
-            self.tombstones = 0
-
-    def _rebuild_ready(self, keep) -> None:
-        """Keep only the entries of ``queue.ready`` for which ``keep(entry)``
-        is true, in order (a deque, or the PriorityReady of a priority queue)."""
-        ready = self.queue.ready
-        kept = [entry for entry in ready if keep(entry)]
-        ready.clear()
-        if type(ready) is deque:
-            ready.extend(kept)
-        else:
-            for entry in kept:
-                ready.append(entry)
+        self.expired.compact()
 
     def _drop_heads(self) -> None:
         """drop-head overflow: drop or dead-letter the oldest ready messages
