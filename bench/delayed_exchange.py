@@ -14,6 +14,7 @@ clock at send + x-delay) then its sequence number. The consumer records
 
     PYTHONPATH=. .venv/bin/python bench/delayed_exchange.py                  # 1,000,000
     PYTHONPATH=. .venv/bin/python bench/delayed_exchange.py --count 100000
+    PYTHONPATH=. .venv/bin/python bench/delayed_exchange.py --count 100000 --profile /tmp/d.prof  # cProfile
 
 Prints publish rate, broker RSS peak (MB = 10^6 bytes) and per waiting
 message, lateness worst / p99 / p50 and earliest (negative = early: must
@@ -48,6 +49,7 @@ from pamqp import frame as pframe  # noqa: E402
 from bench.amqp_client import FRAME_END, FRAME_HEAD, Connection  # noqa: E402
 from bench.amqp_load import _ACK_METHOD, _DELIVER_METHOD, _TAG_BITS, _read_confirms  # noqa: E402
 from bench.deep_queue import RssSampler, proc_memory  # noqa: E402
+from bench.profile_broker import ProfiledLeveret, print_profile  # noqa: E402
 from tests.interop.server_process import BrokerProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "delayed_exchange.jsonl"
@@ -142,7 +144,10 @@ def percentile(sorted_values: list, p: float) -> float:
 def run(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="leveret-delayed-"))
     os.environ["LEVERET_FSYNC"] = args.fsync
-    broker = BrokerProcess(tmp / "data", args.broker_args.split())
+    if args.profile:
+        broker = ProfiledLeveret(tmp, args.profile, ["--fsync", args.fsync, *args.broker_args.split()])
+    else:
+        broker = BrokerProcess(tmp / "data", args.broker_args.split())
     r: dict = {"broker_args": args.broker_args, "count": args.count, "size": args.size, "min_delay_s": args.min_delay, "max_delay_s": args.max_delay,
                "window": args.window, "fsync": args.fsync}
     stop = threading.Event()
@@ -203,6 +208,7 @@ def main() -> int:
     parser.add_argument("--broker-args", default="", help='extra broker options, e.g. "--mirror off"')
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--profile", type=Path, help="run the broker under cProfile, write the profile here")
     args = parser.parse_args()
     if args.size < 16:
         parser.error("--size must be at least 16")
@@ -216,6 +222,9 @@ def main() -> int:
           f"broker RSS peak {r['rss_peak_mb']:,.0f} MB (idle {r['rss_idle_mb']:.0f} MB, "
           f"peak {r['rss_per_waiting_msg_bytes']:,.0f} B/msg; after publish {r['rss_after_publish_mb']:,.0f} MB, "
           f"{r['rss_per_waiting_msg_bytes_after_publish']:,.0f} B/msg); {'OK' if r['ok'] else 'FAILED'}")
+    if args.profile:
+        print_profile(args.profile, 30)
+        return 0
     args.results.parent.mkdir(parents=True, exist_ok=True)
     with open(args.results, "a") as f:
         f.write(json.dumps(r) + "\n")

@@ -33,25 +33,29 @@ from tests.interop.server_process import free_port  # noqa: E402
 
 
 class ProfiledLeveret:
-    """Leveret under cProfile; ``stop()`` sends SIGTERM to this process only."""
+    """Leveret under cProfile; ``stop()`` sends SIGTERM to this process only.
+    ``extra_args``: more broker options (e.g. ``["--mirror", "off"]``);
+    also used by bench/ttl_expiry.py and bench/delayed_exchange.py
+    (``--profile``)."""
 
     name = "leveret"
     fsync = "always"
 
-    def __init__(self, tmp: Path, out: Path):
+    def __init__(self, tmp: Path, out: Path, extra_args: list[str] | None = None):
         self.host, self.port, self.tmp, self.out = "127.0.0.1", free_port(), tmp, out
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def start(self) -> "ProfiledLeveret":
+    def start(self, timeout: float = 20.0) -> "ProfiledLeveret":
         cmd = [sys.executable, "-m", "cProfile", "-o", str(self.out), "-m", "broker", "--host", self.host,
                "--port", str(self.port), "--data-dir", str(self.tmp / "data"), "--fsync", "always",
-               "--log-level", "warning"]
+               "--log-level", "warning", *self.extra_args]
         self.proc = subprocess.Popen(cmd, cwd=ROOT)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
@@ -62,6 +66,7 @@ class ProfiledLeveret:
         raise RuntimeError("profiled broker did not listen")
 
     def stop(self) -> None:
+        """SIGTERM (cProfile writes its file on exit); SIGKILL after 60 s."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -69,6 +74,17 @@ class ProfiledLeveret:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    kill = stop
+
+
+def print_profile(out: Path, top: int) -> None:
+    """Print the ``top`` functions of the cProfile file ``out`` by own time
+    and by cumulative time."""
+    for key in ("tottime", "cumulative"):
+        text = io.StringIO()
+        pstats.Stats(str(out), stream=text).sort_stats(key).print_stats(top)
+        print(f"\n== top {top} by {key} ==\n" + text.getvalue().split("\n\n", 2)[-1])
 
 
 def main() -> int:
@@ -87,10 +103,7 @@ def main() -> int:
         for row in SCENARIOS[args.scenario].run(ctx):
             print(summary_line({"broker": "leveret (cProfile)", "scenario": args.scenario, "size": args.size, **row}))
         broker.stop()
-        for key in ("tottime", "cumulative"):
-            text = io.StringIO()
-            pstats.Stats(str(out), stream=text).sort_stats(key).print_stats(args.top)
-            print(f"\n== top {args.top} by {key} ==\n" + text.getvalue().split("\n\n", 2)[-1])
+        print_profile(out, args.top)
     finally:
         broker.stop()
         shutil.rmtree(tmp, ignore_errors=True)

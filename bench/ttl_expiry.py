@@ -1,8 +1,12 @@
 """Message-TTL expiry benchmark (issue 4): ``--count`` messages (default
 1,000,000) with random per-message TTLs (``--min-ttl``..``--max-ttl`` s,
 default 1-20 s) in ONE queue, which dead-letters them to a DLQ; a raw-socket
-consumer on the DLQ measures how late each message arrives after its
-deadline.
+consumer on the DLQ (its own process) measures how late each message
+arrives after its deadline. With ``--observe database`` (durable only) the
+queue has no DLX and the lateness is read from the message database
+instead: the time of each message's ``expired`` event (its WAL record,
+written when the broker expired it) minus the broker's own deadline
+(``published_at`` + ``expiration``): the broker's lateness alone.
 
 Starts a broker (``python -m broker``, tests/interop/server_process.py) on
 a fresh temporary data dir. Each message body is its deadline in wall-clock
@@ -14,6 +18,8 @@ messages so that the broker never lags far behind the publisher's clock.
     PYTHONPATH=. .venv/bin/python bench/ttl_expiry.py --count 100000
     PYTHONPATH=. .venv/bin/python bench/ttl_expiry.py                     # 1,000,000
     PYTHONPATH=. .venv/bin/python bench/ttl_expiry.py --durable           # persistent, durable queues
+    PYTHONPATH=. .venv/bin/python bench/ttl_expiry.py --durable --observe database   # no DLX
+    PYTHONPATH=. .venv/bin/python bench/ttl_expiry.py --count 100000 --profile /tmp/ttl.prof  # broker under cProfile
 
 Prints publish rate (msg/s), lateness (ms: worst, p99, p50; negative =
 early; also for the messages whose deadline fell after the last publish,
@@ -27,13 +33,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import multiprocessing
 import random
 import shutil
+import sqlite3
 import struct
 import sys
 import tempfile
-import threading
 import time
+from array import array
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +51,7 @@ from pamqp import commands  # noqa: E402
 
 from bench.amqp_client import Connection  # noqa: E402
 from bench.deep_queue import RssSampler  # noqa: E402
+from bench.profile_broker import ProfiledLeveret, print_profile  # noqa: E402
 from tests.interop.server_process import BrokerProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ttl_expiry.jsonl"
@@ -70,45 +79,84 @@ def wait_confirms(conn: Connection, upto: int) -> None:
             acked = max(acked, tag)
 
 
-class DeadLetterConsumer(threading.Thread):
-    """Consumes the DLQ (no-ack) and records arrival - deadline per message, ms."""
-
-    def __init__(self, port: int, queue: str, expected: int):
-        super().__init__(daemon=True)
-        self.conn = Connection("127.0.0.1", port)
-        self.conn.open_channel(1)
-        self.conn.rpc(1, commands.Basic.Consume(queue=queue, no_ack=True), commands.Basic.ConsumeOk)
-        self.expected = expected
-        self.lateness: list[int] = []
-        self.deadlines: list[int] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        conn, late = self.conn, self.lateness
-        while len(late) < self.expected and not self.done.is_set():
+def consume_dead_letters(port: int, queue: str, expected: int, timeout_s: float, out) -> None:
+    """Child process: consume the DLQ (no-ack) and send back, through the
+    pipe end ``out``, two arrays of int64: arrival - deadline (ms) and the
+    deadline, per message. Its own process, so that the publisher's Python
+    work never delays the reading of a delivery (the GIL)."""
+    conn = Connection("127.0.0.1", port)
+    conn.open_channel(1)
+    conn.rpc(1, commands.Basic.Consume(queue=queue, no_ack=True), commands.Basic.ConsumeOk)
+    conn.sock.settimeout(1.0)
+    out.send("ready")
+    late, deadlines = array("q"), array("q")
+    give_up = time.monotonic() + timeout_s
+    while len(late) < expected and time.monotonic() < give_up:
+        try:
             ftype, _ch, start, stop = conn.next_frame()
-            if ftype == 3:
-                deadline = int(bytes(conn.buf[start:stop]))
-                late.append(time.time_ns() // 1_000_000 - deadline)
-                self.deadlines.append(deadline)
+        except TimeoutError:
+            continue
+        if ftype == 3:
+            deadline = int(bytes(conn.buf[start:stop]))
+            late.append(time.time_ns() // 1_000_000 - deadline)
+            deadlines.append(deadline)
+    out.send_bytes(late.tobytes())
+    out.send_bytes(deadlines.tobytes())
 
 
-def run(args) -> dict:
-    data = Path(tempfile.mkdtemp(prefix="ttl-expiry-"))
-    broker = BrokerProcess(data / "data", ["--log-level", "info"]).start()
-    try:
-        conn = Connection("127.0.0.1", broker.port)
-        conn.open_channel(1)
+def observed_in_database(db_path: Path, count: int, timeout_s: float = 600) -> tuple[list[int], list[int]]:
+    """``--observe database``: (lateness, deadline) in ms per expired
+    message, from the message database: the ``expired`` event's time (the
+    WAL record written when the broker expired it) minus the broker's own
+    deadline (``published_at`` + ``expiration``), so no client or network
+    time is included. Waits (up to ``timeout_s``) for the database to
+    show ``count`` expired events (it lags the WAL)."""
+    give_up = time.monotonic() + timeout_s
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+        while time.monotonic() < give_up:
+            done = db.execute("SELECT count(*) FROM message_events WHERE event = 'expired'").fetchone()[0]
+            if done >= count:
+                break
+            time.sleep(1)
+        rows = db.execute(
+            "SELECT e.at - (m.published_at + CAST(m.expiration AS INTEGER)), m.published_at + "
+            "CAST(m.expiration AS INTEGER) FROM message_events e JOIN messages m ON m.id = e.message "
+            "WHERE e.event = 'expired'").fetchall()
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def declare(conn: Connection, args) -> None:
+    """The source queue (with the DLX and DLQ unless ``--observe database``)."""
+    arguments = {}
+    if args.observe == "consumer":
         conn.rpc(1, commands.Exchange.Declare(exchange="ttl-dlx", exchange_type="fanout", durable=args.durable),
                  commands.Exchange.DeclareOk)
         conn.rpc(1, commands.Queue.Declare(queue="ttl-dlq", durable=args.durable), commands.Queue.DeclareOk)
         conn.rpc(1, commands.Queue.Bind(queue="ttl-dlq", exchange="ttl-dlx"), commands.Queue.BindOk)
-        conn.rpc(1, commands.Queue.Declare(queue="ttl-src", durable=args.durable,
-                                           arguments={"x-dead-letter-exchange": "ttl-dlx"}),
-                 commands.Queue.DeclareOk)
-        conn.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
-        consumer = DeadLetterConsumer(broker.port, "ttl-dlq", args.count)
-        consumer.start()
+        arguments = {"x-dead-letter-exchange": "ttl-dlx"}
+    conn.rpc(1, commands.Queue.Declare(queue="ttl-src", durable=args.durable, arguments=arguments),
+             commands.Queue.DeclareOk)
+    conn.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
+
+
+def run(args) -> dict:
+    data = Path(tempfile.mkdtemp(prefix="ttl-expiry-"))
+    extra = [] if args.observe == "database" else ["--mirror", "off"] if args.mirror_off else []
+    if args.profile:
+        broker = ProfiledLeveret(data, args.profile, extra).start()
+    else:
+        broker = BrokerProcess(data / "data", ["--log-level", "info", *extra]).start()
+    child = None
+    try:
+        conn = Connection("127.0.0.1", broker.port)
+        conn.open_channel(1)
+        declare(conn, args)
+        if args.observe == "consumer":
+            receive, send = multiprocessing.Pipe(duplex=False)
+            child = multiprocessing.get_context("fork").Process(
+                target=consume_dead_letters, args=(broker.port, "ttl-dlq", args.count, 3600, send), daemon=True)
+            child.start()
+            receive.recv()
         sampler = RssSampler(broker.proc.pid)
         sampler.start()
         rng = random.Random(args.seed)
@@ -126,16 +174,25 @@ def run(args) -> dict:
             wait_confirms(conn, sent)
         publish_s = time.perf_counter() - started
         published_at = time.time_ns() // 1_000_000
-        consumer.join(timeout=args.max_ttl + 120)
-        consumer.done.set()
+        if args.observe == "consumer":
+            late_a, deadline_a = array("q"), array("q")
+            late_a.frombytes(receive.recv_bytes())
+            deadline_a.frombytes(receive.recv_bytes())
+            child.join()
+            lateness, deadlines = list(late_a), list(deadline_a)
+        else:
+            time.sleep(args.max_ttl + 2)
         peak = sampler.stop()
-        late = sorted(consumer.lateness)
+        conn.close()
+        if args.observe == "database":
+            lateness, deadlines = observed_in_database(Path(data) / "data" / "messages.db", args.count)
+        late = sorted(lateness)
         n = len(late)
-        quiet = sorted(x for x, d in zip(consumer.lateness, consumer.deadlines) if d > published_at)
+        quiet = sorted(x for x, d in zip(lateness, deadlines) if d > published_at)
         q = len(quiet)
-        result = {
+        return {
             "date": datetime.datetime.now().isoformat(timespec="seconds"), "count": args.count,
-            "durable": args.durable, "ttl_s": [args.min_ttl, args.max_ttl],
+            "durable": args.durable, "observe": args.observe, "mirror": not extra, "ttl_s": [args.min_ttl, args.max_ttl],
             "publish_s": round(publish_s, 2), "publish_rate": round(args.count / publish_s),
             "arrived": n, "missing": args.count - n,
             "late_worst_ms": late[-1] if n else None, "late_p99_ms": late[int(n * 0.99)] if n else None,
@@ -145,9 +202,9 @@ def run(args) -> dict:
             "after_publish": q, "after_publish_worst_ms": quiet[-1] if q else None,
             "after_publish_p99_ms": quiet[int(q * 0.99)] if q else None, "rss_peak_mb": round(peak, 1),
         }
-        conn.close()
-        return result
     finally:
+        if child is not None and child.is_alive():
+            child.kill()
         broker.stop()
         shutil.rmtree(data, ignore_errors=True)
 
@@ -160,9 +217,19 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=100, help="messages per confirmed window")
     parser.add_argument("--durable", action="store_true", help="persistent messages, durable queues")
     parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--observe", choices=("consumer", "database"), default="consumer",
+                        help="consumer: a dead-letter consumer measures arrival; database (needs --durable): "
+                             "no DLX, lateness from the 'expired' events in the message database")
+    parser.add_argument("--mirror-off", action="store_true", help="broker option --mirror off (consumer mode)")
+    parser.add_argument("--profile", type=Path, help="run the broker under cProfile, write the profile here")
     args = parser.parse_args()
+    if args.observe == "database" and not args.durable:
+        parser.error("--observe database needs --durable (only stored messages reach the message database)")
     result = run(args)
     print(json.dumps(result))
+    if args.profile:
+        print_profile(args.profile, 30)
+        return 0
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as f:
         f.write(json.dumps(result) + "\n")

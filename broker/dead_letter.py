@@ -18,7 +18,10 @@ import time
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
+from broker import deduplication, queue_limits, sender_selected
+from broker.dead_letter_bytes import first_death_header
 from broker.message import Message
+from broker.publish_outcome import persist
 from protocol.field_types import Long
 
 log = logging.getLogger(__name__)
@@ -141,34 +144,43 @@ def dead_letter_properties(properties: Basic.Properties, reason: str, queue: str
 
 def copy_message(message_exchange: str, message_routing_key: str, header: bytes, body: bytes,
                  reason: str, queue: str, dlx: str, dlx_routing_key: str | None,
-                 bcc: list | None = None) -> tuple[Message, list[str]]:
+                 bcc: list | None = None, now: float | None = None) -> tuple[Message, list[str], list]:
     """The new Message (new id, new content header bytes) to publish to
-    ``dlx`` and its routing keys."""
+    ``dlx``, its routing keys and its x-death list (for ``is_cycle``).
+    A first death is built as bytes (broker/dead_letter_bytes.py), anything
+    else with a pamqp round trip; ``now``: Unix seconds. Raises ValueError
+    when the header is malformed."""
+    when = int(time.time() if now is None else now)
+    new_header = first_death_header(header, reason, queue, message_exchange, message_routing_key, when)
+    if new_header is not None:
+        keys = [dlx_routing_key] if dlx_routing_key is not None else [message_routing_key, *(bcc or ())]
+        return Message(dlx, keys[0], new_header, body), keys, [{"queue": queue, "reason": reason}]
     content_header = ContentHeader()
     content_header.unmarshal(header)
     properties, keys = dead_letter_properties(content_header.properties, reason, queue, message_exchange,
-                                              message_routing_key, dlx_routing_key, bcc=bcc)
+                                              message_routing_key, dlx_routing_key, now=when, bcc=bcc)
     new_header = ContentHeader(0, len(body), properties).marshal()
-    return Message(dlx, keys[0], new_header, body), keys
+    return Message(dlx, keys[0], new_header, body), keys, properties.headers["x-death"]
 
 
-def publish(vhost, message: Message, keys: list[str], reason: str, from_queue: str) -> int:
+def publish(vhost, message: Message, keys: list[str], reason: str, from_queue: str, deaths: list) -> int:
     """Route the dead-lettered copy ``message`` through its exchange (a
     missing DLX drops it, as RabbitMQ does) with every key in ``keys``,
-    leave out the queues it would cycle into, persist it when persistent
-    and routed to a durable queue, and enqueue it. Returns the number of
-    queues it reached."""
-    from broker import queue_limits, sender_selected
-    from broker.publish_outcome import persist
-
+    drop it where it is a duplicate (x-message-deduplication exchange or
+    queues, broker/deduplication.py), leave out the queues it would cycle
+    into (``deaths``: its x-death list, from ``copy_message``), persist it when persistent and routed to
+    a durable queue, and enqueue it. Returns the number of queues it
+    reached."""
     exchange = vhost.exchanges.get(message.exchange)
     if exchange is None:
         log.debug("vhost '%s' queue '%s': dead-letter exchange '%s' missing, message dropped",
                   vhost.name, from_queue, message.exchange)
         return 0
     queues = sender_selected.route(vhost, exchange, message, keys[1:])  # message.routing_key is keys[0]
+    if queues or exchange.type_name == "x-message-deduplication":
+        # the plugin's exchange route and queue decorator see dead-lettered copies like any publish
+        queues = deduplication.filter_queues(vhost, exchange, message, queues)
     if reason != REJECTED and queues:
-        deaths = message.properties.headers.get("x-death") or []
         cycling = [q for q in queues if is_cycle(q.name, deaths)]
         for queue in cycling:
             log.warning("vhost '%s': dead-letter cycle detected, message from queue '%s' not republished "

@@ -114,7 +114,7 @@ class QueueDedup:
         the WAL, unacked at its consumers)."""
         queue = self.queue
         keys = self.keys = {}
-        messages = [entry.message for entry in queue.ready]
+        messages = [entry.message for entry in queue.ready if entry.message is not None]  # None: expired
         ids = []
         for item in queue.cold:
             if type(item) is int:
@@ -153,7 +153,7 @@ class QueueDedup:
             if entry is not None:
                 return queue.name in queue_names(entry)
         for entry in queue.ready:
-            if entry.message.id == message_id:
+            if entry.message is not None and entry.message.id == message_id:  # None: expired
                 return True
         for item in queue.cold:
             if (abs(item) if type(item) is int else getattr(item, "message", item).id) == message_id:

@@ -42,9 +42,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from broker import deduplication
-from broker.exchanges.delayed import delay_of
+from broker.exchanges.delayed import MAX_DELAY_MS, delay_of
 from broker.message import Message
-from broker.message_headers import set_headers
+from broker.message_headers import set_headers, signed_int_field, with_int_at
 from broker.publish_outcome import answer_confirm, persist, return_unroutable
 from protocol.hot_methods import delivery_mode
 from storage.wal import REASON_ACKED, REASON_DELETED, now_ms
@@ -95,10 +95,17 @@ class DelayScheduler:
 
     # ---- in --------------------------------------------------------------
 
-    def add(self, message: Message, delay_ms: int) -> bool:
+    def add(self, message: Message, delay_ms: int, swap_at: tuple[int, str] | None = None) -> bool:
         """Hold ``message`` for ``delay_ms``; True when it was written to
-        the WAL (its confirm must wait for the fsync)."""
-        set_headers(message, {**message.headers(), "x-delay": -delay_ms})
+        the WAL (its confirm must wait for the fsync). ``swap_at``: the
+        offset and struct format of the integer x-delay in its header
+        (message_headers.signed_int_field), negated in place; None: the
+        headers are re-encoded with pamqp."""
+        if swap_at is None:
+            set_headers(message, {**message.headers(), "x-delay": -delay_ms})
+        else:
+            message.header = with_int_at(message.header, *swap_at, -delay_ms)
+            message._properties = None
         stored = False
         if self.storage is not None and delivery_mode(message.header) == 2:
             self.storage.persist_message(message.id, self.vhost.name, message.exchange, message.routing_key,
@@ -134,33 +141,41 @@ class DelayScheduler:
         the timer for the next."""
         self._timer = None
         heap = self.heap
-        now = now_ms()
-        count = 0
-        while heap and heap[0] >> SHIFT <= now and count < BATCH:
-            key = heapq.heappop(heap)
-            count += 1
-            try:
-                self._route(key & MASK)
-            except Exception:  # one bad record must not stop the others
-                log.exception("vhost '%s' exchange '%s': delayed message %d could not be routed",
-                              self.vhost.name, self.exchange.name, key & MASK)
+        limit = (now_ms() + 1) << SHIFT  # every key due by now is below it
+        pop = heapq.heappop
+        due = []
+        while heap and heap[0] < limit and len(due) < BATCH:
+            due.append(pop(heap) & MASK)
+        if due:
+            self._route_batch(due)
         self._arm()
 
-    def _route(self, message_id: int) -> None:
-        message = self.transient.pop(message_id, None)
-        if message is None:
-            storage = self.vhost.storage
+    def _route_batch(self, due: list[int]) -> None:
+        """Route the messages ``due`` (ids, in due order); a stored one is
+        read back from the WAL (one pread each: due order is not WAL order,
+        so ``read_messages`` finds no runs to merge and costs more) and its
+        holder record closed."""
+        transient = self.transient
+        vhost, exchange = self.vhost, self.exchange
+        storage = vhost.storage
+        for message_id in due:
+            message = transient.pop(message_id, None)
             try:
-                record = storage.read_message(message_id)
-            except KeyError:
-                return  # removed meanwhile
-            message = Message(record.exchange, record.routing_key, record.header, record.body)
-            try:
-                route_now(self.vhost, self.exchange, message)
-            finally:
-                storage.record_removed(message_id, self.holder, REASON_ACKED)
-        else:
-            route_now(self.vhost, self.exchange, message)
+                if message is not None:
+                    route_now(vhost, exchange, message)
+                    continue
+                try:
+                    record = storage.read_message(message_id)
+                except KeyError:
+                    continue  # removed meanwhile
+                try:
+                    route_now(vhost, exchange, Message(record.exchange, record.routing_key, record.header,
+                                                       record.body))
+                finally:
+                    storage.record_removed(message_id, self.holder, REASON_ACKED)
+            except Exception:  # one bad record must not stop the others
+                log.exception("vhost '%s' exchange '%s': delayed message %d could not be routed",
+                              vhost.name, exchange.name, message_id)
 
     # ---- out -------------------------------------------------------------
 
@@ -208,14 +223,25 @@ def hold(channel: "Channel", exchange: "DelayedMessageExchange", message: Messag
     """Publish hook (broker/basic_methods.route): hold ``message`` when its
     ``x-delay`` asks for a delay, answering the confirm and mandatory as the
     plugin does; False when it is to be routed at once."""
+    swap_at = None
     try:
-        delay = delay_of(message.headers())
-    except ValueError:
+        found = signed_int_field(message.header, b"x-delay")
+    except LookupError:  # a string, float... x-delay, or a header pamqp must judge
+        found = False
+    if found is None:
         return False
+    if found:
+        delay = found[0] if 0 < found[0] <= MAX_DELAY_MS else None
+        swap_at = found[1:]
+    else:
+        try:
+            delay = delay_of(message.headers())
+        except ValueError:
+            return False
     if delay is None:
         return False
     vhost = channel.vhost
-    stored = scheduler_for(vhost, exchange).add(message, delay)
+    stored = scheduler_for(vhost, exchange).add(message, delay, swap_at)
     if mandatory:
         return_unroutable(channel, message)
     answer_confirm(channel, stored)

@@ -27,13 +27,6 @@ def replay_keeper(storage):
             return None
         expiration = None
         if expiring:
-            expiration = message_expiration(record.header, lambda: _properties(record.header))
+            expiration = message_expiration(record.header)
         return (record.at_ms, None if expiration is None else str(expiration), record.body_length)
     return keep
-
-
-def _properties(header: bytes):
-    from pamqp.header import ContentHeader
-    content_header = ContentHeader()
-    content_header.unmarshal(header)
-    return content_header.properties

@@ -20,11 +20,15 @@ import re
 import time
 from typing import Callable
 
+from broker.message_headers import expiration_of
 from protocol import reply_codes
 from protocol.errors import channel_error
 
 #: expired messages handled per timer callback before yielding to the loop
-BATCH = 256
+BATCH = 512
+#: heap keys are ``deadline_ms << SHIFT | message_id`` (one int, no tuple)
+SHIFT = 40
+MASK = (1 << SHIFT) - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
@@ -61,26 +65,29 @@ def parse_expiration(text) -> int:
 def check_expiration(message) -> None:
     """At publish: 406 PRECONDITION_FAILED ``invalid expiration '<e>':
     <reason>`` (a channel error, rabbit_channel:check_expiration_header)
-    when the expiration property is not a valid TTL."""
-    expiration = message.properties.expiration
+    when the expiration property is not a valid TTL. Reads the property
+    from the header bytes (no pamqp decoding)."""
+    expiration = expiration_of(message.header)
     if expiration is None:
         return
     try:
         parse_expiration(expiration)
     except ValueError as exc:
-        raise channel_error(reply_codes.PRECONDITION_FAILED,
-                            f"invalid expiration '{expiration}': {exc}") from None
+        text = expiration.decode("utf-8", "replace")
+        raise channel_error(reply_codes.PRECONDITION_FAILED, f"invalid expiration '{text}': {exc}") from None
 
 
-def message_expiration(header: bytes, properties_of: Callable[[], object]) -> int | None:
-    """The message's own TTL in ms (None without, or when invalid: such a
-    message was refused at publish). ``properties_of()`` decodes the
-    properties; it is called only when the flag says there is one."""
+def message_expiration(header: bytes) -> int | None:
+    """The message's own TTL in ms from its content header payload (None
+    without, or when invalid: such a message was refused at publish)."""
     if not has_expiration(header):
         return None
+    expiration = expiration_of(header)
+    if expiration is None:
+        return None
     try:
-        return parse_expiration(properties_of().expiration)
-    except (ValueError, TypeError, AttributeError):
+        return parse_expiration(expiration)
+    except ValueError:
         return None
 
 
@@ -97,18 +104,23 @@ def effective_ttl(queue_ttl: int | None, message_ttl: int | None) -> int | None:
 class ExpiryIndex:
     """The deadlines of one queue's ready messages.
 
-    ``deadlines``: message id -> (deadline_ms, ref), ``ref`` being the
-    Message when the queue holds it in memory or None for a stored id (the
-    body stays in the WAL). ``on_expire(message_id, ref)`` is called for
-    each message whose deadline passed, in deadline order (then message id
-    order), at most BATCH per loop pass. Memory: one dict slot and one heap
-    tuple per message with a deadline; nothing for messages without.
+    ``deadlines``: message id -> deadline_ms; ``refs``: message id -> the
+    queue's QueuedMessage or Message when it holds the message in memory
+    (absent for a stored id: the body stays in the WAL); ``heap``: ints
+    ``deadline_ms << SHIFT | message_id``, smallest first. Only ints and
+    references: no object per message that a full garbage collection would
+    have to walk. ``on_expire(batch)`` is called with a
+    list of ``(message_id, ref)`` whose deadlines passed, in deadline
+    order (then message id order), at most BATCH per loop pass. Memory: one
+    or two dict slots and one heap int per message with a deadline;
+    nothing for messages without.
     """
 
-    def __init__(self, on_expire: Callable[[int, object], None]):
+    def __init__(self, on_expire: Callable[[list], None]):
         self.on_expire = on_expire
-        self.heap: list[tuple[int, int]] = []
-        self.deadlines: dict[int, tuple[int, object]] = {}
+        self.heap: list[int] = []
+        self.deadlines: dict[int, int] = {}
+        self.refs: dict[int, object] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0
         self.closed = False
@@ -118,12 +130,16 @@ class ExpiryIndex:
 
     def add(self, message_id: int, deadline: int, ref) -> None:
         """Track ``message_id`` (replacing an earlier deadline of it)."""
-        self.deadlines[message_id] = (deadline, ref)
+        self.deadlines[message_id] = deadline
+        if ref is not None:
+            self.refs[message_id] = ref
+        elif self.refs:
+            self.refs.pop(message_id, None)
         heap = self.heap
-        heapq.heappush(heap, (deadline, message_id))
+        heapq.heappush(heap, deadline << SHIFT | message_id)
         if len(heap) > 2 * len(self.deadlines) + 4096:
             # stale entries (delivered messages) outnumber live ones: rebuild
-            self.heap = [(d, m) for m, (d, _ref) in self.deadlines.items()]
+            self.heap = [d << SHIFT | m for m, d in self.deadlines.items()]
             heapq.heapify(self.heap)
         if self._timer is None or deadline < self._timer_at:
             self._schedule(deadline)
@@ -131,13 +147,14 @@ class ExpiryIndex:
     def discard(self, message_id: int) -> int | None:
         """Stop tracking ``message_id`` (delivered, dropped); returns its
         deadline or None."""
-        value = self.deadlines.pop(message_id, None)
-        return None if value is None else value[0]
+        self.refs.pop(message_id, None)
+        return self.deadlines.pop(message_id, None)
 
     def clear(self) -> None:
         """Forget everything and stop the timer (purge, delete)."""
         self.heap.clear()
         self.deadlines.clear()
+        self.refs.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -153,19 +170,21 @@ class ExpiryIndex:
         self._timer = None
         if self.closed:
             return
-        heap, deadlines = self.heap, self.deadlines
-        now = now_ms()
-        done = 0
-        while heap and heap[0][0] <= now:
-            deadline, message_id = heapq.heappop(heap)
-            value = deadlines.get(message_id)
-            if value is None or value[0] != deadline:
+        heap, deadlines, refs = self.heap, self.deadlines, self.refs
+        limit = (now_ms() + 1) << SHIFT  # every key with deadline <= now is below it
+        pop = heapq.heappop
+        batch = []
+        while heap and heap[0] < limit:
+            key = pop(heap)
+            message_id = key & MASK
+            if deadlines.get(message_id) != key >> SHIFT:
                 continue  # stale: delivered, dropped or re-added since
             del deadlines[message_id]
-            self.on_expire(message_id, value[1])
-            done += 1
-            if done >= BATCH:
+            batch.append((message_id, refs.pop(message_id, None)))
+            if len(batch) >= BATCH:
                 break
+        if batch:
+            self.on_expire(batch)
         heap = self.heap  # add() may have rebuilt it
-        if heap and (self._timer is None or heap[0][0] < self._timer_at):
-            self._schedule(heap[0][0])
+        if heap and (self._timer is None or heap[0] >> SHIFT < self._timer_at):
+            self._schedule(heap[0] >> SHIFT)

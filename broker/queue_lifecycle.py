@@ -6,20 +6,19 @@ queue expiry (broker/queue_expiry.py) meet here, behind the small hooks
 ``Queue`` calls (``Queue.lifecycle`` is None for a queue that needs none of
 them, so plain queues pay one attribute test).
 
-Expired messages are not searched for in the queue: they are marked
-(``hidden``, by message id), left where they sit, counted out of
-``message_count`` at once, and skipped when the head reaches them.
+Expired messages stay where they sit until the head reaches them
+(broker/expired_in_place.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 
 from broker import dead_letter
 from broker.delivery_limit import over_limit, with_delivery_count
+from broker.expired_in_place import ExpiredInPlace
 from broker.message import Message, QueuedMessage
-from broker.message_ttl import ExpiryIndex, effective_ttl, has_expiration, message_expiration, now_ms, parse_expiration
+from broker.message_ttl import ExpiryIndex, effective_ttl, message_expiration, now_ms, parse_expiration
 from broker.queue_expiry import QueueExpiry
 from broker.queue_limits import DROP_HEAD, Limits
 from storage.wal import REASON_DEAD_LETTERED, REASON_DROPPED, REASON_EXPIRED
@@ -63,7 +62,9 @@ class QueueLifecycle:
         self.delivery_limit = _int(args.get("x-delivery-limit"))
         self.limits = Limits(args)
         self.index = ExpiryIndex(self._expired)
-        self.hidden: set[int] = set()
+        self.expired = ExpiredInPlace(queue)
+        #: ids of expired messages still in the queue (Queue.message_count)
+        self.hidden = self.expired.ids
         self.sizes: dict[int, int] | None = {} if self.limits.max_bytes is not None else None
         self.bytes = 0
         expires = _int(args.get("x-expires"))
@@ -91,7 +92,8 @@ class QueueLifecycle:
                 self.hide(mid)
                 self._dead(mid, message, dead_letter.EXPIRED, REASON_EXPIRED)
                 return
-            self.index.add(mid, now_ms() + ttl, message if entry is not None or message.stored is None else None)
+            self.index.add(mid, now_ms() + ttl, entry if entry is not None else
+                           message if message.stored is None else None)
         if self.limits.overflow == DROP_HEAD and self.limits.active:
             self._drop_heads()
         if self.queue.consumers:
@@ -101,16 +103,13 @@ class QueueLifecycle:
         """True when the head ``entry`` is not to be delivered: it expired
         (already handled, or found past its deadline now and handled here).
         The caller pops it."""
-        mid = entry.message.id
-        hidden = self.hidden
-        if hidden and mid in hidden:
-            hidden.discard(mid)
+        if self.expired.skip(entry):
             return True
-        deadlines = self.index.deadlines
-        if deadlines:
-            value = deadlines.get(mid)
-            if value is not None and value[0] <= now_ms():
-                del deadlines[mid]
+        mid = entry.message.id
+        if self.index.deadlines:
+            deadline = self.index.deadlines.get(mid)
+            if deadline is not None and deadline <= now_ms():
+                self.index.discard(mid)
                 self._forget_size(mid)
                 self._dead(mid, entry.message, dead_letter.EXPIRED, REASON_EXPIRED)
                 return True
@@ -119,18 +118,7 @@ class QueueLifecycle:
     def filter_cold(self, items: list) -> list:
         """Leave expired messages out of a batch moving from ``cold`` to
         ``ready`` (their bodies are never read back)."""
-        hidden = self.hidden
-        if not hidden:
-            return items
-        kept = []
-        for item in items:
-            kind = type(item)
-            mid = abs(item) if kind is int else item.id if kind is Message else item.message.id
-            if mid in hidden:
-                hidden.discard(mid)
-            else:
-                kept.append(item)
-        return kept
+        return self.expired.filter_cold(items)
 
     def delivered(self, entry: QueuedMessage) -> None:
         """``entry`` left the ready messages for a consumer or basic.get."""
@@ -162,7 +150,7 @@ class QueueLifecycle:
                 size = self.sizes[mid] = len(entry.message.body)
                 self.bytes += size
             if entry.deadline:
-                self.index.add(mid, entry.deadline, entry.message)
+                self.index.add(mid, entry.deadline, entry)
             kept.append(entry)
         return kept
 
@@ -213,11 +201,7 @@ class QueueLifecycle:
         """Before a purge or delete: physically drop expired messages still
         in place and forget all deadlines and sizes."""
         queue = self.queue
-        hidden = self.hidden
-        if hidden:
-            queue.ready = deque(e for e in queue.ready if e.message.id not in hidden)
-            queue.cold = deque(i for i in queue.cold if self.filter_cold([i]))
-            hidden.clear()
+        self.expired.drop_all()
         self.index.clear()
         if self.sizes is not None:
             self.sizes.clear()
@@ -239,13 +223,22 @@ class QueueLifecycle:
 
     def _ttl_of(self, message: Message) -> int | None:
         header = message.header
-        own = message_expiration(header, lambda: message.properties) if has_expiration(header) else None
-        return effective_ttl(self.ttl, own)
+        return effective_ttl(self.ttl, message_expiration(header) if header[12] & 0x01 else None)
 
-    def _expired(self, mid: int, ref) -> None:
-        """ExpiryIndex callback: the message's deadline passed while ready."""
-        self.hide(mid)
-        self._dead(mid, ref, dead_letter.EXPIRED, REASON_EXPIRED)
+    def _expired(self, batch: list) -> None:
+        """ExpiryIndex callback: the deadlines of ``batch`` (``(message id,
+        ref)`` pairs: the QueuedMessage in ``ready``, a Message waiting in
+        ``cold``, or None for a stored id in ``cold``) passed while the
+        messages were ready. (A stored body is read with one pread each:
+        deadline order is not WAL order, so ``Storage.read_messages`` would
+        find nothing to merge.)"""
+        hide, dead = self.hide, self._dead
+        for mid, ref in batch:
+            hide(mid)
+            if type(ref) is QueuedMessage:
+                ref = self.expired.bury(ref, mid)
+            dead(mid, ref, dead_letter.EXPIRED, REASON_EXPIRED)
+        self.expired.compact()
 
     def _drop_heads(self) -> None:
         """drop-head overflow: drop or dead-letter the oldest ready messages
@@ -275,9 +268,9 @@ class QueueLifecycle:
                 parts = (rec.exchange, rec.routing_key, rec.header, rec.body)
             else:
                 parts = (message.exchange, message.routing_key, message.header, message.body)
-            copy, keys = dead_letter.copy_message(*parts, reason, queue.name, self.dlx, self.dlrk,
-                                                  bcc=message.bcc if message is not None else None)
-            reached = dead_letter.publish(queue.vhost, copy, keys, reason, queue.name)
+            copy, keys, deaths = dead_letter.copy_message(*parts, reason, queue.name, self.dlx, self.dlrk,
+                                                          bcc=message.bcc if message is not None else None)
+            reached = dead_letter.publish(queue.vhost, copy, keys, reason, queue.name, deaths)
             log.debug("vhost '%s' queue '%s': message %d dead-lettered (%s) to exchange '%s', %d queues",
                       queue.vhost.name, queue.name, mid, reason, self.dlx, reached)
             code = REASON_DEAD_LETTERED

@@ -72,8 +72,9 @@ def test_dead_letter_routing_key_replaces_keys_and_drops_cc():
 
 def test_copy_message_is_a_new_message_with_new_header_bytes():
     header = ContentHeader(0, 4, Basic.Properties(expiration="5", headers={"a": 1})).marshal()
-    copy, keys = copy_message("ex", "rk", header, b"body", "rejected", "q", "dlx", None)
+    copy, keys, deaths = copy_message("ex", "rk", header, b"body", "rejected", "q", "dlx", None)
     assert (copy.exchange, copy.routing_key, keys, copy.body) == ("dlx", "rk", ["rk"], b"body")
     assert copy.header != header and copy.properties.expiration is None
     assert copy.properties.headers["x-death"][0]["original-expiration"] == "5"
     assert copy.stored is None
+    assert deaths == [{"queue": "q", "reason": "rejected"}]

@@ -42,7 +42,7 @@ def test_has_expiration_flag():
 def test_index_expires_in_deadline_order_skipping_discarded():
     async def scenario():
         fired = []
-        index = ExpiryIndex(lambda mid, ref: fired.append((mid, ref, now_ms())))
+        index = ExpiryIndex(lambda batch: fired.extend((mid, ref, now_ms()) for mid, ref in batch))
         start = now_ms()
         index.add(1, start + 300, "one")
         index.add(2, start + 100, None)
@@ -61,7 +61,7 @@ def test_index_expires_in_deadline_order_skipping_discarded():
 
 def test_index_rebuilds_heap_when_stale_entries_pile_up():
     async def scenario():
-        index = ExpiryIndex(lambda mid, ref: None)
+        index = ExpiryIndex(lambda batch: None)
         far = now_ms() + 3_600_000
         for mid in range(20_000):
             index.add(mid, far, None)

@@ -114,6 +114,29 @@ def test_queue_deduplication_only_drops_for_that_queue(ch, unique):
     ch.exchange_delete(exchange)
 
 
+def test_dead_lettered_copies_are_deduplicated(ch, unique):
+    """Dead-lettered copies go through deduplication like any publish, as
+    with the plugin (its exchange ``route`` and queue decorator see them):
+    expired messages sharing a header value reach a deduplicating queue and
+    a deduplicating DLX's queue once."""
+    dq = ch.queue_declare(unique("q"), exclusive=True, arguments={"x-message-deduplication": True}).method.queue
+    src = ch.queue_declare(unique("src"), exclusive=True, arguments={
+        "x-message-ttl": 0, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dq}).method.queue
+    dlx = unique("dd")
+    ch.exchange_declare(dlx, "x-message-deduplication", arguments={"x-cache-size": 10})
+    eq = ch.queue_declare(unique("q"), exclusive=True).method.queue
+    ch.queue_bind(eq, dlx)
+    src2 = ch.queue_declare(unique("src"), exclusive=True, arguments={
+        "x-message-ttl": 0, "x-dead-letter-exchange": dlx}).method.queue
+    for body in (b"a", b"a-dup"):
+        ch.basic_publish("", src, body, _h("same"))
+        ch.basic_publish("", src2, body, _h("same"))
+    ch.basic_publish("", src, b"b", _h("other"))
+    assert _bodies(ch, dq) == [b"a", b"b"]
+    assert _bodies(ch, eq) == [b"a"]
+    ch.exchange_delete(dlx)
+
+
 def test_durable_queue_deduplication_survives_restart_and_is_recorded(fresh_broker, unique):
     """After SIGKILL the stored message still blocks its duplicate, and
     the dropped duplicates are 'deduplicated' events in the message

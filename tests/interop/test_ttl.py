@@ -64,6 +64,36 @@ def test_message_expires_in_the_middle_of_the_queue(broker, unique):
         assert [body for body, _p, _m in get_all(ch, source)] == [b"head", b"tail"]
 
 
+@leveret_only
+@pytest.mark.parametrize("arguments", [{}, {"x-max-priority": 3}])
+def test_many_expired_in_place_then_the_rest_in_order(broker, unique, arguments):
+    """Thousands of messages expire between live ones in a queue nobody
+    consumes (enough for the queue to drop their tombstones,
+    broker/queue_lifecycle.py): the count drops at once, the live ones come
+    out in order (by priority first in a priority queue), a purge counts
+    only them."""
+    queue = unique("many")
+    with connect(broker) as conn:
+        ch = conn.channel()
+        ch.queue_declare(queue, arguments=arguments)
+        short = pika.BasicProperties(expiration="100")
+        for i in range(12_000):
+            if i % 3000 == 0:
+                ch.basic_publish("", queue, b"live-%d" % i, pika.BasicProperties(priority=i // 3000))
+            ch.basic_publish("", queue, b"x", short)
+        wait_until(lambda: count(ch, queue) == 4)
+        for i in range(3):
+            ch.basic_publish("", queue, b"late-%d" % i, short if i == 1 else None)
+        wait_until(lambda: count(ch, queue) == 6)
+        bodies = [body for body, _p, _m in get_all(ch, queue)]
+        for body in (b"x", b"live", b"x"):
+            ch.basic_publish("", queue, body, short if body == b"x" else None)
+        wait_until(lambda: count(ch, queue) == 1)
+        assert ch.queue_purge(queue).method.message_count == 1
+    live = [b"live-0", b"live-3000", b"live-6000", b"live-9000"]
+    assert bodies == (live[::-1] if arguments else live) + [b"late-0", b"late-2"]
+
+
 @pytest.mark.parametrize("expiration,reason", [
     ("abc", "no_integer"), ("-5", "{value_negative,-5}"), ("10x", '{leftover_string,"x"}'),
     ("", "no_integer")])
