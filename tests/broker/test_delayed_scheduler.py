@@ -92,9 +92,10 @@ async def test_heap_keys_order_by_due_then_publish_order():
     exchange = DelayedMessageExchange("dx", arguments={"x-delayed-type": "direct"})
     vhost.add_exchange(exchange)
     scheduler = scheduler_for(vhost, exchange)
-    scheduler.push(now_ms() + 60_000, 7)
-    scheduler.push(now_ms() + 60_000, 3)
-    scheduler.push(now_ms() + 1_000, 9)
+    due = now_ms() + 60_000          # one due time: a clock tick between pushes must not split it
+    scheduler.push(due, 7)
+    scheduler.push(due, 3)
+    scheduler.push(due - 59_000, 9)
     assert [key & ((1 << SHIFT) - 1) for key in sorted(scheduler.heap)] == [9, 3, 7]
     timer = scheduler._timer
     scheduler.push(now_ms() + 90_000, 11)  # later than the head: the timer stays
