@@ -166,13 +166,14 @@ def copy_message(message_exchange: str, message_routing_key: str, header: bytes,
 
 def publish(vhost, message: Message, keys: list[str], reason: str, from_queue: str, deaths: list) -> int:
     """Route the dead-lettered copy ``message`` through its exchange (a
-    missing DLX drops it, as RabbitMQ does) with every key in ``keys``,
+    missing DLX drops it, as RabbitMQ does) with every key in ``keys``;
     hold a copy at each delayed-message exchange on the way when it has an
-    ``x-delay`` (broker/delayed_routes.py; not counted in the result), drop it where it is a duplicate (x-message-deduplication exchange or
+    ``x-delay`` (broker/delayed_routes.py; not counted in the result);
+    drop it where it is a duplicate (x-message-deduplication exchange or
     queues, broker/deduplication.py), leave out the queues it would cycle
-    into (``deaths``: its x-death list, from ``copy_message``), persist it when persistent and routed to
-    a durable queue, and enqueue it. Returns the number of queues it
-    reached."""
+    into (``deaths``: its x-death list, from ``copy_message``), persist it
+    when persistent and routed to a durable queue, and enqueue it. Returns
+    the number of queues it reached."""
     exchange = vhost.exchanges.get(message.exchange)
     if exchange is None:
         log.debug("vhost '%s' queue '%s': dead-letter exchange '%s' missing, message dropped",
