@@ -5,16 +5,7 @@ nor its alternate exchange (broker/exchanges/routing.py)."""
 
 from broker.exchanges import DelayedMessageExchange, DirectExchange, FanoutExchange, route_message
 from broker.exchanges.routing import route_message_keys
-
-
-class Q:
-    """A stand-in queue: hashable by identity, like the broker's."""
-
-    def __init__(self, name):
-        self.name = name
-
-    def __repr__(self):
-        return self.name
+from tests.broker.test_routing import Q
 
 
 def delayed(name, **arguments):
@@ -26,11 +17,10 @@ def headers(delay):
 
 
 def test_e2e_to_delayed_exchange_holds_and_rest_routes():
-    now_q, later_q = Q("now"), Q("later")
-    source, dx = DirectExchange("src"), delayed("dx")
-    source.bind(dx, "k")
-    source.bind(now_q, "k")
-    dx.bind(later_q, "")
+    now_q, source, dx = Q("now"), DirectExchange("src"), delayed("dx")
+    for destination in (dx, now_q):
+        source.bind(destination, "k")
+    dx.bind(Q("later"), "")
     held = []
     assert route_message(source, "k", headers(500), {}.get, held) == [now_q]
     assert held == [(dx, 500)]

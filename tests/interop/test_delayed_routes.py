@@ -53,14 +53,20 @@ def test_e2e_binding_holds_at_the_delayed_exchange(ch, unique):
     ch.exchange_delete(delayed)
 
 
-def test_e2e_without_delay_routes_through_at_once(ch, unique):
-    """No x-delay (or 0): the delayed exchange routes through at once."""
+def _fanout_chain(ch, unique):
+    """fanout source -> delayed exchange (fanout) -> exclusive queue."""
     source, delayed = unique("src"), unique("dx")
     ch.exchange_declare(source, "fanout")
     _delayed(ch, delayed, "fanout")
     ch.exchange_bind(delayed, source)
     queue = _queue(ch, unique)
     ch.queue_bind(queue, delayed)
+    return source, delayed, queue
+
+
+def test_e2e_without_delay_routes_through_at_once(ch, unique):
+    """No x-delay (or 0): the delayed exchange routes through at once."""
+    source, delayed, queue = _fanout_chain(ch, unique)
     ch.basic_publish(source, "", b"plain")
     ch.basic_publish(source, "", b"zero", _props(0))
     assert [x[2] for x in drain(ch, queue)] == [b"plain", b"zero"]
@@ -72,12 +78,7 @@ def test_mandatory_message_held_on_the_way_is_returned_and_still_routed(ch, uniq
     """As in the plugin (its route/2 gives no queues for a held message): a
     mandatory message that only a delayed exchange took is returned 312
     NO_ROUTE, and still routed when due."""
-    source, delayed = unique("src"), unique("dx")
-    ch.exchange_declare(source, "fanout")
-    _delayed(ch, delayed, "fanout")
-    ch.exchange_bind(delayed, source)
-    queue = _queue(ch, unique)
-    ch.queue_bind(queue, delayed)
+    source, delayed, queue = _fanout_chain(ch, unique)
     with pytest.raises(pika.exceptions.UnroutableError):
         ch.basic_publish(source, "", b"m", _props(300), mandatory=True)
     assert [x[2] for x in _wait(ch, queue, 1)] == [b"m"]
