@@ -12,6 +12,7 @@ from pamqp import commands
 
 from broker import consumer_selection, deduplication, delayed_scheduler, message_ttl, queue_limits
 from broker.consumer import Consumer
+from broker.delayed_routes import hold_copies
 from broker.message import Message
 from broker.publish_outcome import answer_confirm, persist, return_unroutable
 from broker.queue_methods import resolve_queue
@@ -63,19 +64,22 @@ def publish(channel: "Channel", publish_args: tuple, header: bytes, body: bytes)
 def route(channel: "Channel", exchange, message: Message, mandatory: bool) -> bool:
     """Enqueue ``message`` on every queue ``exchange`` routes it to; an
     unroutable mandatory message goes back as basic.return 312 NO_ROUTE
-    (spec §1.8.3.8), before the publisher confirm. Returns True when a
-    queue refused it (x-overflow reject-publish: basic.nack in confirm mode)."""
+    (spec §1.8.3.8), before the publisher confirm. A copy held by a
+    delayed-message exchange on the way does not count as routed
+    (broker/delayed_routes.py). Returns True when a queue refused it
+    (x-overflow reject-publish: basic.nack in confirm mode)."""
     if exchange.type_name == "x-delayed-message" and delayed_scheduler.hold(channel, exchange, message, mandatory):
         return False
-    queues = channel.vhost.route(exchange, message)
+    held: list = []
+    queues = channel.vhost.route(exchange, message, held)
+    persisted = hold_copies(channel.vhost, message, held) if held else False
     if queues or exchange.type_name == "x-message-deduplication":  # broker/deduplication.py
         queues = deduplication.filter_queues(channel.vhost, exchange, message, queues)
-    persisted = False
     refused = False
     if queues:
         queues, refused = queue_limits.admit(queues, message)  # x-overflow reject-publish(-dlx)
-        if queues:
-            persisted = persist(channel.vhost, message, queues)
+        if queues and persist(channel.vhost, message, queues):
+            persisted = True
         for queue in queues:
             queue.enqueue(message)
     elif mandatory:

@@ -20,6 +20,7 @@ from pamqp.header import ContentHeader
 
 from broker import deduplication, queue_limits, sender_selected
 from broker.dead_letter_bytes import first_death_header
+from broker.delayed_routes import hold_copies
 from broker.message import Message
 from broker.publish_outcome import persist
 from protocol.field_types import Long
@@ -165,18 +166,23 @@ def copy_message(message_exchange: str, message_routing_key: str, header: bytes,
 
 def publish(vhost, message: Message, keys: list[str], reason: str, from_queue: str, deaths: list) -> int:
     """Route the dead-lettered copy ``message`` through its exchange (a
-    missing DLX drops it, as RabbitMQ does) with every key in ``keys``,
+    missing DLX drops it, as RabbitMQ does) with every key in ``keys``;
+    hold a copy at each delayed-message exchange on the way when it has an
+    ``x-delay`` (broker/delayed_routes.py; not counted in the result);
     drop it where it is a duplicate (x-message-deduplication exchange or
     queues, broker/deduplication.py), leave out the queues it would cycle
-    into (``deaths``: its x-death list, from ``copy_message``), persist it when persistent and routed to
-    a durable queue, and enqueue it. Returns the number of queues it
-    reached."""
+    into (``deaths``: its x-death list, from ``copy_message``), persist it
+    when persistent and routed to a durable queue, and enqueue it. Returns
+    the number of queues it reached."""
     exchange = vhost.exchanges.get(message.exchange)
     if exchange is None:
         log.debug("vhost '%s' queue '%s': dead-letter exchange '%s' missing, message dropped",
                   vhost.name, from_queue, message.exchange)
         return 0
-    queues = sender_selected.route(vhost, exchange, message, keys[1:])  # message.routing_key is keys[0]
+    held: list = []  # delayed-message exchanges on the way (broker/delayed_routes.py)
+    queues = sender_selected.route(vhost, exchange, message, keys[1:], held)  # message.routing_key is keys[0]
+    if held:
+        hold_copies(vhost, message, held)
     if queues or exchange.type_name == "x-message-deduplication":
         # the plugin's exchange route and queue decorator see dead-lettered copies like any publish
         queues = deduplication.filter_queues(vhost, exchange, message, queues)

@@ -9,7 +9,9 @@ never delayed twice), the publisher confirm is sent once it is stored (for a
 persistent message on a durable exchange: after the WAL fsync), and a
 mandatory publish gets basic.return 312 NO_ROUTE at once, because the
 plugin's ``route`` returns no queues for a delayed message (the plugin does
-not support mandatory; the message is still routed when due).
+not support mandatory; the message is still routed when due). A message
+that meets such an exchange on its way (e2e binding, alternate or
+dead-letter exchange) is held as a copy: broker/delayed_routes.py.
 
 Storage: a persistent message on a durable exchange is appended to the WAL
 as an ordinary MESSAGE record whose queue list is the one reserved holder

@@ -98,11 +98,14 @@ def extra_keys(message: "Message") -> list[str] | None:
     return (cc or []) + (bcc or [])
 
 
-def route(vhost: "VHost", exchange: "Exchange", message: "Message", keys: list[str]) -> list:
+def route(vhost: "VHost", exchange: "Exchange", message: "Message", keys: list[str],
+          held: list | None = None) -> list:
     """The queues ``message`` reaches through ``exchange`` with its own
-    routing key and each of ``keys``, each queue once, in order reached."""
+    routing key and each of ``keys``, each queue once, in order reached;
+    ``held`` as for ``VHost.route``."""
     if exchange.name != "":
-        out = route_message_keys(exchange, [message.routing_key, *keys], message.headers, vhost.exchanges.get)
+        out = route_message_keys(exchange, [message.routing_key, *keys], message.headers, vhost.exchanges.get,
+                                 held)
     else:
         out = []
         for key in [message.routing_key, *keys]:

@@ -45,15 +45,18 @@ class VHost:
         for exchange_name, cls in STANDARD_EXCHANGES:
             self.exchanges[exchange_name] = cls(exchange_name, durable=True)
 
-    def route(self, exchange: Exchange, message: "Message"):
-        """The queues ``message`` goes to (a collection, each queue once)."""
+    def route(self, exchange: Exchange, message: "Message", held: list | None = None):
+        """The queues ``message`` goes to (a collection, each queue once).
+        ``held``: a list to collect ``(delayed exchange, delay_ms)`` where
+        the message is to be held instead (broker/exchanges/routing.py);
+        None routes through delayed exchanges at once."""
         keys = sender_selected.extra_keys(message)  # CC/BCC headers: rabbitmq.com/sender-selected.html
         if keys is not None:
-            return sender_selected.route(self, exchange, message, keys)
+            return sender_selected.route(self, exchange, message, keys, held)
         if exchange.name == "":
             queue = self.queues.get(message.routing_key)
             return (queue,) if queue is not None else ()
-        return route_message(exchange, message.routing_key, message.headers, self.exchanges.get)
+        return route_message(exchange, message.routing_key, message.headers, self.exchanges.get, held)
 
     # ---- exchanges -------------------------------------------------------
 

@@ -70,6 +70,9 @@ class Exchange:
 
     type_name: ClassVar[str] = ""
     needs_headers: ClassVar[bool] = False
+    #: True for x-delayed-message: the route walk may hold a message there
+    #: (broker/exchanges/routing.py)
+    delays: ClassVar[bool] = False
 
     def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
                  internal: bool = False, arguments: dict | None = None) -> None:

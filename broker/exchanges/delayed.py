@@ -94,6 +94,7 @@ class DelayedMessageExchange(Exchange):
     use by the broker; None until then)."""
 
     type_name = "x-delayed-message"
+    delays = True
 
     def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
                  internal: bool = False, arguments: dict | None = None) -> None:

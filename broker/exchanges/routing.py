@@ -15,6 +15,14 @@ Rules are RabbitMQ's (rabbit_exchange:route/2, checked against RabbitMQ
   reached a queue; and an exchange whose only match is an e2e binding to an
   exchange that then matches nothing does *not* use its AE. AE chains are
   followed and share the visited set, so AE cycles end.
+* delayed-message exchange (rabbitmq-delayed-message-exchange,
+  rabbit_exchange_type_delayed_message:route/2, which rabbit_exchange:route
+  calls for every exchange on the path): when the caller passes a ``held``
+  list, an ``x-delayed-message`` exchange reached anywhere on the path by a
+  message whose ``x-delay`` asks for a delay is appended to it as
+  ``(exchange, delay_ms)`` and routes nothing now (no bindings, no AE: the
+  plugin's AE-at-once bug #36 is not copied). The caller holds a copy there
+  (broker/delayed_routes.py); it is routed from that exchange when due.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from broker.exchanges.base import Exchange
+from broker.exchanges.delayed import delay_of
 
 
 class _HeadersOnce:
@@ -44,7 +53,7 @@ class _HeadersOnce:
 
 def route_message(exchange: Exchange, routing_key: str,
                   get_headers: Callable[[], dict | None],
-                  lookup_exchange: Callable[[str], Exchange | None]) -> list:
+                  lookup_exchange: Callable[[str], Exchange | None], held: list | None = None) -> list:
     """Return the queues a message published to ``exchange`` reaches.
 
     ``get_headers()`` returns the message headers (or None); it is called
@@ -54,8 +63,14 @@ def route_message(exchange: Exchange, routing_key: str,
     then silently skipped, as in RabbitMQ). Destinations that are not
     ``Exchange`` instances are queues; each appears once in the returned
     list, in the order first reached (bindings in order, breadth first).
-    CC/BCC are the caller's business. Raises nothing of its own.
+    CC/BCC are the caller's business. ``held``: None routes through
+    delayed-message exchanges at once (callers that know no delay can be
+    asked: the publish cache, a held message falling due); a list collects
+    the delayed exchanges that hold the message instead (module docstring).
+    Raises nothing of its own.
     """
+    if held is not None and exchange.delays:
+        return _walk(exchange, None, (routing_key,), _HeadersOnce(get_headers), lookup_exchange, held)
     if exchange._fast:
         # The common case: one non-headers exchange without e2e bindings, so
         # the result is already duplicate-free and needs no bookkeeping.
@@ -71,20 +86,19 @@ def route_message(exchange: Exchange, routing_key: str,
             # a second headers exchange may follow on the path
             get_headers = _HeadersOnce(get_headers)
         dests = exchange.route(routing_key, get_headers)
-    return _walk(exchange, dests, (routing_key,), get_headers, lookup_exchange)
+    return _walk(exchange, dests, (routing_key,), get_headers, lookup_exchange, held)
 
 
 def route_message_keys(exchange: Exchange, routing_keys: list[str],
                        get_headers: Callable[[], dict | None],
-                       lookup_exchange: Callable[[str], Exchange | None]) -> list:
+                       lookup_exchange: Callable[[str], Exchange | None], held: list | None = None) -> list:
     """``route_message`` for a message with several routing keys (its own
     and its CC/BCC keys, rabbitmq.com/sender-selected.html): every exchange
     on the path matches its bindings against all of them, as RabbitMQ
     routes a message's routing-key list through exchange-to-exchange
-    bindings; each queue appears once."""
+    bindings; each queue appears once. ``held`` as for ``route_message``."""
     get_headers = _HeadersOnce(get_headers)
-    keys = tuple(routing_keys)
-    return _walk(exchange, _route_keys(exchange, keys, get_headers), keys, get_headers, lookup_exchange)
+    return _walk(exchange, None, tuple(routing_keys), get_headers, lookup_exchange, held)
 
 
 def _route_keys(x: Exchange, keys: tuple, get_headers) -> Collection:
@@ -97,9 +111,19 @@ def _route_keys(x: Exchange, keys: tuple, get_headers) -> Collection:
     return out
 
 
-def _walk(first: Exchange, first_dests: Collection, routing_keys: tuple,
+def _delay(x: Exchange, get_headers: Callable[[], dict | None]) -> int | None:
+    """The delay (ms) delayed exchange ``x`` holds the message for, or None."""
+    try:
+        return delay_of(get_headers())
+    except ValueError:  # malformed headers: the exchange routes as its type would
+        return None
+
+
+def _walk(first: Exchange, first_dests: Collection | None, routing_keys: tuple,
           get_headers: Callable[[], dict | None],
-          lookup_exchange: Callable[[str], Exchange | None]) -> list:
+          lookup_exchange: Callable[[str], Exchange | None], held: list | None = None) -> list:
+    """Breadth-first walk from ``first`` (whose own destinations are
+    ``first_dests``, or None to compute them here)."""
     result: list = []
     queues_seen: set = set()
     visited: set = {first}
@@ -108,7 +132,13 @@ def _walk(first: Exchange, first_dests: Collection, routing_keys: tuple,
     i = 0
     while i < len(work):
         x = work[i]
-        if i == 0:
+        i += 1
+        if held is not None and x.delays:
+            delay = _delay(x, get_headers)
+            if delay is not None:
+                held.append((x, delay))
+                continue
+        if i == 1 and first_dests is not None:
             dests = first_dests
         elif x.needs_headers:
             if headers_once is None:
@@ -116,7 +146,6 @@ def _walk(first: Exchange, first_dests: Collection, routing_keys: tuple,
             dests = _route_keys(x, routing_keys, headers_once)
         else:
             dests = _route_keys(x, routing_keys, get_headers)
-        i += 1
         if dests:
             for d in dests:
                 if isinstance(d, Exchange):

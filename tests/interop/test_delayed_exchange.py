@@ -14,25 +14,10 @@ import time
 import pika
 import pytest
 
+from tests.interop.delayed_helpers import declare_delayed as _delayed
+from tests.interop.delayed_helpers import delay_props as _props
+from tests.interop.delayed_helpers import wait_for as _wait
 from tests.interop.pika_helpers import channel_error, connection_error, drain, pika_connection
-
-
-def _delayed(ch, name, kind="direct", durable=False):
-    ch.exchange_declare(name, "x-delayed-message", durable=durable, arguments={"x-delayed-type": kind})
-
-
-def _props(delay, **kwargs):
-    return pika.BasicProperties(headers={"x-delay": delay}, **kwargs)
-
-
-def _wait(ch, queue, count, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    got = []
-    while len(got) < count and time.monotonic() < deadline:
-        got += drain(ch, queue)
-        if len(got) < count:
-            time.sleep(0.02)
-    return got
 
 
 def test_missing_delayed_type_is_refused(broker, unique):
