@@ -33,6 +33,9 @@ LIVE_RATIO = 0.5
 #: deliveries, confirms or due delayed messages meanwhile (bench/delayed_exchange.py:
 #: 8.6 s late at 1M waiting when it yielded only every 20,000 entries)
 SLICE = 0.002
+#: seconds it then pauses: at most a third of the loop's time goes to a pass
+#: (it may take longer; the WAL is bounded all the same, a pass later)
+PAUSE = 2 * SLICE
 #: index entries examined between two looks at the clock
 _CLOCK_EVERY = 128
 
@@ -56,8 +59,9 @@ async def compact(wal: WriteAheadLog, live: dict[int, tuple], ratio: float = LIV
     nothing was worth it). Copies each live message of the prefix to the
     head with only the queues it is still in, plus a DELIVERED record per
     queue where it is out for delivery, then deletes the prefix (the WAL
-    deletes only after the copies are fsynced). Yields to the event loop
-    after every ``SLICE`` seconds of work."""
+    deletes only after the copies are fsynced). Pauses ``PAUSE`` seconds
+    after every ``SLICE`` seconds of work, so deliveries, confirms and due
+    delayed messages keep most of the loop."""
     last = prefix_to_compact(wal.segment_usage(), ratio)
     if last is None:
         return 0
@@ -68,7 +72,7 @@ async def compact(wal: WriteAheadLog, live: dict[int, tuple], ratio: float = LIV
     until = clock() + SLICE
     for n, message_id in enumerate(list(live)):
         if not n % _CLOCK_EVERY and clock() > until:
-            await asyncio.sleep(0)
+            await asyncio.sleep(PAUSE)
             until = clock() + SLICE
         entry = live.get(message_id)
         if entry is not None and segment_of(entry[WHERE]) <= last:
