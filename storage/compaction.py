@@ -33,9 +33,15 @@ LIVE_RATIO = 0.5
 #: deliveries, confirms or due delayed messages meanwhile (bench/delayed_exchange.py:
 #: 8.6 s late at 1M waiting when it yielded only every 20,000 entries)
 SLICE = 0.002
-#: seconds it then pauses: at most a third of the loop's time goes to a pass
-#: (it may take longer; the WAL is bounded all the same, a pass later)
+#: seconds it then pauses, at least: at most a third of the loop's time
+#: goes to a pass (it may take longer; the WAL is bounded all the same, a
+#: pass later)
 PAUSE = 2 * SLICE
+#: a pause that ends this much later than asked means the loop is busy:
+#: the next pause doubles, up to MAX_PAUSE (a saturated broker gets ~2 % of
+#: its loop taken by compaction, not a third)
+BUSY_LATE = 0.002
+MAX_PAUSE = 0.1
 #: index entries examined between two looks at the clock
 _CLOCK_EVERY = 128
 
@@ -60,8 +66,9 @@ async def compact(wal: WriteAheadLog, live: dict[int, tuple], ratio: float = LIV
     head with only the queues it is still in, plus a DELIVERED record per
     queue where it is out for delivery, then deletes the prefix (the WAL
     deletes only after the copies are fsynced). Pauses ``PAUSE`` seconds
-    after every ``SLICE`` seconds of work, so deliveries, confirms and due
-    delayed messages keep most of the loop."""
+    (longer while the loop is busy, up to ``MAX_PAUSE``) after every
+    ``SLICE`` seconds of work, so deliveries, confirms and due delayed
+    messages keep most of the loop."""
     last = prefix_to_compact(wal.segment_usage(), ratio)
     if last is None:
         return 0
@@ -70,9 +77,13 @@ async def compact(wal: WriteAheadLog, live: dict[int, tuple], ratio: float = LIV
     copied = 0
     clock = time.monotonic
     until = clock() + SLICE
+    pause = PAUSE
     for n, message_id in enumerate(list(live)):
         if not n % _CLOCK_EVERY and clock() > until:
-            await asyncio.sleep(PAUSE)
+            asked = clock()
+            await asyncio.sleep(pause)
+            busy = clock() - asked - pause > BUSY_LATE
+            pause = min(MAX_PAUSE, pause * 2) if busy else max(PAUSE, pause / 2)
             until = clock() + SLICE
         entry = live.get(message_id)
         if entry is not None and segment_of(entry[WHERE]) <= last:

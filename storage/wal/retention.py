@@ -97,7 +97,10 @@ class SegmentRetention:
             self._deferred.setdefault(after_segment, []).append((segment, nbytes))
             return
         seg = self._segs.get(segment)
-        if seg is None:
+        if seg is None or seg.compacted:
+            # a compacted segment is deleted whatever its count says; the
+            # records released into it here were copied or are dead (e.g.
+            # ACKs deferred on an older segment of the same compacted prefix)
             return
         seg.live -= nbytes
         if seg.live < 0 and self._state == "open":
@@ -113,6 +116,7 @@ class SegmentRetention:
         seg = self._segs.get(segment)
         if seg is None or seg is self._cur or self._state != "open":
             raise WalError(f"cannot delete WAL segment {segment} (unknown, current, or log not open)")
+        seg.compacted = True
         seg.live = 0
         self._check_dead(seg)
 

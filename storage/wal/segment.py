@@ -156,10 +156,11 @@ class Segment:
     thread and, with fsync on, fsynced); [inflight_base, +len(inflight)) is
     being written by the I/O thread; [pending_base, +len(pending)) is
     still only in memory. ``end`` is the logical size. ``live`` counts the
-    bytes (header + payload) of records not yet declared dead."""
+    bytes (header + payload) of records not yet declared dead; a segment
+    that compaction deletes (``compacted``) stops counting them."""
 
     __slots__ = ("number", "path", "fd", "written", "end", "pending", "pending_base",
-                 "inflight", "inflight_base", "live", "records", "deleting")
+                 "inflight", "inflight_base", "live", "records", "deleting", "compacted")
 
     def __init__(self, number: int, path: str, fd: int | None, written: int):
         self.number = number
@@ -174,6 +175,8 @@ class Segment:
         self.live = 0
         self.records = 0
         self.deleting = False
+        #: deleted by compaction whatever its live bytes: releases no longer count
+        self.compacted = False
 
     def slice(self, offset: int, length: int) -> bytes | None:
         """Bytes [offset, offset+length) from the in-memory buffers, or

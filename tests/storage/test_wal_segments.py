@@ -163,3 +163,28 @@ async def test_release_during_replay_and_compaction_hooks(wal_dir):
     await settle(wal)
     assert victim not in wal.segments
     wal.close()
+
+
+async def test_compacting_a_prefix_releases_no_more_than_appended(wal_dir, caplog):
+    """Compaction deletes a prefix of segments whatever their live bytes;
+    an ACK in that prefix deferred on an older segment of the same prefix
+    is then released into a deleted segment: no "more bytes released than
+    appended" warning (it once flooded the log with one line per record,
+    stalling the loop for seconds after a large pass)."""
+    wal, _ = open_wal(wal_dir, segment_size=SEG)
+    msg = wal.append(MESSAGE, make_payload(0, 500))
+    fill(wal, 20, 1)
+    ack = wal.append(ACK, encode_ack(0, "q"))
+    fill(wal, 20, 100)                          # seals the ack's segment
+    await settle(wal)
+    assert msg.segment == 1 and wal.current_segment > ack.segment > 1
+    wal.release(ack, after_segment=msg.segment)
+    for number in list(wal.segments):
+        if number <= ack.segment:
+            wal.delete_segment(number)          # after copying their live records forward
+    with caplog.at_level("WARNING", "storage.wal"):
+        await settle(wal)
+        await settle(wal)
+    assert not [r for r in caplog.records if "more bytes released" in r.getMessage()]
+    assert all(number > ack.segment for number in wal.segments)
+    wal.close()
