@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 import broker.message
 from broker.exchanges.deduplication import positive_int
+from broker.message_headers import headers_or_none
 from protocol.hot_methods import delivery_mode
 from storage.live_index import queue_names
 from storage.wal import REASON_DEDUPLICATED
@@ -182,11 +183,8 @@ def _channels(queue: "Queue") -> set:
 
 
 def _header_key(message: "Message"):
-    try:
-        headers = message.headers()
-    except ValueError:
-        return None
-    if not headers:
+    headers = headers_or_none(message)
+    if headers is None:
         return None
     value = headers.get(HEADER)
     return None if value is None else key_of(value)

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 from broker import deduplication
 from broker.exchanges.delayed import MAX_DELAY_MS, delay_of
 from broker.message import Message
-from broker.message_headers import set_headers, signed_int_field, with_int_at
+from broker.message_headers import headers_or_none, set_headers, signed_int_field, with_int_at
 from broker.publish_outcome import answer_confirm, persist, return_unroutable
 from protocol.hot_methods import delivery_mode
 from storage.wal import REASON_ACKED, REASON_DELETED, now_ms
@@ -236,10 +236,7 @@ def hold(channel: "Channel", exchange: "DelayedMessageExchange", message: Messag
         delay = found[0] if 0 < found[0] <= MAX_DELAY_MS else None
         swap_at = found[1:]
     else:
-        try:
-            delay = delay_of(message.headers())
-        except ValueError:
-            return False
+        delay = delay_of(headers_or_none(message))
     if delay is None:
         return False
     vhost = channel.vhost

@@ -34,6 +34,17 @@ _LAYOUT = ((0x8000, "s"), (0x4000, "s"), (HEADERS, "t"), (0x1000, "o"), (0x0800,
            (0x0008, "s"), (0x0004, "s"))
 
 
+def headers_or_none(message: Message) -> dict | None:
+    """The ``headers`` table of ``message``, or None when it has none or its
+    properties do not decode (the features that look at a header then act
+    as if it were absent; a malformed header is the publisher's to answer
+    for, not theirs)."""
+    try:
+        return message.headers() or None
+    except ValueError:
+        return None
+
+
 def set_headers(message: Message, headers: dict | None) -> None:
     """Replace the ``headers`` property of ``message`` (None removes it, {}
     leaves an empty table, as RabbitMQ does when BCC was the only header)

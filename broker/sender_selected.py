@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from broker.exchanges.routing import route_message_keys
-from broker.message_headers import set_headers
+from broker.message_headers import headers_or_none, set_headers
 from protocol import reply_codes
 from protocol.errors import channel_error
 
@@ -80,11 +80,8 @@ def extra_keys(message: "Message") -> list[str] | None:
     error) for a CC or BCC header that is not an array."""
     if b"\x02CC" not in message.header and b"\x03BCC" not in message.header:
         return None
-    try:
-        headers = message.headers()
-    except ValueError:
-        return None
-    if not headers:
+    headers = headers_or_none(message)
+    if headers is None:
         return None
     cc = _keys("CC", headers.get("CC"))
     bcc = _keys("BCC", headers.get("BCC"))
