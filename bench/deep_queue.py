@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import re
 import shutil
@@ -39,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.amqp_client import Connection  # noqa: E402
 from bench.amqp_load import consume, publish_confirmed  # noqa: E402
+from bench.report import append_jsonl  # noqa: E402
 from tests.interop.server_process import BrokerProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "deep_queue.jsonl"
@@ -279,9 +279,7 @@ def main() -> int:
     r["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                  text=True).stdout.strip()
     print(summary(r))
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a") as f:
-        f.write(json.dumps(r) + "\n")
+    append_jsonl(args.results, [r])
     return 0 if r["ok"] else 1
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import random
 import shutil
@@ -50,6 +49,7 @@ from bench.amqp_client import FRAME_END, FRAME_HEAD, Connection  # noqa: E402
 from bench.amqp_load import _ACK_METHOD, _DELIVER_METHOD, _TAG_BITS, _read_confirms  # noqa: E402
 from bench.deep_queue import RssSampler, proc_memory  # noqa: E402
 from bench.profile_broker import ProfiledLeveret, print_profile  # noqa: E402
+from bench.report import append_jsonl  # noqa: E402
 from tests.interop.server_process import BrokerProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "delayed_exchange.jsonl"
@@ -225,9 +225,7 @@ def main() -> int:
     if args.profile:
         print_profile(args.profile, 30)
         return 0
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a") as f:
-        f.write(json.dumps(r) + "\n")
+    append_jsonl(args.results, [r])
     return 0 if r["ok"] else 1
 
 

@@ -149,7 +149,10 @@ def ceiling_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def append_jsonl(path: Path, rows: list[dict], meta: dict) -> None:
+def append_jsonl(path: Path, rows: list[dict], meta: dict | None = None) -> None:
+    """Append each of ``rows`` (with ``meta``'s keys first) to ``path`` as
+    one JSON line; creates the directory."""
+    meta = meta or {}
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         for row in rows:

@@ -52,6 +52,7 @@ from pamqp import commands  # noqa: E402
 from bench.amqp_client import Connection  # noqa: E402
 from bench.deep_queue import RssSampler  # noqa: E402
 from bench.profile_broker import ProfiledLeveret, print_profile  # noqa: E402
+from bench.report import append_jsonl  # noqa: E402
 from tests.interop.server_process import BrokerProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ttl_expiry.jsonl"
@@ -230,9 +231,7 @@ def main() -> int:
     if args.profile:
         print_profile(args.profile, 30)
         return 0
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as f:
-        f.write(json.dumps(result) + "\n")
+    append_jsonl(RESULTS, [result])
     return 1 if result["missing"] or result["early"] else 0
 
 
