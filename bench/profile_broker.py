@@ -16,11 +16,9 @@ import argparse
 import io
 import pstats
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from bench.run import PROFILES, summary_line  # noqa: E402
 from bench.scenarios import SCENARIOS  # noqa: E402
 from bench.scenarios.common import Ctx  # noqa: E402
-from tests.interop.server_process import free_port  # noqa: E402
+from tests.interop.server_process import free_port, stop_process, wait_listening  # noqa: E402
 
 
 class ProfiledLeveret:
@@ -55,25 +53,14 @@ class ProfiledLeveret:
                "--port", str(self.port), "--data-dir", str(self.tmp / "data"), "--fsync", "always",
                "--log-level", "warning", *self.extra_args]
         self.proc = subprocess.Popen(cmd, cwd=ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+        if wait_listening(self.proc, self.host, self.port, timeout):
+            return self
         self.stop()
         raise RuntimeError("profiled broker did not listen")
 
     def stop(self) -> None:
         """SIGTERM (cProfile writes its file on exit); SIGKILL after 60 s."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 60)
 
     kill = stop
 

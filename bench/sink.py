@@ -34,6 +34,8 @@ from pamqp import frame as pframe
 from pamqp import header as pheader
 from pamqp.body import ContentBody
 
+from tests.interop.server_process import free_port, stop_process, wait_listening
+
 FRAME_HEAD = struct.Struct(">BHI")
 PUBLISH = b"\x00\x3c\x00\x28"
 ACK_HEAD = struct.Struct(">BHI4sQB")       # frame head + basic.ack payload
@@ -203,7 +205,6 @@ class SinkProcess:
     deliveries it streams."""
 
     def __init__(self, size: int = 16):
-        from tests.interop.server_process import free_port
         self.host, self.port, self.size = "127.0.0.1", free_port(), size
         self.proc: subprocess.Popen | None = None
 
@@ -214,26 +215,15 @@ class SinkProcess:
     def start(self, timeout: float = 10.0) -> "SinkProcess":
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.sink", "--port", str(self.port),
                                       "--size", str(self.size)], cwd=ROOT, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sink exited with {self.proc.returncode}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+        if wait_listening(self.proc, self.host, self.port, timeout):
+            return self
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"sink exited with {self.proc.returncode}")
         self.stop()
         raise RuntimeError("sink did not listen")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 5)
 
 
 def main() -> None:

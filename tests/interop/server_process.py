@@ -25,6 +25,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float) -> bool:
+    """Poll until ``host:port`` accepts a TCP connection (True); False when
+    ``proc`` exits or ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float) -> int | None:
+    """SIGTERM ``proc`` if it runs, wait up to ``timeout`` seconds, then
+    SIGKILL it; returns its exit status (None: no process)."""
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 class BrokerProcess:
     """One broker process: ``start()``, ``stop()``, ``kill()``, ``restart()``.
 
@@ -57,29 +85,17 @@ class BrokerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+        if wait_listening(self.proc, self.host, self.port, timeout):
+            return self
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
         self.kill()
         raise RuntimeError(f"broker did not listen within {timeout}s:\n{self.log_text()[-3000:]}")
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM the process and wait for it; SIGKILL if it does not exit.
         Returns the exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return stop_process(self.proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL the process (crash simulation) and reap it."""
