@@ -71,14 +71,17 @@ def route(channel: "Channel", exchange, message: Message, mandatory: bool) -> bo
     if exchange.type_name == "x-delayed-message" and delayed_scheduler.hold(channel, exchange, message, mandatory):
         return False
     held: list = []
-    queues = channel.vhost.route(exchange, message, held)
-    persisted = hold_copies(channel.vhost, message, held) if held else False
-    if queues or exchange.type_name == "x-message-deduplication":  # broker/deduplication.py
-        queues = deduplication.filter_queues(channel.vhost, exchange, message, queues)
+    vhost = channel.vhost
+    queues = vhost.route(exchange, message, held)
+    if deduplication.exchange_duplicate(vhost, exchange, message):
+        queues = held = ()  # dropped whole, not held anywhere either
+    persisted = hold_copies(vhost, message, held) if held else False
+    if queues:
+        queues = deduplication.drop_queue_duplicates(vhost, message, queues)
     refused = False
     if queues:
         queues, refused = queue_limits.admit(queues, message)  # x-overflow reject-publish(-dlx)
-        if queues and persist(channel.vhost, message, queues):
+        if queues and persist(vhost, message, queues):
             persisted = True
         for queue in queues:
             queue.enqueue(message)

@@ -81,6 +81,10 @@ class Connection:
         self._needs_sync = False
         self._paused = False
         self._starved = False
+        #: True once a content header came in (this connection publishes):
+        #: broker.publish_flow may pause reading it
+        self.publisher = False
+        self._reading_paused = False
         self._last_recv = self._last_send = self.loop.time()
         self._timer = self.loop.call_later(config.handshake_timeout, self._handshake_timeout)
 
@@ -102,12 +106,14 @@ class Connection:
                 if channel is not None:
                     if frame_type == PUBLISH_RUN:
                         on_publish(channel, *payload)
+                        self.publisher = True
                     elif frame_type == 1:
                         channel.on_method_frame(payload)
                     elif frame_type == 3:
                         channel.on_body_frame(payload)
                     elif frame_type == 2:
                         channel.on_header_frame(payload)
+                        self.publisher = True
                     else:
                         raise connection_error(reply_codes.UNEXPECTED_FRAME, f"type 8 heartbeat on channel {number}")
                 elif frame_type == PUBLISH_RUN:
@@ -319,6 +325,22 @@ class Connection:
         self._write(b"".join(parts))
         if self._starved and not self._paused:
             self._resume_consumers()
+
+    def pause_reading(self) -> bool:
+        """Stop reading the socket (broker.publish_flow); True when it was
+        read until now."""
+        if self._reading_paused or self.transport.is_closing():
+            return False
+        self.transport.pause_reading()
+        self._reading_paused = True
+        return True
+
+    def resume_reading(self) -> None:
+        """Read the socket again after ``pause_reading``."""
+        if self._reading_paused:
+            self._reading_paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
 
     def pause_writing(self) -> None:
         self._paused = True

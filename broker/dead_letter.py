@@ -181,11 +181,13 @@ def publish(vhost, message: Message, keys: list[str], reason: str, from_queue: s
         return 0
     held: list = []  # delayed-message exchanges on the way (broker/delayed_routes.py)
     queues = sender_selected.route(vhost, exchange, message, keys[1:], held)  # message.routing_key is keys[0]
+    # the plugin's exchange route and queue decorator see dead-lettered copies like any publish
+    if deduplication.exchange_duplicate(vhost, exchange, message):
+        return 0
     if held:
         hold_copies(vhost, message, held)
-    if queues or exchange.type_name == "x-message-deduplication":
-        # the plugin's exchange route and queue decorator see dead-lettered copies like any publish
-        queues = deduplication.filter_queues(vhost, exchange, message, queues)
+    if queues:
+        queues = deduplication.drop_queue_duplicates(vhost, message, queues)
     if reason != REJECTED and queues:
         cycling = [q for q in queues if is_cycle(q.name, deaths)]
         for queue in cycling:

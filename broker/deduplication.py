@@ -121,7 +121,7 @@ class QueueDedup:
             if type(item) is int:
                 ids.append(abs(item))
             else:
-                messages.append(getattr(item, "message", item))
+                messages.append(broker.message.cold_message(item))
         for channel in _channels(queue):
             messages.extend(e.message for e, q, _c in channel.unacked.values() if q is queue)
         for message in messages:
@@ -157,7 +157,7 @@ class QueueDedup:
             if entry.message is not None and entry.message.id == message_id:  # None: expired
                 return True
         for item in queue.cold:
-            if (abs(item) if type(item) is int else getattr(item, "message", item).id) == message_id:
+            if broker.message.cold_message_id(item) == message_id:
                 return True
         for channel in _channels(queue):
             for entry, q, _c in channel.unacked.values():
@@ -203,20 +203,39 @@ def _record(vhost, message: "Message", holder: str) -> None:
 
 
 def filter_queues(vhost, exchange, message: "Message", queues):
-    """Publish hook (broker/basic_methods.route): the queues ``message`` is
-    to be enqueued on once duplicates are dropped, at the exchange (type
-    x-message-deduplication) and at each deduplicating queue."""
-    if exchange.type_name == "x-message-deduplication":
-        key = _header_key(message)
-        if key is not None:
-            if exchange.cache is None:
-                exchange.cache = DedupCache(exchange.cache_size, exchange.cache_ttl)
-            ttl = positive_int(message.headers().get("x-cache-ttl"))
-            if exchange.cache.seen(key, ttl):
-                log.debug("vhost '%s' exchange '%s': duplicate %r dropped", vhost.name, exchange.name, key)
-                if exchange.durable:
-                    _record(vhost, message, EXCHANGE_HOLDER + exchange.name)
-                return ()
+    """Publish hook (broker/delayed_scheduler.route_now): the queues
+    ``message`` is to be enqueued on once duplicates are dropped, at the
+    exchange (type x-message-deduplication) and at each deduplicating
+    queue."""
+    if exchange_duplicate(vhost, exchange, message):
+        return ()
+    return drop_queue_duplicates(vhost, message, queues)
+
+
+def exchange_duplicate(vhost, exchange, message: "Message") -> bool:
+    """True when ``exchange`` is of type x-message-deduplication and has
+    seen ``message``'s ``x-deduplication-header`` (the message is then
+    dropped whole, copies held at delayed exchanges on the way included,
+    and recorded when the exchange is durable); else remember the key."""
+    if exchange.type_name != "x-message-deduplication":
+        return False
+    key = _header_key(message)
+    if key is None:
+        return False
+    if exchange.cache is None:
+        exchange.cache = DedupCache(exchange.cache_size, exchange.cache_ttl)
+    ttl = positive_int(message.headers().get("x-cache-ttl"))
+    if not exchange.cache.seen(key, ttl):
+        return False
+    log.debug("vhost '%s' exchange '%s': duplicate %r dropped", vhost.name, exchange.name, key)
+    if exchange.durable:
+        _record(vhost, message, EXCHANGE_HOLDER + exchange.name)
+    return True
+
+
+def drop_queue_duplicates(vhost, message: "Message", queues):
+    """``queues`` without the deduplicating queues (argument
+    x-message-deduplication) that still hold a message with the same key."""
     kept = None
     for i, queue in enumerate(queues):
         if queue.arguments.get("x-message-deduplication") is not True:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from broker.delayed_scheduler import scheduler_for
 from broker.message import Message
+from broker.message_headers import headers_or_none, set_headers
 
 if TYPE_CHECKING:
     from broker.vhost import VHost
@@ -41,10 +42,18 @@ def hold_copies(vhost: "VHost", message: Message, held: list) -> bool:
     exchange and routing key, so basic.deliver names the exchange it was
     published (or dead-lettered) to, as in the plugin. Returns True when a
     copy was written to the WAL (a publisher confirm must wait for the
-    fsync)."""
+    fsync). The BCC keys, taken out of the headers at publish
+    (broker/sender_selected.py), are put back in the copy's: it is routed
+    with them when due (and they are taken out again then), across a
+    restart too, as the plugin keeps a held message's routing keys."""
     stored = False
+    header = message.header
+    if message.bcc:
+        with_bcc = Message(message.exchange, message.routing_key, header, message.body)
+        set_headers(with_bcc, {**(headers_or_none(message) or {}), "BCC": message.bcc})
+        header = with_bcc.header
     for exchange, delay in held:
-        copy = Message(message.exchange, message.routing_key, message.header, message.body)
+        copy = Message(message.exchange, message.routing_key, header, message.body)
         if scheduler_for(vhost, exchange).add(copy, delay):
             stored = True
         log.debug("vhost '%s' exchange '%s': message from exchange '%s' held for %d ms", vhost.name,

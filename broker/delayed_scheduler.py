@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from broker import deduplication
 from broker.exchanges.delayed import MAX_DELAY_MS, delay_of
-from broker.message import Message
+from broker.message import Message, from_cold, to_cold
 from broker.message_headers import headers_or_none, set_headers, signed_int_field, with_int_at
 from broker.publish_outcome import answer_confirm, persist, return_unroutable
 from protocol.hot_methods import delivery_mode
@@ -73,9 +73,11 @@ class DelayScheduler:
     """The messages one delayed exchange holds, by due time.
 
     ``heap``: ints ``due_ms << SHIFT | message_id``, smallest first (ties
-    in publish order). ``transient``: message id -> Message for held
-    messages that are not in the WAL. One timer (``loop.call_at``) is armed
-    for the head.
+    in publish order). ``transient``: message id -> the held messages that
+    are not in the WAL, as broker.message.to_cold tuples (which the garbage
+    collector does not walk) or Messages (with BCC keys). One timer
+    (``loop.call_at``) is armed for the head; when a full batch was due it
+    reports how late it is to the vhost's broker.publish_flow.PublishFlow.
     """
 
     def __init__(self, vhost: "VHost", exchange: "DelayedMessageExchange"):
@@ -88,7 +90,7 @@ class DelayScheduler:
         if len(self.holder.encode()) > 255:
             self.storage = None
         self.heap: list[int] = []
-        self.transient: dict[int, Message] = {}
+        self.transient: dict[int, tuple | Message] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = 0
 
@@ -114,7 +116,7 @@ class DelayScheduler:
                                          [self.holder], message.header, message.body)
             stored = True
         else:
-            self.transient[message.id] = message
+            self.transient[message.id] = to_cold(message)
         self.push(now_ms() + delay_ms, message.id)
         return stored
 
@@ -146,8 +148,12 @@ class DelayScheduler:
         limit = (now_ms() + 1) << SHIFT  # every key due by now is below it
         pop = heapq.heappop
         due = []
+        first = heap[0] >> SHIFT if heap else 0
         while heap and heap[0] < limit and len(due) < BATCH:
             due.append(pop(heap) & MASK)
+        flow = self.vhost.flow
+        if flow is not None:
+            flow.report(self, (limit >> SHIFT) - first if len(due) >= BATCH else 0)
         if due:
             self._route_batch(due)
         self._arm()
@@ -164,7 +170,7 @@ class DelayScheduler:
             message = transient.pop(message_id, None)
             try:
                 if message is not None:
-                    route_now(vhost, exchange, message)
+                    route_now(vhost, exchange, from_cold(message) if type(message) is tuple else message)
                     continue
                 try:
                     record = storage.read_message(message_id)
@@ -187,6 +193,8 @@ class DelayScheduler:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.vhost.flow is not None:
+            self.vhost.flow.forget(self)
         storage = self.vhost.storage
         for key in self.heap:
             message_id = key & MASK

@@ -105,8 +105,8 @@ class ExpiryIndex:
     """The deadlines of one queue's ready messages.
 
     ``deadlines``: message id -> deadline_ms; ``refs``: message id -> the
-    queue's QueuedMessage or Message when it holds the message in memory
-    (absent for a stored id: the body stays in the WAL); ``heap``: ints
+    queue's QueuedMessage, ``to_cold`` tuple or Message when it holds the
+    message in memory (absent for a stored id: the body stays in the WAL); ``heap``: ints
     ``deadline_ms << SHIFT | message_id``, smallest first. Only ints and
     references: no object per message that a full garbage collection would
     have to walk. ``on_expire(batch)`` is called with a
@@ -116,8 +116,10 @@ class ExpiryIndex:
     nothing for messages without.
     """
 
-    def __init__(self, on_expire: Callable[[list], None]):
+    def __init__(self, on_expire: Callable[[list], None], flow=None):
         self.on_expire = on_expire
+        #: broker.publish_flow.PublishFlow told how late this index is (None: nobody)
+        self.flow = flow
         self.heap: list[int] = []
         self.deadlines: dict[int, int] = {}
         self.refs: dict[int, object] = {}
@@ -152,6 +154,8 @@ class ExpiryIndex:
 
     def clear(self) -> None:
         """Forget everything and stop the timer (purge, delete)."""
+        if self.flow is not None:
+            self.flow.forget(self)
         self.heap.clear()
         self.deadlines.clear()
         self.refs.clear()
@@ -174,15 +178,21 @@ class ExpiryIndex:
         limit = (now_ms() + 1) << SHIFT  # every key with deadline <= now is below it
         pop = heapq.heappop
         batch = []
+        first = 0
         while heap and heap[0] < limit:
             key = pop(heap)
             message_id = key & MASK
             if deadlines.get(message_id) != key >> SHIFT:
                 continue  # stale: delivered, dropped or re-added since
             del deadlines[message_id]
+            if not batch:
+                first = key >> SHIFT
             batch.append((message_id, refs.pop(message_id, None)))
             if len(batch) >= BATCH:
                 break
+        if self.flow is not None:
+            # a full batch: more may be due; how late the oldest was
+            self.flow.report(self, (limit >> SHIFT) - first if len(batch) >= BATCH else 0)
         if batch:
             self.on_expire(batch)
         heap = self.heap  # add() may have rebuilt it

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from broker import consumer_selection, priority_ready
 from broker.delivery import deliver_batch
-from broker.message import Message, QueuedMessage
+from broker.message import Message, QueuedMessage, from_cold, to_cold
 from broker.queue_lifecycle import QueueLifecycle, lifecycle_for
 from storage.wal import REASON_ACKED, REASON_DELETED, REASON_PURGED
 
@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Ready messages a stored queue keeps in memory with their bodies. Behind
-#: them, persistent messages wait in ``Queue.cold`` as bare message ids and
-#: are read back from the WAL when the head gets there (issue 3: a deep
-#: queue must not hold every body in RAM).
+#: Ready messages a queue keeps as QueuedMessage objects. Behind them,
+#: persistent messages of a stored queue wait in ``Queue.cold`` as bare
+#: message ids and are read back from the WAL when the head gets there
+#: (issue 3: a deep queue must not hold every body in RAM); transient ones
+#: wait as tuples the garbage collector does not walk (broker.message.to_cold).
 HOT_LIMIT = 2048
 
 
@@ -31,9 +32,9 @@ class Queue:
 
     ``exclusive_owner`` is the owning connection of an exclusive queue (None
     otherwise). Ready messages sit in ``ready`` in delivery order, then (in a
-    stored queue deeper than HOT_LIMIT) in ``cold``: message ids of
-    persisted messages whose bodies stay in the WAL, or Message /
-    QueuedMessage objects for what cannot wait on disk (transient messages);
+    queue deeper than HOT_LIMIT, not a priority queue) in ``cold``: message ids of
+    persisted messages whose bodies stay in the WAL, ``to_cold`` tuples of
+    transient messages, or Message objects (a transient message with BCC keys);
     a negative id is a recovered message that comes back redelivered. Messages delivered but unacknowledged live in
     their channel, not here, and come back through ``requeue``. Deliveries
     happen in ``drain``, which gives each message to the next consumer
@@ -87,16 +88,18 @@ class Queue:
 
     def enqueue(self, message: Message) -> None:
         """Append a routed message; hand it straight to a consumer when the
-        queue has nothing else waiting. In a deep stored queue a persisted
-        message is kept as its id only (its body is in the WAL)."""
+        queue has nothing else waiting. In a deep queue a persisted
+        message is kept as its id only (its body is in the WAL), a transient
+        one as a ``to_cold`` tuple."""
         ready = self.ready
         lifecycle = self.lifecycle
         if lifecycle is None and message.header[12] & 0x01:  # expiration property (message_ttl.has_expiration)
             lifecycle = self.lifecycle = QueueLifecycle(self)
-        if self.cold or (self.stored and len(ready) >= HOT_LIMIT and not self.priorities):
-            self.cold.append(message.id if message.stored is not None else message)
+        if self.cold or (len(ready) >= HOT_LIMIT and not self.priorities):
+            item = message.id if message.stored is not None else to_cold(message)
+            self.cold.append(item)
             if lifecycle is not None:
-                lifecycle.enqueued(message, None)
+                lifecycle.enqueued(message, None if message.stored is not None else item)
             return
         self._next_seq += 1
         entry = QueuedMessage(message, self._next_seq)
@@ -149,6 +152,7 @@ class Queue:
         ids = [abs(item) for item in items if type(item) is int]
         stored = iter(self.vhost.storage.read_for_delivery(ids) if ids else ())
         ready = self.ready
+        lifecycle = self.lifecycle
         seq = self._next_seq
         for item in items:
             if type(item) is int:
@@ -156,6 +160,10 @@ class Queue:
                 message = Message(exchange, routing_key, header, body, abs(item), exchange_routing_key)
                 message.stored = True
                 entry = QueuedMessage(message, 0, item < 0)
+                if item < 0 and lifecycle is not None and not lifecycle.recovered_delivery(entry):
+                    continue
+            elif type(item) is tuple:
+                entry = QueuedMessage(from_cold(item), 0)
             elif type(item) is QueuedMessage:
                 entry = item
             else:

@@ -42,6 +42,8 @@ class VHost:
         #: basic.publish payload -> broker.publish_fast.Route; cleared on
         #: every change of exchanges, queues or bindings
         self.routes: dict = {}
+        #: broker.publish_flow.PublishFlow of the server (None outside one)
+        self.flow = None
         for exchange_name, cls in STANDARD_EXCHANGES:
             self.exchanges[exchange_name] = cls(exchange_name, durable=True)
 

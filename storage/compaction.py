@@ -60,11 +60,13 @@ def prefix_to_compact(usage: list[tuple[int, int, int]], ratio: float = LIVE_RAT
     return best
 
 
-async def compact(wal: WriteAheadLog, live: dict[int, tuple], ratio: float = LIVE_RATIO) -> int:
+async def compact(wal: WriteAheadLog, live: dict[int, tuple], ratio: float = LIVE_RATIO,
+                  delivery_counts: dict | None = None) -> int:
     """One compaction pass; returns the number of segments deleted (0 when
     nothing was worth it). Copies each live message of the prefix to the
     head with only the queues it is still in, plus a DELIVERED record per
-    queue where it is out for delivery, then deletes the prefix (the WAL
+    queue where it is out for delivery (with its count from
+    ``delivery_counts``: (message id, queue) -> count, 1 when absent), then deletes the prefix (the WAL
     deletes only after the copies are fsynced). Pauses ``PAUSE`` seconds
     (longer while the loop is busy, up to ``MAX_PAUSE``) after every
     ``SLICE`` seconds of work, so deliveries, confirms and due delayed
@@ -87,7 +89,7 @@ async def compact(wal: WriteAheadLog, live: dict[int, tuple], ratio: float = LIV
             until = clock() + SLICE
         entry = live.get(message_id)
         if entry is not None and segment_of(entry[WHERE]) <= last:
-            live[message_id] = _copy(wal, message_id, entry)
+            live[message_id] = _copy(wal, message_id, entry, delivery_counts or {})
             copied += 1
     present = set(wal.segments)
     for number in segments:
@@ -98,7 +100,7 @@ async def compact(wal: WriteAheadLog, live: dict[int, tuple], ratio: float = LIV
     return len(segments)
 
 
-def _copy(wal: WriteAheadLog, message_id: int, entry: tuple) -> tuple:
+def _copy(wal: WriteAheadLog, message_id: int, entry: tuple, delivery_counts: dict) -> tuple:
     """Append a copy of the message with the queues it is still in; returns
     its new index entry."""
     record = decode_message(wal.read(unpack_position(entry[WHERE])))
@@ -107,6 +109,7 @@ def _copy(wal: WriteAheadLog, message_id: int, entry: tuple) -> tuple:
                              record.header, record.body, at_ms=record.at_ms)
     where = pack_position(wal.append(MESSAGE, payload))
     for queue in entry[DELIVERED_IN] or ():
-        position = wal.append(DELIVERED, encode_delivered(message_id, queue, restated=True))
+        count = delivery_counts.get((message_id, queue), 1)
+        position = wal.append(DELIVERED, encode_delivered(message_id, queue, delivery_count=count, restated=True))
         wal.release(position, after_segment=segment_of(where))
     return moved(entry, where, names)

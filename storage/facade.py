@@ -71,6 +71,11 @@ class Storage:
         self.replayed: dict[int, object] = {}
         #: delivered/removed events waiting to be appended as one record per run
         self.events = QueueEventBuffer(self.wal)
+        #: (message id, queue) -> times handed out from that queue, for the
+        #: unsettled messages handed out more than once (once is what the
+        #: live index's delivered mark already says): x-delivery-count and
+        #: x-delivery-limit keep counting across a restart
+        self.delivery_counts: dict[tuple[int, str], int] = {}
 
     # ---- start and stop --------------------------------------------------
 
@@ -98,13 +103,16 @@ class Storage:
                 self._replay_message(message, position)
             elif record_type == ACK or record_type == DELIVERED:
                 event = decode_ack(payload) if record_type == ACK else decode_delivered(payload)
-                segment = self._replay_event(record_type == DELIVERED, event.message_id, event.queue)
+                segment = self._replay_event(record_type == DELIVERED, event.message_id, event.queue,
+                                             event.delivery_count)
                 release(position, after_segment=segment)
             elif record_type == ACK_MANY or record_type == DELIVERED_MANY:
                 delivered = record_type == DELIVERED_MANY
                 events = decode_delivered_many(payload) if delivered else decode_ack_many(payload)
                 queue = events.queue
-                segments = {self._replay_event(delivered, message_id, queue) for message_id in events.message_ids}
+                counts = events.delivery_counts or (0,) * len(events.message_ids)
+                segments = {self._replay_event(delivered, message_id, queue, count)
+                            for message_id, count in zip(events.message_ids, counts)}
                 segments.discard(None)
                 release_after(self.wal, position, segments)
             else:
@@ -116,17 +124,23 @@ class Storage:
         self.wal.release(self.wal.append(CHECKPOINT, STARTED))
         return Recovery(sorted(live), max_id, clean, result.segments, result.records, seconds)
 
-    def _replay_event(self, delivered: bool, message_id: int, queue: str) -> int | None:
-        """Apply one replayed DELIVERED (``delivered``) or ACK event to the
-        index; returns the segment of the message's record (None when the
-        message is not live), which the event's record must not outlive."""
+    def _replay_event(self, delivered: bool, message_id: int, queue: str, count: int) -> int | None:
+        """Apply one replayed DELIVERED (``delivered``, for the ``count``-th
+        time; 0: a restatement by compaction without a count) or ACK event
+        to the index; returns the segment of the message's record (None
+        when the message is not live), which the event's record must not
+        outlive."""
         live = self.live
         entry = live.get(message_id)
         if entry is None:
             return None
         if delivered:
             live[message_id] = with_delivered(entry, queue)
+            if count > 1:
+                self.delivery_counts[(message_id, queue)] = count
         else:
+            if self.delivery_counts:
+                self.delivery_counts.pop((message_id, queue), None)
             left = without_queue(entry, queue)
             if left is None:
                 self.wal.release(unpack_position(entry[WHERE]))
@@ -212,7 +226,15 @@ class Storage:
         delivered = entry[3]
         if delivered is None or queue not in delivered:
             self.live[message_id] = with_delivered(entry, queue)
+        if delivery_count > 1:
+            self.delivery_counts[(message_id, queue)] = delivery_count
         self.events.delivered(message_id, entry[0] >> 64, queue, consumer_tag, delivery_count)
+
+    def delivery_count(self, message_id: int, queue: str) -> int:
+        """How many times the unsettled message was handed out from
+        ``queue`` (at least 1: call it for a message that comes back
+        redelivered)."""
+        return self.delivery_counts.get((message_id, queue), 1)
 
     def record_requeued(self, message_id: int, queue: str) -> None:
         """The message went back to the ready list of ``queue`` (history for
@@ -230,6 +252,8 @@ class Storage:
         queue its WAL record is dead. The ACK record is appended with the
         other events of this loop pass; losing it in a crash means a
         redelivery, never a loss."""
+        if self.delivery_counts:
+            self.delivery_counts.pop((message_id, queue), None)
         live = self.live
         entry = live.get(message_id)
         if entry is None:
@@ -259,7 +283,7 @@ class Storage:
         """One WAL compaction pass (storage/compaction.py); returns the
         number of segments deleted."""
         self.events.flush()
-        return await compaction.compact(self.wal, self.live)
+        return await compaction.compact(self.wal, self.live, delivery_counts=self.delivery_counts)
 
     async def sync(self) -> None:
         """Wait until everything recorded so far is fsynced (raises WalError

@@ -161,3 +161,42 @@ def test_held_on_the_way_survives_restart(fresh_broker, unique):
         assert [(x[2], x[1].headers, x[1].delivery_mode) for x in got] == [(b"p", {"x-delay": -3000}, 2)]
         time.sleep(0.5)
         assert drain(ch, queue) == []
+
+
+def test_bcc_keys_of_a_copy_held_on_the_way_route_it_when_due(ch, unique):
+    """BCC is taken out of the headers at publish, but the held copy still
+    routes with it when due (the plugin keeps a held message's routing
+    keys), and arrives without it."""
+    source, delayed = unique("src"), unique("dx")
+    ch.exchange_declare(source, "fanout")
+    _delayed(ch, delayed, "direct")
+    ch.exchange_bind(delayed, source)
+    by_key, by_bcc = _queue(ch, unique), _queue(ch, unique)
+    ch.queue_bind(by_key, delayed, "main")
+    ch.queue_bind(by_bcc, delayed, "hidden")
+    ch.basic_publish(source, "main", b"m", pika.BasicProperties(headers={"x-delay": 300, "BCC": ["hidden"]}))
+    assert [x[2] for x in _wait(ch, by_key, 1)] == [b"m"]
+    [(method, props, body)] = _wait(ch, by_bcc, 1)
+    assert body == b"m" and props.headers == {"x-delay": -300}
+    assert method.routing_key == "main"
+    ch.exchange_delete(source)
+    ch.exchange_delete(delayed)
+
+
+def test_a_duplicate_dropped_by_a_deduplication_exchange_is_not_held(ch, unique):
+    """The deduplication exchange drops a duplicate whole: the copy it would
+    have sent on to a delayed exchange is not held either."""
+    source, delayed = unique("dedup"), unique("dx")
+    ch.exchange_declare(source, "x-message-deduplication", arguments={"x-cache-size": 10})
+    _delayed(ch, delayed, "fanout")
+    ch.exchange_bind(delayed, source)
+    queue = _queue(ch, unique)
+    ch.queue_bind(queue, delayed)
+    for body in (b"first", b"again"):
+        ch.basic_publish(source, "", body, pika.BasicProperties(
+            headers={"x-delay": 200, "x-deduplication-header": "same"}))
+    assert [x[2] for x in _wait(ch, queue, 1)] == [b"first"]
+    time.sleep(0.4)
+    assert drain(ch, queue) == []
+    ch.exchange_delete(source)
+    ch.exchange_delete(delayed)

@@ -67,3 +67,55 @@ def test_a_crash_counts_as_a_return(fresh_broker, unique):
         ch.basic_nack(method.delivery_tag, requeue=True)  # second return > limit 1
         wait_until(lambda: count(ch, dlq) == 1)
         assert count(ch, source) == 0
+
+
+def _deliveries_then_kill(proc, source: str, dlq: str, limit: int, returns: int) -> list:
+    """A persistent message in a durable queue with ``x-delivery-limit``
+    ``limit``, nacked back ``returns`` times, then delivered once more and
+    left unacknowledged when the broker is SIGKILLed; returns the
+    x-delivery-count headers seen."""
+    seen = []
+    conn = connect(proc)
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        dead_letter_setup(ch, source, dlq, durable=True, **{"x-delivery-limit": limit})
+        ch.basic_publish("", source, b"p", pika.BasicProperties(delivery_mode=PERSISTENT))
+        for i in range(returns + 1):
+            method, props, _body = wait_until(lambda: (lambda r: r if r[0] else None)(ch.basic_get(source)))
+            seen.append((props.headers or {}).get("x-delivery-count"))
+            if i < returns:
+                ch.basic_nack(method.delivery_tag, requeue=True)
+        proc.kill()  # with the connection open: closing it would return the message first
+    finally:
+        try:
+            conn.close()
+        except pika.exceptions.AMQPError:
+            pass
+    proc.start()
+    return seen
+
+
+def test_the_delivery_count_survives_a_restart(fresh_broker, unique):
+    proc = fresh_broker()
+    source, dlq = unique("src"), unique("dlq")
+    assert _deliveries_then_kill(proc, source, dlq, limit=3, returns=2) == [None, 1, 2]
+    with connect(proc) as conn:
+        ch = conn.channel()
+        method, props, _body = ch.basic_get(source)
+        assert method.redelivered and props.headers["x-delivery-count"] == 3  # the crash was a return
+        ch.basic_nack(method.delivery_tag, requeue=True)  # fourth return > limit 3
+        wait_until(lambda: count(ch, dlq) == 1)
+        assert count(ch, source) == 0
+
+
+def test_past_the_limit_at_restart_it_is_dead_lettered(fresh_broker, unique):
+    proc = fresh_broker()
+    source, dlq = unique("src"), unique("dlq")
+    assert _deliveries_then_kill(proc, source, dlq, limit=1, returns=1) == [None, 1]
+    with connect(proc) as conn:
+        ch = conn.channel()
+        assert ch.basic_get(source)[0] is None  # second return (the crash) > limit 1
+        wait_until(lambda: count(ch, dlq) == 1)
+        [(body, props, _m)] = get_all(ch, dlq)
+        assert body == b"p" and props.headers["x-death"][0]["reason"] == "delivery_limit"

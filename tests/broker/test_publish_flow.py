@@ -1,0 +1,67 @@
+"""Unit tests of broker/publish_flow.py on a real event loop: publishing
+connections are paused while a timer reports it is late, and read again
+when it catches up or after MAX_PAUSE_S. The connections are stand-ins
+that record the calls broker.connection.Connection receives."""
+
+from __future__ import annotations
+
+import asyncio
+
+from broker import publish_flow
+from broker.publish_flow import LATE_MS, PublishFlow
+
+
+class Recorded:
+    """What PublishFlow calls on a connection, recorded."""
+
+    def __init__(self, publisher: bool):
+        self.publisher = publisher
+        self.reading = True
+
+    def pause_reading(self) -> bool:
+        was, self.reading = self.reading, False
+        return was
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+def test_late_timer_pauses_publishers_only_until_it_catches_up():
+    async def scenario():
+        publisher, consumer = Recorded(True), Recorded(False)
+        flow = PublishFlow({publisher, consumer})
+        flow.report("timer", LATE_MS - 1)
+        not_late = publisher.reading
+        flow.report("timer", LATE_MS + 5)
+        paused = (publisher.reading, consumer.reading)
+        flow.report("other", LATE_MS + 5)
+        flow.report("timer", 0)
+        still = publisher.reading  # "other" is still late
+        flow.report("other", 0)
+        return not_late, paused, still, publisher.reading, flow.pauses
+    not_late, paused, still, resumed, pauses = asyncio.run(scenario())
+    assert not_late
+    assert paused == (False, True)
+    assert not still and resumed
+    assert pauses == 1
+
+
+def test_a_pause_ends_after_max_pause_then_publishers_are_read_a_while(monkeypatch):
+    monkeypatch.setattr(publish_flow, "MAX_PAUSE_S", 0.05)
+    monkeypatch.setattr(publish_flow, "MIN_READ_S", 0.1)
+
+    async def scenario():
+        publisher = Recorded(True)
+        flow = PublishFlow({publisher})
+        flow.report("timer", 1000)
+        paused = publisher.reading
+        await asyncio.sleep(0.08)  # still late, but MAX_PAUSE_S passed
+        after_max = publisher.reading
+        flow.report("timer", 1000)
+        within_min_read = publisher.reading
+        await asyncio.sleep(0.1)
+        flow.report("timer", 1000)
+        return paused, after_max, within_min_read, publisher.reading, flow.pauses
+    paused, after_max, within_min_read, again, pauses = asyncio.run(scenario())
+    assert not paused and after_max and within_min_read
+    assert not again and pauses == 2
