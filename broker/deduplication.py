@@ -10,8 +10,8 @@ never a duplicate).
   publish gets basic.return 312 NO_ROUTE (the plugin's ``route`` returns no
   queues), a confirming publisher gets basic.ack. ``DedupCache``: at most
   ``x-cache-size`` values, the oldest evicted first, expired values dropped
-  when looked up. The cache is in memory (``x-cache-persistence=disk`` is
-  accepted but the cache starts empty after a restart).
+  when looked up. With ``x-cache-persistence=disk`` on a durable exchange
+  the cache survives a restart (broker/dedup_journal.py).
 * Queue level (queue argument ``x-message-deduplication`` = true): a
   message is not enqueued when a message with the same header value is
   still in the queue (ready or unacknowledged). ``QueueDedup`` maps each
@@ -30,6 +30,7 @@ record of reason REASON_DEDUPLICATED ("deduplicated") naming the queue, or
 
 from __future__ import annotations
 
+import ast
 import logging
 import time
 import weakref
@@ -75,11 +76,14 @@ def key_of(value):
 
 class DedupCache:
     """Header values seen by one exchange: at most ``size`` of them (the
-    oldest inserted goes first), each until its TTL (ms; None: no expiry)."""
+    oldest inserted goes first), each until its TTL (ms; None: no expiry).
+    ``on_insert(key, expires_ms)`` (optional) is told each value taken,
+    with its expiry in ms since the Unix epoch (None: never)."""
 
-    def __init__(self, size: int, ttl_ms: int | None = None):
+    def __init__(self, size: int, ttl_ms: int | None = None, on_insert=None):
         self.size = size
         self.ttl_ms = ttl_ms
+        self.on_insert = on_insert
         self._entries: OrderedDict = OrderedDict()  # key -> expiry (monotonic s) or None
 
     def __len__(self) -> int:
@@ -99,7 +103,50 @@ class DedupCache:
         entries[key] = now + ttl / 1000.0 if ttl else None
         if len(entries) > self.size:
             entries.popitem(last=False)
+        if self.on_insert is not None:
+            self.on_insert(key, time.time_ns() // 1_000_000 + ttl if ttl else None)
         return False
+
+    def restore(self, saved: list[tuple[str, int | None]]) -> int:
+        """Take back values saved by broker/dedup_journal.py (``(repr of
+        the value, expires_ms or None)``, oldest first), leaving out the
+        expired ones and any that cannot be read back; returns how many."""
+        now_wall, now = time.time_ns() // 1_000_000, time.monotonic()
+        entries = self._entries
+        for text, expires_ms in saved:
+            if expires_ms is not None and expires_ms <= now_wall:
+                continue
+            try:
+                key = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                continue
+            entries.pop(key, None)
+            entries[key] = None if expires_ms is None else now + (expires_ms - now_wall) / 1000.0
+        while len(entries) > self.size:
+            entries.popitem(last=False)
+        return len(entries)
+
+
+def cache_for(vhost, exchange) -> DedupCache:
+    """The cache of the deduplication ``exchange``, created on first use;
+    saved to disk (``vhost.dedup_journal``) when the exchange is durable
+    with ``x-cache-persistence`` = ``disk``."""
+    cache = exchange.cache
+    if cache is None:
+        journal = getattr(vhost, "dedup_journal", None)
+        saved = journal is not None and exchange.durable and exchange.cache_persistence == "disk"
+        cache = exchange.cache = DedupCache(exchange.cache_size, exchange.cache_ttl,
+                                            _saver(journal, vhost.name, exchange) if saved else None)
+    return cache
+
+
+def _saver(journal, vhost_name: str, exchange):
+    """The ``on_insert`` of a cache saved by ``journal``."""
+    name, size = exchange.name, exchange.cache_size
+
+    def on_insert(key, expires_ms):
+        journal.add(vhost_name, name, repr(key), expires_ms, size)
+    return on_insert
 
 
 class QueueDedup:
@@ -222,10 +269,8 @@ def exchange_duplicate(vhost, exchange, message: "Message") -> bool:
     key = _header_key(message)
     if key is None:
         return False
-    if exchange.cache is None:
-        exchange.cache = DedupCache(exchange.cache_size, exchange.cache_ttl)
     ttl = positive_int(message.headers().get("x-cache-ttl"))
-    if not exchange.cache.seen(key, ttl):
+    if not cache_for(vhost, exchange).seen(key, ttl):
         return False
     log.debug("vhost '%s' exchange '%s': duplicate %r dropped", vhost.name, exchange.name, key)
     if exchange.durable:

@@ -11,11 +11,16 @@ import logging
 import platform
 import signal
 
+import aiosqlite
+
 from broker import __version__
 from broker.cli import LOG_FORMAT
 from broker.config import Config
 from broker.transport import AMQPProtocol
 from broker.recovery import recover
+from broker.dedup_journal import FILE_NAME as DEDUP_FILE
+from broker.dedup_journal import DedupJournal
+from broker.deduplication import cache_for
 from broker.publish_flow import PublishFlow
 from broker.vhost import VHost
 from protocol import reply_codes
@@ -80,6 +85,7 @@ class Server:
         self._listener: asyncio.base_events.Server | None = None
         self._compactor: asyncio.Task | None = None
         self.mirror: MirrorSupervisor | None = None
+        self.dedup_journal: DedupJournal | None = None
 
     def authenticate(self, username: str, password: str) -> bool:
         """True when the password matches the user's (constant-time compare)."""
@@ -120,6 +126,7 @@ class Server:
                 gc.freeze()
                 gc.set_threshold(*GC_THRESHOLDS)
                 gc.enable()
+            await self._open_dedup_journal()
             # started once recovery has cut any damaged WAL tail, so the
             # process only ever reads a WAL that the broker has checked
             await self._start_mirror()
@@ -135,6 +142,32 @@ class Server:
         self._compactor = loop.create_task(self._compact_forever())
         log.info("Leveret %s listening on %s:%d (AMQP 0-9-1), data dir %s", __version__, self.config.host,
                  self.config.port, self.config.data_dir.resolve())
+
+    async def _open_dedup_journal(self) -> None:
+        """Give the disk-persisted deduplication caches (x-cache-persistence
+        disk, broker/dedup_journal.py) back to their exchanges, and forget
+        those of exchanges that are gone. A file that cannot be used is
+        logged and the caches start empty."""
+        journal = DedupJournal(self.config.data_dir / DEDUP_FILE)
+        try:
+            saved = await journal.open()
+        except (aiosqlite.Error, OSError) as exc:
+            log.error("deduplication caches on disk cannot be used (%s): they start empty", exc)
+            await journal.close()
+            return
+        for (vhost_name, name), values in saved.items():
+            vhost = self.vhosts.get(vhost_name)
+            exchange = vhost.exchanges.get(name) if vhost is not None else None
+            if (exchange is None or exchange.type_name != "x-message-deduplication" or not exchange.durable
+                    or exchange.cache_persistence != "disk"):
+                journal.forget(vhost_name, name)
+                continue
+            vhost.dedup_journal = journal
+            kept = cache_for(vhost, exchange).restore(values)
+            log.info("vhost '%s' exchange '%s': %d deduplication values restored", vhost_name, name, kept)
+        for vhost in self.vhosts.values():
+            vhost.dedup_journal = journal
+        self.dedup_journal = journal
 
     async def _compact_forever(self) -> None:
         """WAL compaction every ``config.compact_interval`` seconds."""
@@ -201,6 +234,8 @@ class Server:
             self.storage.close()
         finally:
             await self._stop_mirror()
+            if self.dedup_journal is not None:
+                await self.dedup_journal.close()
         log.info("stopped")
 
 

@@ -44,6 +44,8 @@ class VHost:
         self.routes: dict = {}
         #: broker.publish_flow.PublishFlow of the server (None outside one)
         self.flow = None
+        #: broker.dedup_journal.DedupJournal of the server (None outside one)
+        self.dedup_journal = None
         for exchange_name, cls in STANDARD_EXCHANGES:
             self.exchanges[exchange_name] = cls(exchange_name, durable=True)
 
@@ -94,6 +96,8 @@ class VHost:
         self.routes.clear()
         if getattr(exchange, "held", None) is not None:  # x-delayed-message (broker/delayed_scheduler.py)
             exchange.held.close()
+        if getattr(exchange, "cache_persistence", None) == "disk" and self.dedup_journal is not None:
+            self.dedup_journal.forget(self.name, exchange.name)  # broker/dedup_journal.py
         if self.storage is not None and _stored(exchange):
             self.storage.topology.delete_exchange(self.name, exchange.name)
         for other in list(self.exchanges.values()):

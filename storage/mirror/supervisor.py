@@ -97,6 +97,11 @@ class MirrorSupervisor:
             self.wal.set_deletion_floor(None)
             raise
         self.wal.on_durable = self.durable
+        end = self.wal.durable_end()
+        if end is not None:
+            # what became durable before the hook (a sync while the broker
+            # was still starting) is not reported again
+            self.durable(*end)
         self._watch = asyncio.create_task(self._watch_forever(), name="leveret-mirror-watch")
 
     async def _spawn(self) -> None:

@@ -457,6 +457,16 @@ class WriteAheadLog(SegmentRetention):
         """Numbers of the live (not deleted) segments, ascending."""
         return sorted(self._segs)
 
+    def durable_end(self) -> tuple[int, int] | None:
+        """(segment number, byte offset) of the end of the newest segment
+        holding durable records, as ``on_durable`` reports it; None while
+        no segment holds any."""
+        for number in sorted(self._segs, reverse=True):
+            seg = self._segs[number]
+            if seg.written:
+                return number, seg.written
+        return None
+
     @property
     def current_segment(self) -> int | None:
         """Number of the segment appends go to (None until open)."""

@@ -40,6 +40,22 @@ async def test_append_read_across_rollover(wal_dir):
     wal.close()
 
 
+async def test_durable_end_is_what_on_durable_reported_and_survives_a_reopen(wal_dir):
+    wal, _ = open_wal(wal_dir, segment_size=4096)
+    assert wal.durable_end() is None
+    reported = []
+    wal.on_durable = lambda segment, end: reported.append((segment, end))
+    position = [wal.append(TOPOLOGY, make_payload(i)) for i in range(60)][-1]
+    assert wal.durable_end() is None  # appended, not yet written
+    await wal.sync()
+    assert wal.durable_end() == reported[-1] == (position.segment, wal.durable_end()[1])
+    assert wal.durable_end()[1] >= position.offset + position.length
+    wal.close()
+    again, _ = open_wal(wal_dir, segment_size=4096)
+    assert again.durable_end() == reported[-1]
+    again.close()
+
+
 async def test_oversized_record_gets_own_segment(wal_dir):
     wal, _ = open_wal(wal_dir, segment_size=1024)
     small = wal.append(TOPOLOGY, b"a" * 100)
