@@ -253,26 +253,18 @@ class QueueLifecycle:
         messages were ready. (A stored body is read with one pread each:
         deadline order is not WAL order, so ``Storage.read_messages`` would
         find nothing to merge.)"""
-        import time as _t; _t0 = _t.perf_counter(); _dt = 0.0
         hide, dead = self.hide, self._dead
         for mid, ref in batch:
             hide(mid)
             kind = type(ref)
             if kind is QueuedMessage:
                 ref = self.expired.bury(ref, mid)
-            elif kind is tuple:
+            else:  # waiting in ``cold``: a to_cold tuple, a Message, or a stored id (None)
                 self.expired.mark_cold(mid)
-                ref = from_cold(ref)
-            elif kind is Message:
-                self.expired.mark_cold(mid)
-            _t1 = _t.perf_counter()
+                if kind is tuple:
+                    ref = from_cold(ref)
             dead(mid, ref, dead_letter.EXPIRED, REASON_EXPIRED)
-            _dt = max(_dt, _t.perf_counter() - _t1)
-        _t2 = _t.perf_counter()
         self.expired.compact()
-        _t3 = _t.perf_counter()
-        if _t3 - _t0 > 0.02:
-            log.warning("PROBE expired batch %d: total %.1f ms, max dead %.1f ms, compact %.1f ms, cold %d", len(batch), (_t3-_t0)*1000, _dt*1000, (_t3-_t2)*1000, len(self.queue.cold))
 
     def _drop_heads(self) -> None:
         """drop-head overflow: drop or dead-letter the oldest ready messages

@@ -11,9 +11,11 @@ from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
 from broker import cold_compaction
+from broker.expired_in_place import COMPACT_AFTER
 from broker.message import Message, from_cold, to_cold
 from broker.queue import HOT_LIMIT, Queue
 from broker.vhost import VHost
+from storage import Storage
 
 PLAIN = ContentHeader(0, 1, Basic.Properties()).marshal()
 SHORT = ContentHeader(0, 1, Basic.Properties(expiration="20")).marshal()
@@ -122,3 +124,53 @@ def test_a_rebuild_stops_when_the_head_is_taken():
     assert stopped
     assert queue.message_count == len(live) - len(taken)
     assert taken + _bodies(queue) == live
+
+
+def test_expired_stored_ids_leave_cold_of_a_durable_queue_nobody_consumes(tmp_path):
+    """A durable queue with a TTL and no consumer: its persistent messages
+    wait in ``cold`` as ids; once expired they are dropped by the rebuild,
+    ids and marks, and their WAL records are closed."""
+    async def scenario():
+        storage = Storage(tmp_path / "data")
+        storage.open()
+        queue = Queue(VHost("/", storage), "durable", durable=True, arguments={"x-message-ttl": 20})
+        persistent = ContentHeader(0, 1, Basic.Properties(delivery_mode=2)).marshal()
+        for i in range(HOT_LIMIT + 10_000):
+            message = _message(b"%d" % i, persistent)
+            storage.persist_message(message.id, "/", "ex", "rk", ["durable"], message.header, message.body)
+            message.stored = True
+            queue.enqueue(message)
+        cold_before = len(queue.cold)
+        expired = queue.lifecycle.expired
+        await _until(lambda: len(queue.lifecycle.index) == 0 and expired.cold_compaction is None
+                     and len(queue.cold) < cold_before)
+        await storage.sync()
+        shape = cold_before, len(queue.cold), len(expired.ids) - expired.tombstones, queue.message_count
+        live = len(storage.live)
+        storage.close()
+        return shape, live
+    (cold_before, cold_after, marks, count), live = asyncio.run(scenario())
+    # what expired after the rebuild passed it waits for the next one (at
+    # most COMPACT_AFTER items, each still counted out of message_count)
+    assert cold_before == 10_000 and cold_after <= COMPACT_AFTER and marks == cold_after
+    assert count == 0 and live == 0
+
+
+def test_marks_of_messages_refilled_into_ready_stop_counting_against_cold():
+    """A message that moved from cold to ready and expired there is marked
+    as if in cold (its index entry still names its cold item); when the
+    head passes it, the mark goes, so cold is not rebuilt for nothing."""
+    async def scenario():
+        queue = Queue(VHost("/"), "q")
+        for i in range(HOT_LIMIT + 100):
+            queue.enqueue(_message(b"%d" % i, SHORT))
+        for _ in range(HOT_LIMIT + 1):  # the last get refills the 100 from cold
+            queue.delivered(queue.get(), "", True)  # as basic.get with no-ack
+        expired = queue.lifecycle.expired
+        await _until(lambda: len(queue.lifecycle.index) == 0)
+        marked = len(expired.in_cold)
+        left = queue.get()
+        return marked, left, len(expired.in_cold), len(expired.ids)
+    marked, left, in_cold, ids = asyncio.run(scenario())
+    assert marked == 99 and left is None
+    assert in_cold == 0 and ids == 0
