@@ -156,10 +156,9 @@ def test_expired_stored_ids_leave_cold_of_a_durable_queue_nobody_consumes(tmp_pa
     assert count == 0 and live == 0
 
 
-def test_marks_of_messages_refilled_into_ready_stop_counting_against_cold():
-    """A message that moved from cold to ready and expired there is marked
-    as if in cold (its index entry still names its cold item); when the
-    head passes it, the mark goes, so cold is not rebuilt for nothing."""
+def test_messages_refilled_into_ready_expire_there_as_tombstones():
+    """A message that moved from cold to ready and expires there is buried
+    in ready (its body freed at once), not marked as if still in cold."""
     async def scenario():
         queue = Queue(VHost("/"), "q")
         for i in range(HOT_LIMIT + 100):
@@ -168,9 +167,9 @@ def test_marks_of_messages_refilled_into_ready_stop_counting_against_cold():
             queue.delivered(queue.get(), "", True)  # as basic.get with no-ack
         expired = queue.lifecycle.expired
         await _until(lambda: len(queue.lifecycle.index) == 0)
-        marked = len(expired.in_cold)
+        state = len(expired.in_cold), expired.tombstones, queue.message_count
         left = queue.get()
-        return marked, left, len(expired.in_cold), len(expired.ids)
-    marked, left, in_cold, ids = asyncio.run(scenario())
-    assert marked == 99 and left is None
-    assert in_cold == 0 and ids == 0
+        return state, left, len(expired.ids)
+    (in_cold, tombstones, count), left, ids = asyncio.run(scenario())
+    assert (in_cold, tombstones, count) == (0, 99, 0)
+    assert left is None and ids == 0
