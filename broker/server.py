@@ -45,17 +45,6 @@ GC_THRESHOLDS = (700, 10, 100)
 
 #: seconds a shutdown waits for clients to answer connection.close
 SHUTDOWN_GRACE = 3.0
-#: cyclic garbage collector thresholds (gen0 allocations, gen1 and gen2
-#: collections). A full (gen2) collection walks every element of every
-#: tracked container: with a million messages in queues (deques) and expiry
-#: indexes it takes 50-75 ms on the bench machine even though the objects
-#: it could free are few (per-message data is untracked tuples and ints,
-#: and what recovery built is frozen). CPython's default of a full
-#: collection every 10 gen1 ones (about every 2.5 s under load) then made
-#: messages that were due meanwhile late (issue 4: TTL within 100 ms); every
-#: 100 gen1 collections is about every 25 s under load.
-GC_THRESHOLDS = (700, 10, 100)
-
 #: seconds a shutdown waits for aborted connections to be torn down (their
 #: requeues are WAL records) before the WAL is closed
 ABORT_GRACE = 0.5
@@ -155,6 +144,9 @@ class Server:
             log.error("deduplication caches on disk cannot be used (%s): they start empty", exc)
             await journal.close()
             return
+        self.dedup_journal = journal
+        for vhost in self.vhosts.values():
+            vhost.dedup_journal = journal  # before cache_for: the caches it makes save to it
         for (vhost_name, name), values in saved.items():
             vhost = self.vhosts.get(vhost_name)
             exchange = vhost.exchanges.get(name) if vhost is not None else None
@@ -162,12 +154,8 @@ class Server:
                     or exchange.cache_persistence != "disk"):
                 journal.forget(vhost_name, name)
                 continue
-            vhost.dedup_journal = journal
             kept = cache_for(vhost, exchange).restore(values)
             log.info("vhost '%s' exchange '%s': %d deduplication values restored", vhost_name, name, kept)
-        for vhost in self.vhosts.values():
-            vhost.dedup_journal = journal
-        self.dedup_journal = journal
 
     async def _compact_forever(self) -> None:
         """WAL compaction every ``config.compact_interval`` seconds."""
