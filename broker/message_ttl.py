@@ -146,6 +146,12 @@ class ExpiryIndex:
         if self._timer is None or deadline < self._timer_at:
             self._schedule(deadline)
 
+    def moved(self, message_id: int, ref) -> None:
+        """Tracked ``message_id`` now sits at ``ref`` (a refill moved it
+        from ``cold`` to its QueuedMessage in ``ready``)."""
+        if message_id in self.deadlines:
+            self.refs[message_id] = ref
+
     def discard(self, message_id: int) -> int | None:
         """Stop tracking ``message_id`` (delivered, dropped); returns its
         deadline or None."""

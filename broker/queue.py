@@ -153,8 +153,8 @@ class Queue:
         stored = iter(self.vhost.storage.read_for_delivery(ids) if ids else ())
         ready = self.ready
         lifecycle = self.lifecycle
-        index = lifecycle.index if lifecycle is not None else None
-        deadlines, refs = (index.deadlines, index.refs) if index is not None else (None, None)
+        # a message expiring in ready is buried there, not read back
+        moved = lifecycle.index.moved if lifecycle is not None and lifecycle.index.deadlines else None
         seq = self._next_seq
         for item in items:
             if type(item) is int:
@@ -173,8 +173,8 @@ class Queue:
             seq += 1
             entry.seq = seq
             ready.append(entry)
-            if deadlines and entry.message.id in deadlines:
-                refs[entry.message.id] = entry  # expires in ready now: buried, not read back
+            if moved is not None:
+                moved(entry.message.id, entry)
         self._next_seq = seq
 
     def requeue(self, entries: list[QueuedMessage]) -> None:

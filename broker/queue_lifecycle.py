@@ -110,9 +110,7 @@ class QueueLifecycle:
         if self.index.deadlines:
             deadline = self.index.deadlines.get(mid)
             if deadline is not None and deadline <= now_ms():
-                self.index.discard(mid)
-                self._forget_size(mid)
-                self._dead(mid, entry.message, dead_letter.EXPIRED, REASON_EXPIRED)
+                self._leave(mid, entry.message, dead_letter.EXPIRED, REASON_EXPIRED)
                 return True
         return False
 
@@ -168,9 +166,7 @@ class QueueLifecycle:
         mid = entry.message.id
         count = entry.deliveries = self.queue.vhost.storage.delivery_count(mid, self.queue.name)
         if over_limit(count, limit):
-            self.index.discard(mid)
-            self._forget_size(mid)
-            self._dead(mid, entry.message, dead_letter.DELIVERY_LIMIT, REASON_DROPPED)
+            self._leave(mid, entry.message, dead_letter.DELIVERY_LIMIT, REASON_DROPPED)
             return False
         entry.message = with_delivery_count(entry.message, count)
         return True
@@ -275,9 +271,14 @@ class QueueLifecycle:
             if entry is None:
                 return
             mid = entry.message.id
-            self.index.discard(mid)
-            self._forget_size(mid)
-            self._dead(mid, entry.message, dead_letter.MAXLEN, REASON_DROPPED)
+            self._leave(mid, entry.message, dead_letter.MAXLEN, REASON_DROPPED)
+
+    def _leave(self, mid: int, message: Message, reason: str, plain_reason: int) -> None:
+        """Message ``mid``, taken out of the ready messages, leaves for
+        ``reason``: its deadline and size are forgotten, then ``_dead``."""
+        self.index.discard(mid)
+        self._forget_size(mid)
+        self._dead(mid, message, reason, plain_reason)
 
     def _dead(self, mid: int, message: Message | None, reason: str, plain_reason: int,
               record: bool = True) -> None:
