@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from broker import deduplication
 from broker.exchanges.delayed import MAX_DELAY_MS, delay_of
-from broker.message import Message, from_cold, to_cold
+from broker.message import Message, cold_message, to_cold
 from broker.message_headers import headers_or_none, set_headers, signed_int_field, with_int_at
 from broker.publish_outcome import answer_confirm, persist, return_unroutable
 from protocol.hot_methods import delivery_mode
@@ -170,7 +170,7 @@ class DelayScheduler:
             message = transient.pop(message_id, None)
             try:
                 if message is not None:
-                    route_now(vhost, exchange, from_cold(message) if type(message) is tuple else message)
+                    route_now(vhost, exchange, cold_message(message))
                     continue
                 try:
                     record = storage.read_message(message_id)

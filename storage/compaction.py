@@ -66,8 +66,8 @@ async def compact(wal: WriteAheadLog, live: dict[int, tuple], ratio: float = LIV
     nothing was worth it). Copies each live message of the prefix to the
     head with only the queues it is still in, plus a DELIVERED record per
     queue where it is out for delivery (with its count from
-    ``delivery_counts``: (message id, queue) -> count, 1 when absent), then deletes the prefix (the WAL
-    deletes only after the copies are fsynced). Pauses ``PAUSE`` seconds
+    ``delivery_counts``: (message id, queue) -> count, 1 when absent), then
+    deletes the prefix (the WAL deletes only after the copies are fsynced). Pauses ``PAUSE`` seconds
     (longer while the loop is busy, up to ``MAX_PAUSE``) after every
     ``SLICE`` seconds of work, so deliveries, confirms and due delayed
     messages keep most of the loop."""
@@ -77,6 +77,7 @@ async def compact(wal: WriteAheadLog, live: dict[int, tuple], ratio: float = LIV
     started = time.monotonic()
     segments = [number for number, _live, _size in wal.segment_usage() if number <= last]
     copied = 0
+    counts = delivery_counts or {}
     clock = time.monotonic
     until = clock() + SLICE
     pause = PAUSE
@@ -89,7 +90,7 @@ async def compact(wal: WriteAheadLog, live: dict[int, tuple], ratio: float = LIV
             until = clock() + SLICE
         entry = live.get(message_id)
         if entry is not None and segment_of(entry[WHERE]) <= last:
-            live[message_id] = _copy(wal, message_id, entry, delivery_counts or {})
+            live[message_id] = _copy(wal, message_id, entry, counts)
             copied += 1
     present = set(wal.segments)
     for number in segments:
