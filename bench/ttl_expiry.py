@@ -109,20 +109,12 @@ def consume_dead_letters(port: int, queue: str, expected: int, timeout_s: float,
         out.send_bytes(values.tobytes())
 
 
-def confirm_counted(late: list | None) -> dict:
-    """The lateness figures with each deadline counted from when the
-    publisher had the message's confirm instead of from just before it sent
-    it (``late``: sorted ms, None in ``--observe database`` mode). The
-    broker confirms a transient message in the loop pass that enqueues it,
-    so this is the lateness from the broker's own deadline, give or take the
-    confirm's trip back; the plain figures are an upper bound that also
-    counts the time the message waited to be read (publishers are paused
-    while expiry is behind, broker/publish_flow.py)."""
-    if not late:
-        return {}
+def lateness_figures(prefix: str, late: list) -> dict:
+    """``<prefix>_worst_ms``, ``<prefix>_p99_ms`` and ``<prefix>_p50_ms`` of
+    ``late`` (sorted, ms; None each when it is empty)."""
     n = len(late)
-    return {"from_confirm_worst_ms": late[-1], "from_confirm_p99_ms": late[int(n * 0.99)],
-            "from_confirm_p50_ms": late[n // 2]}
+    return {f"{prefix}_worst_ms": late[-1] if n else None, f"{prefix}_p99_ms": late[int(n * 0.99)] if n else None,
+            f"{prefix}_p50_ms": late[n // 2] if n else None}
 
 
 def observed_in_database(db_path: Path, count: int, timeout_s: float = 600) -> tuple[list[int], list[int]]:
@@ -225,13 +217,19 @@ def run(args) -> dict:
             "durable": args.durable, "observe": args.observe, "mirror": not extra, "ttl_s": [args.min_ttl, args.max_ttl],
             "publish_s": round(publish_s, 2), "publish_rate": round(args.count / publish_s),
             "arrived": n, "missing": args.count - n,
-            "late_worst_ms": late[-1] if n else None, "late_p99_ms": late[int(n * 0.99)] if n else None,
-            "late_p50_ms": late[n // 2] if n else None, "early": sum(1 for x in late if x < 0),
+            **lateness_figures("late", late), "early": sum(1 for x in late if x < 0),
             "earliest_ms": late[0] if n else None,
             # deadlines after the last publish: expiry alone, without the publish load
             "after_publish": q, "after_publish_worst_ms": quiet[-1] if q else None,
             "after_publish_p99_ms": quiet[int(q * 0.99)] if q else None, "rss_peak_mb": round(peak, 1),
-            **confirm_counted(broker_late),
+            # each deadline counted from when the publisher had the confirm of
+            # the message's window instead of from just before it sent it: the
+            # broker confirms a transient message in the loop pass that
+            # enqueues it, so this is the broker's own lateness, give or take
+            # the confirm's trip back; the plain figures are an upper bound
+            # that also counts the time the message waited to be read
+            # (publishers are paused while expiry is behind, broker/publish_flow.py)
+            **(lateness_figures("from_confirm", broker_late) if broker_late else {}),
         }
     finally:
         if child is not None and child.is_alive():
