@@ -96,13 +96,16 @@ def test_cold_is_rebuilt_without_expired_items_a_slice_at_a_time(monkeypatch):
         partway = len(queue.cold)
         queue.enqueue(_message(b"late"))  # arrives during the rebuild
         await _until(lambda: expired.cold_compaction is None and len(queue.lifecycle.index) == 0)
-        await _until(lambda: expired.cold_compaction is None)  # a second rebuild for late expiries
         return live, partway, expired, queue
     live, partway, expired, queue = asyncio.run(scenario())
     live_in_cold = sum(1 for body in live if int(body) >= HOT_LIMIT)
     assert live_in_cold < partway < 20_000
-    assert expired.cold_compaction is None and not expired.in_cold
-    assert len(queue.cold) == live_in_cold + 1  # and the late one
+    # on a loaded machine some deadlines fall after the rebuild passed their
+    # items (filling the queue took longer than the TTL): those wait, marked,
+    # for the next rebuild, which starts only past COMPACT_AFTER of them
+    left = len(expired.in_cold)
+    assert expired.cold_compaction is None and left <= COMPACT_AFTER
+    assert len(queue.cold) == live_in_cold + 1 + left  # and the late one
     assert queue.message_count == len(live) + 1
     assert _bodies(queue) == live + [b"late"]
 
@@ -161,11 +164,15 @@ def test_messages_refilled_into_ready_expire_there_as_tombstones():
     in ready (its body freed at once), not marked as if still in cold."""
     async def scenario():
         queue = Queue(VHost("/"), "q")
+        # the 100 in cold must not expire before the gets below refill them,
+        # however slow the machine: a TTL of 1 s
+        second = ContentHeader(0, 1, Basic.Properties(expiration="1000")).marshal()
         for i in range(HOT_LIMIT + 100):
-            queue.enqueue(_message(b"%d" % i, SHORT))
+            queue.enqueue(_message(b"%d" % i, PLAIN if i < HOT_LIMIT else second))
         for _ in range(HOT_LIMIT + 1):  # the last get refills the 100 from cold
             queue.delivered(queue.get(), "", True)  # as basic.get with no-ack
         expired = queue.lifecycle.expired
+        await asyncio.sleep(1.0)
         await _until(lambda: len(queue.lifecycle.index) == 0)
         state = len(expired.in_cold), expired.tombstones, queue.message_count
         left = queue.get()
