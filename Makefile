@@ -2,7 +2,7 @@
 # virtualenv in .venv, created on first use.
 #
 #   make run      install (when needed) and start the broker on 127.0.0.1:5672, data in ./data
-#   make test     install (when needed) and run the whole test suite
+#   make test     install (when needed), check the layer rule (lint-imports) and run the whole test suite
 #   make install  create .venv and pip install -e '.[test]' (again only when pyproject.toml changed)
 #   make bench    run the benchmark suite against Leveret and RabbitMQ (bench/run.py; BENCH_ARGS=--smoke for 10 s)
 #   make lint     hadolint on docker/Dockerfile
@@ -44,6 +44,7 @@ run: $(STAMP)
 	$(BIN)/leveret --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q tests $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -228,7 +228,7 @@ def run(args) -> dict:
             # enqueues it, so this is the broker's own lateness, give or take
             # the confirm's trip back; the plain figures are an upper bound
             # that also counts the time the message waited to be read
-            # (publishers are paused while expiry is behind, broker/publish_flow.py)
+            # (publishers are paused while expiry is behind, broker/transport/flow_control.py)
             **(lateness_figures("from_confirm", broker_late) if broker_late else {}),
         }
     finally:

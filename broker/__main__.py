@@ -1,6 +1,6 @@
-"""``python -m broker`` is the ``leveret`` command (see ``broker.cli``)."""
+"""``python -m broker`` is the ``leveret`` command (see ``broker.app.cli``)."""
 
-from broker.cli import main
+from broker.app.cli import main
 
 if __name__ == "__main__":
     main()

@@ -92,8 +92,8 @@ def test_hadolint_is_clean():
 def test_pyproject_leveret_script_is_broker_cli_main():
     with open(REPO_ROOT / "pyproject.toml", "rb") as file:
         pyproject = tomllib.load(file)
-    assert pyproject["project"]["scripts"]["leveret"] == "broker.cli:main"
-    from broker import cli
+    assert pyproject["project"]["scripts"]["leveret"] == "broker.app.cli:main"
+    from broker.app import cli
 
     assert callable(cli.main)
 

@@ -3,7 +3,7 @@ https://github.com/noxdafox/rabbitmq-message-deduplication
 (rabbit_message_deduplication_exchange.ex): it routes like a fanout
 exchange (binding keys are ignored, as the plugin's README says) and drops
 messages whose ``x-deduplication-header`` value it has already seen (the
-cache and the dropping are in broker/deduplication.py).
+cache and the dropping are in broker/vhost/deduplication.py).
 
 Arguments, validated with the plugin's texts (406 PRECONDITION_FAILED):
 ``x-cache-size`` (required, integer > 0, or a numeric string): most
@@ -59,7 +59,7 @@ def cache_arguments(arguments: dict) -> tuple[int, int | None, str]:
 
 class DeduplicationExchange(FanoutExchange):
     """A fanout exchange with a deduplication cache (``cache``: a
-    broker.deduplication.DedupCache, created on first use)."""
+    broker.vhost.deduplication.DedupCache, created on first use)."""
 
     type_name = "x-message-deduplication"
 

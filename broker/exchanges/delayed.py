@@ -6,7 +6,7 @@ The exchange routes like the type named by its ``x-delayed-type`` argument
 (direct, fanout, topic or headers): bindings, routing keys and binding
 arguments mean what they mean there. What differs is *when*: a message
 published with an ``x-delay`` header of more than 0 ms is held and routed
-``x-delay`` ms after it was published (see broker/delayed_scheduler.py for
+``x-delay`` ms after it was published (see broker/vhost/delayed_scheduler.py for
 the holding, durability and timing). This module is the pure part: the
 class, argument validation and reading ``x-delay``.
 """
@@ -90,7 +90,7 @@ def delay_of(headers: dict | None) -> int | None:
 class DelayedMessageExchange(Exchange):
     """An ``x-delayed-message`` exchange: routes exactly like an exchange of
     its ``x-delayed-type`` (held in ``inner``), and holds delayed messages
-    in ``held`` (a broker.delayed_scheduler.DelayScheduler, created on first
+    in ``held`` (a broker.vhost.delayed_scheduler.DelayScheduler, created on first
     use by the broker; None until then)."""
 
     type_name = "x-delayed-message"

@@ -22,7 +22,7 @@ Rules are RabbitMQ's (rabbit_exchange:route/2, checked against RabbitMQ
   message whose ``x-delay`` asks for a delay is appended to it as
   ``(exchange, delay_ms)`` and routes nothing now (no bindings, no AE: the
   plugin's AE-at-once bug #36 is not copied). The caller holds a copy there
-  (broker/delayed_routes.py); it is routed from that exchange when due.
+  (broker/vhost/delayed_copies.py); it is routed from that exchange when due.
 """
 
 from __future__ import annotations

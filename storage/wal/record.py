@@ -71,7 +71,7 @@ REASON_DEAD_LETTERED = 3
 REASON_PURGED = 4
 REASON_DROPPED = 5      # overflow (x-max-length / drop-head)
 REASON_DELETED = 6      # the queue was deleted
-REASON_DEDUPLICATED = 7  # a duplicate dropped by x-message-deduplication (broker/deduplication.py)
+REASON_DEDUPLICATED = 7  # a duplicate dropped by x-message-deduplication (broker/vhost/deduplication.py)
 REASON_NAMES = {REASON_ACKED: "acked", REASON_REJECTED: "rejected",
                 REASON_EXPIRED: "expired", REASON_DEAD_LETTERED: "dead-lettered",
                 REASON_PURGED: "purged", REASON_DROPPED: "dropped",

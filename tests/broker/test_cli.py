@@ -1,5 +1,5 @@
 """The ``leveret`` command line: flags, environment variables, defaults, and
-what ``main`` hands to ``broker.server.run``. No server is started."""
+what ``main`` hands to ``broker.app.server.run``. No server is started."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from broker import cli
-from broker.config import Config
+from broker.app import cli
+from broker.app.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,14 +122,14 @@ def test_invalid_environment_variable_is_reported_even_when_a_flag_overrides_it(
 
 def test_main_runs_the_server_with_the_config_and_exits_with_its_code(monkeypatch):
     seen: list[Config] = []
-    fake = types.ModuleType("broker.server")
+    fake = types.ModuleType("broker.app.server")
 
     def run(config: Config) -> int:
         seen.append(config)
         return 3
 
     fake.run = run
-    monkeypatch.setitem(sys.modules, "broker.server", fake)
+    monkeypatch.setitem(sys.modules, "broker.app.server", fake)
     monkeypatch.setattr(sys.modules["broker"], "server", fake, raising=False)
     root_handlers = logging.getLogger().handlers[:]
     root_level = logging.getLogger().level
@@ -148,17 +148,17 @@ def test_log_line_format(capsys):
     handlers, level = root.handlers[:], root.level
     try:
         cli.setup_logging("info")
-        logging.getLogger("broker.server").info("hello %s", "there")
-        logging.getLogger("broker.server").debug("not shown")
+        logging.getLogger("broker.app.server").info("hello %s", "there")
+        logging.getLogger("broker.app.server").debug("not shown")
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1
-    # 2026-11-22 10:00:00,123 INFO broker.server: hello there
+    # 2026-11-22 10:00:00,123 INFO broker.app.server: hello there
     date, time_, rest = lines[0].split(" ", 2)
     assert len(date) == 10 and date[4] == "-" and "," in time_
-    assert rest == "INFO broker.server: hello there"
+    assert rest == "INFO broker.app.server: hello there"
 
 
 def _run_module(*args: str) -> subprocess.CompletedProcess:

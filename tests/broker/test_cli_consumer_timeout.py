@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker import cli
+from broker.app import cli
 
 
 def test_default_is_thirty_minutes_in_ms():

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker import cli
-from broker.config import Config, parse_on_off
+from broker.app import cli
+from broker.app.config import Config, parse_on_off
 
 
 def test_defaults():

@@ -1,6 +1,6 @@
-"""Unit tests of the cold part of a transient queue (broker/queue.py,
-broker/message.py ``to_cold``) and of its rebuild without expired items
-(broker/cold_compaction.py), on real Queue objects and a real event loop."""
+"""Unit tests of the cold part of a transient queue (broker/queues/queue.py,
+broker/model/message.py ``to_cold``) and of its rebuild without expired items
+(broker/queues/cold_compaction.py), on real Queue objects and a real event loop."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import gc
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from broker import cold_compaction
-from broker.expired_in_place import COMPACT_AFTER
-from broker.message import Message, from_cold, to_cold
-from broker.queue import HOT_LIMIT, Queue
-from broker.vhost import VHost
+from broker.queues import cold_compaction
+from broker.queues.expired_in_place import COMPACT_AFTER
+from broker.model.message import Message, from_cold, to_cold
+from broker.queues.queue import HOT_LIMIT, Queue
+from broker.vhost.namespace import VHost
 from storage import Storage
 
 PLAIN = ContentHeader(0, 1, Basic.Properties()).marshal()

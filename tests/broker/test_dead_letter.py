@@ -1,4 +1,4 @@
-"""Unit tests of the pure parts of broker/dead_letter.py: x-death headers as
+"""Unit tests of the pure parts of broker/queues/dead_letter.py: x-death headers as
 RabbitMQ 3.10 builds them (rabbit_dead_letter.erl), cycle detection and the
 dead-lettered copy's properties."""
 
@@ -9,7 +9,7 @@ import datetime
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from broker.dead_letter import copy_message, dead_letter_properties, header_routes, is_cycle, x_death_headers
+from broker.queues.dead_letter import copy_message, dead_letter_properties, header_routes, is_cycle, x_death_headers
 
 NOW = 1_700_000_000.7
 WHEN = datetime.datetime.fromtimestamp(1_700_000_000, datetime.timezone.utc)

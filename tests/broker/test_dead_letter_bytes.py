@@ -1,6 +1,6 @@
-"""Unit tests of broker/dead_letter_bytes.py and the header walkers of
-broker/message_headers.py: the first death built as bytes must decode to
-exactly what the pamqp path of broker/dead_letter.py builds (and, when the
+"""Unit tests of broker/queues/dead_letter_bytes.py and the header walkers of
+broker/model/message_headers.py: the first death built as bytes must decode to
+exactly what the pamqp path of broker/queues/dead_letter.py builds (and, when the
 publisher's headers are already in pamqp's sorted encoding, be the same
 bytes), keep the publisher's other properties and header field types, and
 leave later deaths and CC/BCC messages to the pamqp path."""
@@ -13,10 +13,10 @@ import pytest
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from broker.dead_letter import copy_message, dead_letter_properties
-from broker.dead_letter_bytes import first_death_header
-from broker.message import Message
-from broker.message_headers import expiration_of, signed_int_field, splice_headers, with_int_at
+from broker.queues.dead_letter import copy_message, dead_letter_properties
+from broker.queues.dead_letter_bytes import first_death_header
+from broker.model.message import Message
+from broker.model.message_headers import expiration_of, signed_int_field, splice_headers, with_int_at
 
 NOW = 1_700_000_000
 

@@ -1,11 +1,11 @@
-"""broker/deduplication.py DedupCache and broker/exchanges/deduplication.py
+"""broker/vhost/deduplication.py DedupCache and broker/exchanges/deduplication.py
 argument validation (the plugin rabbitmq-message-deduplication's rules)."""
 
 from __future__ import annotations
 
 import pytest
 
-from broker.deduplication import DedupCache, key_of
+from broker.vhost.deduplication import DedupCache, key_of
 from broker.exchanges.deduplication import DeduplicationExchange, positive_int
 from protocol.errors import AMQPError
 

@@ -1,4 +1,4 @@
-"""broker/exchanges/delayed.py and broker/delayed_scheduler.py without a
+"""broker/exchanges/delayed.py and broker/vhost/delayed_scheduler.py without a
 server: x-delayed-type validation, x-delay parsing, and the heap + single
 timer scheduler routing held messages in due order, never early."""
 
@@ -11,11 +11,11 @@ import pytest
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from broker.delayed_scheduler import SHIFT, scheduler_for
+from broker.vhost.delayed_scheduler import SHIFT, scheduler_for
 from broker.exchanges.delayed import DelayedMessageExchange, delay_of
-from broker.message import Message
-from broker.queue import Queue
-from broker.vhost import VHost
+from broker.model.message import Message
+from broker.queues.queue import Queue
+from broker.vhost.namespace import VHost
 from protocol.errors import AMQPError
 from storage.wal import now_ms
 

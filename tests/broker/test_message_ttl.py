@@ -1,4 +1,4 @@
-"""Unit tests of broker/message_ttl.py: expiration parsing with RabbitMQ's
+"""Unit tests of broker/queues/message_ttl.py: expiration parsing with RabbitMQ's
 error texts, the lower TTL wins, and the expiry index (heap with lazy
 deletion and one timer) on a real event loop."""
 
@@ -10,7 +10,7 @@ import pytest
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from broker.message_ttl import ExpiryIndex, effective_ttl, has_expiration, now_ms, parse_expiration
+from broker.queues.message_ttl import ExpiryIndex, effective_ttl, has_expiration, now_ms, parse_expiration
 
 
 @pytest.mark.parametrize("text,value", [("0", 0), ("1500", 1500), ("+5", 5), (b"42", 42),

@@ -1,4 +1,4 @@
-"""broker.priority_ready: the per-level ready structure of priority queues
+"""broker.queues.priority_ready: the per-level ready structure of priority queues
 (rabbitmq.com/priority.html: higher first, FIFO within a priority, no
 priority = 0, above the maximum = the maximum)."""
 
@@ -8,8 +8,8 @@ import pytest
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from broker.message import Message, QueuedMessage
-from broker.priority_ready import PriorityReady, header_priority, max_priority
+from broker.model.message import Message, QueuedMessage
+from broker.queues.priority_ready import PriorityReady, header_priority, max_priority
 
 
 def _header(priority: int | None, **properties) -> bytes:

@@ -1,14 +1,14 @@
-"""Unit tests of broker/publish_flow.py on a real event loop: publishing
+"""Unit tests of broker/transport/flow_control.py on a real event loop: publishing
 connections are paused while a timer reports it is late, and read again
 when it catches up or after MAX_PAUSE_S. The connections are stand-ins
-that record the calls broker.connection.Connection receives."""
+that record the calls broker.transport.connection.Connection receives."""
 
 from __future__ import annotations
 
 import asyncio
 
-from broker import publish_flow
-from broker.publish_flow import LATE_MS, PublishFlow
+from broker.transport import flow_control as publish_flow
+from broker.transport.flow_control import LATE_MS, PublishFlow
 
 
 class Recorded:

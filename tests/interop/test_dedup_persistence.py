@@ -1,6 +1,6 @@
 """``x-cache-persistence`` of the deduplication exchange
 (rabbitmq-message-deduplication): ``disk`` keeps a durable exchange's cache
-across a restart and a crash (broker/dedup_journal.py), within its
+across a restart and a crash (broker/persistence/dedup_journal.py), within its
 ``x-cache-size`` and TTLs; ``memory`` starts empty; a deleted exchange's
 values are gone."""
 

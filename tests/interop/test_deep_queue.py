@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pika
 
-from broker.queue import HOT_LIMIT
+from broker.queues.queue import HOT_LIMIT
 from tests.interop.pika_helpers import pika_connection
 
 DEPTH = 2 * HOT_LIMIT + 300

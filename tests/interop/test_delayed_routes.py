@@ -1,6 +1,6 @@
 """A delayed-message exchange reached other than by a direct publish: through
 an exchange-to-exchange binding, as an alternate exchange, as a queue's
-dead-letter exchange (broker/delayed_routes.py). The plugin
+dead-letter exchange (broker/vhost/delayed_copies.py). The plugin
 (rabbitmq-delayed-message-exchange) delays in its exchange type's route/2,
 which RabbitMQ runs for every exchange on the path, so the message is held
 there and routed from that exchange's bindings when due, x-delay negated.

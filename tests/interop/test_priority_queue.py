@@ -10,7 +10,7 @@ from __future__ import annotations
 import pika
 import pytest
 
-from broker.queue import HOT_LIMIT
+from broker.queues.queue import HOT_LIMIT
 from tests.interop.pika_helpers import channel_error, pika_connection
 
 PRIORITIES = [None, 1, 5, 9, 0, 3, 5, 1, None, 9]

@@ -1,4 +1,4 @@
-"""The publish route cache (broker/publish_fast.py) never serves a stale
+"""The publish route cache (broker/session/route_cache.py) never serves a stale
 route: every exchange, queue and binding change reaches the very next
 publish, as RabbitMQ routes each publish against the bindings of the moment
 (AMQP 0-9-1 spec §3.1.3; rabbitmq.com/tutorials/amqp-concepts.html). pika

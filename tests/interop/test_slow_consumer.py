@@ -2,7 +2,7 @@
 (design.md, "Performance principles": deliveries stop when a socket's write
 buffer is full and resume on resume_writing, and a slow consumer does not
 hold up others); once it reads again it gets every message, once, in
-order. Deliveries go out in batches per consumer (broker/delivery.py), so
+order. Deliveries go out in batches per consumer (broker/session/delivery.py), so
 this drives the batch through the output budget and pause_writing."""
 
 from __future__ import annotations

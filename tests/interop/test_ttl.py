@@ -69,7 +69,7 @@ def test_message_expires_in_the_middle_of_the_queue(broker, unique):
 def test_many_expired_in_place_then_the_rest_in_order(broker, unique, arguments):
     """Thousands of messages expire between live ones in a queue nobody
     consumes (enough for the queue to drop their tombstones,
-    broker/queue_lifecycle.py): the count drops at once, the live ones come
+    broker/queues/lifecycle.py): the count drops at once, the live ones come
     out in order (by priority first in a priority queue), a purge counts
     only them."""
     queue = unique("many")

@@ -1,0 +1,110 @@
+"""Broker settings: embedded defaults, overridden by ``LEVERET_*`` environment
+variables, overridden by command-line flags (see ``broker.app.cli``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+ENV_PREFIX = "LEVERET_"
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything the server needs to start.
+
+    Units: ``heartbeat`` in seconds (0 turns heartbeats off),
+    ``handshake_timeout`` in seconds, ``frame_max``, ``max_message_size``
+    and ``mirror_body_limit`` in bytes, ``mirror_retention_days`` in days. ``channel_max`` and ``frame_max`` are what connection.tune
+    proposes; the client's tune-ok may lower them (AMQP 0-9-1 §1.4.2.6).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 5672
+    data_dir: Path = Path("./data")
+    log_level: str = "info"
+    default_user: str = "guest"
+    default_pass: str = "guest"
+    default_vhost: str = "/"
+    frame_max: int = 131072
+    channel_max: int = 2047
+    heartbeat: int = 60
+    handshake_timeout: float = 10.0
+    max_message_size: int = 128 * 1024 * 1024
+    #: "always": a publisher confirm for a persistent message means fsynced;
+    #: "never": no fsync at all (benchmarks only, logged as unsafe)
+    fsync: str = "always"
+    #: bytes per WAL segment file
+    wal_segment_size: int = 64 << 20
+    #: seconds between WAL compaction passes
+    compact_interval: float = 10.0
+    #: keep the message database ``<data_dir>/messages.db`` (storage/mirror)
+    mirror: bool = True
+    #: message bodies up to this many bytes are stored in it (larger: NULL)
+    mirror_body_limit: int = 64 * 1024
+    #: days the history of a finished (acked, rejected...) message is kept
+    mirror_retention_days: float = 7.0
+    #: most messages kept in it; beyond, the oldest finished ones are deleted
+    mirror_retention_rows: int = 10_000_000
+    #: WAL records it may fall behind before it stores metadata only (no bodies)
+    mirror_max_backlog: int = 200_000
+    #: ms a delivery may stay unacknowledged before its channel is closed
+    #: with 406 (rabbitmq.com/consumers.html#acknowledgement-timeout); 0: never
+    consumer_timeout: int = 1_800_000
+
+    def mirror_options(self) -> dict:
+        """``storage.mirror.MessageMirror`` keyword arguments from the
+        ``mirror_*`` settings: body_limit (bytes), max_backlog (records),
+        retention_seconds (days x 86400), retention_rows."""
+        return {"body_limit": self.mirror_body_limit, "max_backlog": self.mirror_max_backlog,
+                "retention_seconds": self.mirror_retention_days * 86400.0,
+                "retention_rows": self.mirror_retention_rows}
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Config":
+        """Build a Config from defaults and ``LEVERET_<FIELD>`` variables.
+
+        ``LEVERET_DATA_DIR`` sets ``data_dir``, ``LEVERET_PORT`` sets ``port``
+        and so on. Raises ValueError naming the variable when a value does not
+        parse as the field's type.
+        """
+        environ = os.environ if environ is None else environ
+        config = cls()
+        for field in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+            if raw is None:
+                continue
+            try:
+                setattr(config, field.name, _coerce(field.type, raw))
+            except ValueError as exc:
+                raise ValueError(f"{ENV_PREFIX}{field.name.upper()}={raw!r}: {exc}") from exc
+        return config
+
+
+def _coerce(type_name: object, raw: str) -> object:
+    """Turn an environment string into the field's type (fields are annotated
+    as strings because of ``from __future__ import annotations``)."""
+    name = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", "")
+    if name == "bool":
+        return parse_on_off(raw)
+    if name == "int":
+        return int(raw)
+    if name == "float":
+        return float(raw)
+    if name == "Path":
+        return Path(raw)
+    return raw
+
+
+_ON = {"on": True, "true": True, "yes": True, "1": True,
+       "off": False, "false": False, "no": False, "0": False}
+
+
+def parse_on_off(raw: str) -> bool:
+    """``on``/``off`` (also true/false, yes/no, 1/0; any case) as a bool.
+    Raises ValueError for anything else."""
+    try:
+        return _ON[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(f"must be on or off, got {raw!r}") from None

@@ -1,0 +1,256 @@
+"""The broker process: listening socket, vhosts, users, the message
+database mirror, signal handling and shutdown (connection.close 320
+CONNECTION_FORCED to every client, as RabbitMQ does on shutdown)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hmac
+import logging
+import platform
+import signal
+
+import aiosqlite
+
+from broker import __version__
+from broker.app.cli import LOG_FORMAT
+from broker.app.config import Config
+from broker.transport.asyncio_protocol import AMQPProtocol
+from broker.persistence.recovery import recover
+from broker.persistence.dedup_journal import FILE_NAME as DEDUP_FILE
+from broker.persistence.dedup_journal import DedupJournal
+from broker.vhost.deduplication import cache_for
+from broker.transport.flow_control import PublishFlow
+from broker.vhost.namespace import VHost
+from protocol import reply_codes
+from protocol.errors import connection_error
+from storage import Storage
+from storage.mirror import db_path
+from storage.mirror.supervisor import MirrorSupervisor
+from storage.wal import WalError
+
+log = logging.getLogger(__name__)
+
+#: cyclic garbage collector thresholds (gen0 allocations, gen1 and gen2
+#: collections). A full (gen2) collection walks every element of every
+#: tracked container: with a million messages in queues (deques) and expiry
+#: indexes it takes 50-75 ms on the bench machine even though the objects
+#: it could free are few (per-message data is untracked tuples and ints,
+#: and what recovery built is frozen). CPython's default of a full
+#: collection every 10 gen1 ones (about every 2.5 s under load) then made
+#: messages that were due meanwhile late (issue 4: TTL within 100 ms); every
+#: 100 gen1 collections is about every 25 s under load.
+GC_THRESHOLDS = (700, 10, 100)
+
+#: seconds a shutdown waits for clients to answer connection.close
+SHUTDOWN_GRACE = 3.0
+#: seconds a shutdown waits for aborted connections to be torn down (their
+#: requeues are WAL records) before the WAL is closed
+ABORT_GRACE = 0.5
+
+CAPABILITIES = ("publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify",
+                "connection.blocked", "per_consumer_qos", "authentication_failure_close",
+                "consumer_priorities", "direct_reply_to")
+
+
+class Server:
+    """Everything one broker process holds: ``vhosts`` by name, the user
+    table, the open ``connections``, the storage facade and the supervisor
+    of the message database process, ``mirror`` (None when off)."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        if config.fsync not in ("always", "never"):
+            raise ValueError(f"fsync must be 'always' or 'never', not {config.fsync!r}")
+        self.storage = Storage(config.data_dir, fsync=config.fsync == "always",
+                               segment_size=config.wal_segment_size)
+        self.vhosts: dict[str, VHost] = {config.default_vhost: VHost(config.default_vhost, self.storage)}
+        self.users: dict[str, str] = {config.default_user: config.default_pass}
+        self.connections: set = set()
+        self.flow = PublishFlow(self.connections)
+        for vhost in self.vhosts.values():
+            vhost.flow = self.flow
+        self._listener: asyncio.base_events.Server | None = None
+        self._compactor: asyncio.Task | None = None
+        self.mirror: MirrorSupervisor | None = None
+        self.dedup_journal: DedupJournal | None = None
+
+    def authenticate(self, username: str, password: str) -> bool:
+        """True when the password matches the user's (constant-time compare)."""
+        expected = self.users.get(username)
+        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+    def server_properties(self) -> dict:
+        """connection.start server-properties, as RabbitMQ announces them."""
+        return {
+            "product": "Leveret",
+            "version": __version__,
+            "platform": f"Python {platform.python_version()}",
+            "copyright": "Leveret developers",
+            "information": "Licensed under the Apache License 2.0",
+            "capabilities": {name: True for name in CAPABILITIES if name != "direct_reply_to"},
+            "cluster_name": f"leveret@{platform.node()}",
+        }
+
+    async def start(self) -> None:
+        """Open the message database, storage, recover, and listen. Raises
+        OSError when the port is taken, storage.wal.WalCorruptError when the
+        WAL is damaged (the message database is closed again first)."""
+        if not self.storage.fsync:
+            log.warning("fsync = never: publisher confirms do not wait for the disk; a power loss can lose "
+                        "confirmed messages (UNSAFE, for benchmarks only)")
+        if self.config.mirror:
+            # the message database process may be behind: keep every WAL
+            # segment until it reports the ones it still needs
+            self.storage.wal.set_deletion_floor(0)
+        try:
+            # A million recovered index entries would make every full garbage
+            # collection during the replay walk them: collect nothing meanwhile,
+            # then freeze what recovery built (it lives as long as the process).
+            gc.disable()
+            try:
+                recover(self.vhosts, self.storage)
+            finally:
+                gc.freeze()
+                gc.set_threshold(*GC_THRESHOLDS)
+                gc.enable()
+            await self._open_dedup_journal()
+            # started once recovery has cut any damaged WAL tail, so the
+            # process only ever reads a WAL that the broker has checked
+            await self._start_mirror()
+            # the start marker must be on disk before the first delivery, or a
+            # crash right after it could pass for a clean shutdown
+            await self.storage.sync()
+            loop = asyncio.get_running_loop()
+            self._listener = await loop.create_server(lambda: AMQPProtocol(self), self.config.host,
+                                                      self.config.port, reuse_address=True, backlog=1024)
+        except BaseException:
+            await self._stop_mirror()
+            raise
+        self._compactor = loop.create_task(self._compact_forever())
+        log.info("Leveret %s listening on %s:%d (AMQP 0-9-1), data dir %s", __version__, self.config.host,
+                 self.config.port, self.config.data_dir.resolve())
+
+    async def _open_dedup_journal(self) -> None:
+        """Give the disk-persisted deduplication caches (x-cache-persistence
+        disk, broker/persistence/dedup_journal.py) back to their exchanges, and forget
+        those of exchanges that are gone. A file that cannot be used is
+        logged and the caches start empty."""
+        journal = DedupJournal(self.config.data_dir / DEDUP_FILE)
+        try:
+            saved = await journal.open()
+        except (aiosqlite.Error, OSError) as exc:
+            log.error("deduplication caches on disk cannot be used (%s): they start empty", exc)
+            await journal.close()
+            return
+        self.dedup_journal = journal
+        for vhost in self.vhosts.values():
+            vhost.dedup_journal = journal  # before cache_for: the caches it makes save to it
+        for (vhost_name, name), values in saved.items():
+            vhost = self.vhosts.get(vhost_name)
+            exchange = vhost.exchanges.get(name) if vhost is not None else None
+            if (exchange is None or exchange.type_name != "x-message-deduplication" or not exchange.durable
+                    or exchange.cache_persistence != "disk"):
+                journal.forget(vhost_name, name)
+                continue
+            kept = cache_for(vhost, exchange).restore(values)
+            log.info("vhost '%s' exchange '%s': %d deduplication values restored", vhost_name, name, kept)
+
+    async def _compact_forever(self) -> None:
+        """WAL compaction every ``config.compact_interval`` seconds."""
+        while True:
+            await asyncio.sleep(self.config.compact_interval)
+            try:
+                await self.storage.compact()
+            except WalError as exc:
+                log.error("WAL compaction failed: %s", exc)
+
+    async def _start_mirror(self) -> None:
+        """Start the message database process (storage/mirror/process.py)
+        after recovery: it opens ``<data_dir>/messages.db`` and, once the
+        broker reports the WAL durable, applies
+        the records past its watermark (the ones a crash or a stop left
+        unapplied, or all for a new database) and then every new one,
+        reading the segment files itself. The WAL keeps the segments it
+        has not read (its deletion floor). A process that cannot be
+        started is logged and the broker runs without it: the message
+        database never stops the broker."""
+        path = db_path(self.config.data_dir)
+        if not self.config.mirror:
+            log.info("message database off (--mirror off): %s is not updated", path)
+            return
+        mirror = MirrorSupervisor(path, self.storage.wal, self.config.mirror_options(),
+                                  log_level=self.config.log_level, log_format=LOG_FORMAT)
+        try:
+            await mirror.start()
+        except OSError as exc:
+            log.error("message database process cannot be started (%s): running without it", exc)
+            return
+        self.mirror = mirror
+
+    async def _stop_mirror(self) -> None:
+        """Tell the message database process the final durable WAL end and
+        wait (bounded) for it to apply everything and exit (idempotent)."""
+        mirror, self.mirror = self.mirror, None
+        if mirror is not None:
+            await mirror.stop()
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection with 320, wait briefly."""
+        if self._listener is not None:
+            self._listener.close()
+        if self._compactor is not None:
+            self._compactor.cancel()
+        log.info("shutting down: closing %d connections", len(self.connections))
+        for connection in list(self.connections):
+            connection.close(connection_error(reply_codes.CONNECTION_FORCED,
+                                              "broker forced connection closure with reason 'shutdown'"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_GRACE
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for connection in list(self.connections):
+            connection.transport.abort()
+        deadline = loop.time() + ABORT_GRACE
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        # the WAL first (its close reports the final durable end), then the
+        # message database process applies up to it; it is stopped even if
+        # the WAL's last write fails
+        try:
+            self.storage.close()
+        finally:
+            await self._stop_mirror()
+            if self.dedup_journal is not None:
+                await self.dedup_journal.close()
+        log.info("stopped")
+
+
+async def serve(config: Config) -> int:
+    """Run until SIGTERM or SIGINT; returns the process exit code."""
+    server = Server(config)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("cannot start on %s:%d: %s", config.host, config.port, exc)
+        return 1
+    except WalError as exc:
+        log.error("cannot recover from the write-ahead log: %s", exc)
+        return 3
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await server.stop()
+    return 0
+
+
+def run(config: Config) -> int:
+    """Blocking entry point for the command line: uvloop when importable."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(config))
+    return uvloop.run(serve(config))

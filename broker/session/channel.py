@@ -1,0 +1,225 @@
+"""Channels: per-channel state, method dispatch, deliveries, acknowledgements
+and the close handshake (AMQP 0-9-1 spec §1.5 class channel, §1.8 class basic)."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import TYPE_CHECKING
+
+from pamqp import commands
+
+from broker.session import basic_methods, publish_methods
+from broker.session import confirms
+from broker.session import exchange_methods
+from broker.session import queue_methods
+from broker.session import tx_methods
+from broker.session.acks import OPEN, ChannelDeliveries
+from broker.session.consumer import Consumer
+from broker.session.consumer_timeout import AckTimer
+from broker.model.message import QueuedMessage
+from protocol import reply_codes
+from protocol.assembler import IDLE, ContentAssembler
+from protocol.constants import BASIC_NACK, BASIC_PUBLISH, BASIC_REJECT
+from protocol.errors import AMQPError, channel_error
+from protocol.hot_methods import decode_publish, decode_tag_bits
+from protocol.methods import Method, decode_method, encode_method
+
+if TYPE_CHECKING:
+    from broker.queues.queue import Queue
+
+log = logging.getLogger(__name__)
+
+_IDS = struct.Struct(">HH")
+CLOSING = "closing"  # we sent channel.close and wait for close-ok
+CLOSED = "closed"
+
+_HANDLERS = {
+    **exchange_methods.HANDLERS,
+    **queue_methods.HANDLERS,
+    **basic_methods.HANDLERS,
+    **tx_methods.HANDLERS,
+}
+
+
+class Channel(ChannelDeliveries):
+    """One open channel of a connection.
+
+    Holds the consumers started on it (``consumers``: tag -> Consumer), the
+    deliveries not yet acknowledged (``unacked``: delivery tag ->
+    ``(QueuedMessage, Queue, Consumer | None)``, in delivery-tag order),
+    prefetch settings, publisher-confirm and transaction state. Channel errors
+    raised by handlers are turned into channel.close here; connection errors
+    propagate to the connection.
+    """
+
+    def __init__(self, connection, number: int):
+        self.connection = connection
+        self.number = number
+        self.vhost = connection.vhost
+        self.state = OPEN
+        self.assembler = ContentAssembler(connection.server.config.max_message_size)
+        self.consumers: dict[str, Consumer] = {}
+        self.unacked: dict[int, tuple[QueuedMessage, "Queue", Consumer | None]] = {}
+        self.delivery_tag = 0
+        self.prefetch_count = 0
+        self.global_prefetch = 0
+        self.flow_active = True
+        self.confirms: confirms.PublisherConfirms | None = None
+        self.tx: tx_methods.Transaction | None = None
+        self.last_queue_name = ""
+        #: (exchange, routing_key, mandatory, immediate) of the publish being assembled
+        self.publish_args: tuple = ()
+        #: closes the channel when a delivery stays unacked too long (broker.session.consumer_timeout)
+        self.ack_timer = AckTimer(self, connection.server.config.consumer_timeout)
+
+    def __repr__(self) -> str:
+        return f"{self.connection.name} channel {self.number}"
+
+    # ---- frames in -------------------------------------------------------
+
+    def on_method_frame(self, payload: bytes) -> None:
+        """Handle one method frame addressed to this channel."""
+        class_id, method_id = _IDS.unpack_from(payload, 0)
+        if self.state != OPEN:
+            self._on_frame_while_closing(payload, class_id, method_id)
+            return
+        try:
+            if self.assembler.state != IDLE:
+                raise self.assembler.unexpected("method")
+            if class_id == 60:
+                if method_id == 40:
+                    # decoded now, as RabbitMQ does: a bad publish fails before its content
+                    self.publish_args = decode_publish(payload)
+                    self.assembler.start(payload)
+                    return
+                if method_id == 80:
+                    tag, bits = decode_tag_bits(payload, "basic.ack")
+                    self.ack(tag, bool(bits & 1))
+                    return
+                if method_id == 120:
+                    tag, bits = decode_tag_bits(payload, "basic.nack")
+                    self.reject(tag, bool(bits & 1), bool(bits & 2), BASIC_NACK)
+                    return
+                if method_id == 90:
+                    tag, bits = decode_tag_bits(payload, "basic.reject")
+                    self.reject(tag, False, bool(bits & 1), BASIC_REJECT)
+                    return
+            self.handle(decode_method(payload))
+        except AMQPError as error:
+            self.fail(error.for_method(class_id, method_id))
+
+    def frames_of_publish(self, method: bytes, header: bytes, body: bytes) -> None:
+        """A whole basic.publish that the route cache does not take
+        (broker/session/route_cache.py), handled frame by frame, exactly as if its
+        frames had come one at a time."""
+        self.on_method_frame(method)
+        self.on_header_frame(header)
+        if body:
+            self.on_body_frame(body)
+
+    def on_header_frame(self, payload: bytes) -> None:
+        if self.state != OPEN:
+            return
+        self._on_content(self.assembler.on_header, payload)
+
+    def on_body_frame(self, payload: bytes) -> None:
+        if self.state != OPEN:
+            return
+        self._on_content(self.assembler.on_body, payload)
+
+    def _on_content(self, feed, payload: bytes) -> None:
+        try:
+            command = feed(payload)  # assembler errors carry their own method ids
+        except AMQPError as error:
+            self.fail(error)
+            return
+        if command is not None:
+            try:
+                publish_methods.publish(self, self.publish_args, command[1], command[2])
+            except AMQPError as error:
+                self.fail(error.for_method(*BASIC_PUBLISH))
+
+    def handle(self, method: Method) -> None:
+        """Dispatch a decoded (non-hot) method to its handler."""
+        handler = _HANDLERS.get(type(method))
+        if handler is not None:
+            handler(self, method)
+        elif isinstance(method, commands.Channel.Close):
+            self._on_close(method)
+        elif isinstance(method, commands.Channel.Flow):
+            self._on_flow(method)
+        elif isinstance(method, commands.Confirm.Select):
+            self._on_confirm_select(method)
+        elif isinstance(method, commands.Channel.Open):
+            raise AMQPError(reply_codes.CHANNEL_ERROR, "second 'channel.open' seen", connection_level=True)
+        else:
+            raise AMQPError(reply_codes.COMMAND_INVALID, "unimplemented method",
+                            connection_level=True)
+
+    def send(self, method: Method) -> None:
+        """Queue one method frame for this channel."""
+        self.connection.send(encode_method(self.number, method))
+
+    # ---- close -----------------------------------------------------------
+
+    def fail(self, error: AMQPError) -> None:
+        """Answer a channel error with channel.close; connection errors go up."""
+        if error.connection_level:
+            raise error
+        log.warning("%s vhost '%s': channel error %s (class %d method %d)", self, self.vhost.name,
+                    error.reply_text, error.class_id, error.method_id)
+        self.release()
+        self.state = CLOSING
+        self.send(commands.Channel.Close(reply_code=error.reply_code, reply_text=error.reply_text,
+                                         class_id=error.class_id, method_id=error.method_id))
+
+    def _on_close(self, method: commands.Channel.Close) -> None:
+        self.release()
+        self.state = CLOSED
+        self.send(commands.Channel.CloseOk())
+        self.connection.forget_channel(self)
+
+    def _on_frame_while_closing(self, payload: bytes, class_id: int, method_id: int) -> None:
+        # After we sent channel.close everything but close/close-ok is dropped
+        # (spec §1.5.2.5).
+        if class_id != 20:
+            return
+        if method_id == 41:
+            self.state = CLOSED
+            self.connection.forget_channel(self)
+        elif method_id == 40:
+            self.send(commands.Channel.CloseOk())
+
+    def release(self) -> None:
+        """Cancel this channel's consumers and requeue its unacknowledged
+        messages in their original order (spec §1.8.3.14, RabbitMQ requeues
+        on channel close). Safe to call more than once."""
+        for consumer in list(self.consumers.values()):
+            consumer.queue.remove_consumer(consumer)
+        self.consumers.clear()
+        if self.tx is not None:
+            self.tx.rollback(self)
+        unacked, self.unacked = self.unacked, {}
+        self.requeue_entries(unacked.values())
+        self.assembler.reset()
+        self.ack_timer.cancel()
+
+    # ---- channel.flow, confirm.select --------------------------------------
+
+    def _on_flow(self, method: commands.Channel.Flow) -> None:
+        if not method.active:  # as RabbitMQ 3.x: consumers use basic.qos instead
+            raise AMQPError(reply_codes.NOT_IMPLEMENTED, "active=false", connection_level=True)
+        self.flow_active = bool(method.active)
+        self.send(commands.Channel.FlowOk(active=self.flow_active))
+        if self.flow_active:
+            for consumer in self.consumers.values():
+                consumer.queue.schedule_drain()
+
+    def _on_confirm_select(self, method: commands.Confirm.Select) -> None:
+        if self.tx is not None:
+            raise channel_error(reply_codes.PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
+        if self.confirms is None:
+            self.confirms = confirms.PublisherConfirms(self)
+        if not method.nowait:
+            self.send(commands.Confirm.SelectOk())

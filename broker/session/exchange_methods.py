@@ -1,0 +1,124 @@
+"""Handlers for class exchange (AMQP 0-9-1 spec §1.6; RabbitMQ's extensions:
+exchange-to-exchange bindings rabbitmq.com/e2e.html, alternate exchanges
+rabbitmq.com/ae.html)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from pamqp import commands
+
+from broker.exchanges import EXCHANGE_TYPES
+from protocol import reply_codes
+from protocol.errors import channel_error, connection_error
+
+if TYPE_CHECKING:
+    from broker.session.channel import Channel
+
+log = logging.getLogger(__name__)
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def declare(channel: "Channel", method: commands.Exchange.Declare) -> None:
+    """exchange.declare. Errors, in RabbitMQ's order: 503 COMMAND_INVALID
+    (connection) for an unknown type, 403 for the default exchange or a new
+    ``amq.`` name, 404 for a passive declare of a missing exchange, 406 for
+    an inequivalent re-declare."""
+    vhost = channel.vhost
+    name = method.exchange
+    if name == "":
+        raise channel_error(reply_codes.ACCESS_REFUSED, "operation not permitted on the default exchange")
+    if method.passive:
+        vhost.find_exchange(name)
+    else:
+        cls = EXCHANGE_TYPES.get(method.exchange_type)
+        if cls is None:
+            raise connection_error(reply_codes.COMMAND_INVALID, f"invalid exchange type '{method.exchange_type}'")
+        exchange = vhost.exchanges.get(name)
+        arguments = method.arguments or {}
+        if exchange is None:
+            if name.startswith("amq."):
+                raise channel_error(reply_codes.ACCESS_REFUSED,
+                                    f"exchange name '{name}' contains reserved prefix 'amq.*'")
+            exchange = cls(name, bool(method.durable), bool(method.auto_delete), bool(method.internal), arguments)
+            vhost.add_exchange(exchange)
+            log.info("%s vhost '%s': exchange '%s' (%s) declared", channel, vhost.name, name, cls.type_name)
+        else:
+            field = exchange.equivalent(method.exchange_type, bool(method.durable), bool(method.auto_delete),
+                                        bool(method.internal), arguments)
+            if field is not None:
+                received, current = _field_values(method, exchange, field)
+                raise channel_error(
+                    reply_codes.PRECONDITION_FAILED,
+                    f"inequivalent arg '{field}' for exchange '{name}' in vhost '{vhost.name}': "
+                    f"received '{received}' but current is '{current}'")
+    if not method.nowait:
+        channel.send(commands.Exchange.DeclareOk())
+
+
+def _field_values(method: commands.Exchange.Declare, exchange, field: str) -> tuple[str, str]:
+    if field == "type":
+        return method.exchange_type, exchange.type_name
+    if field in ("durable", "auto_delete", "internal"):
+        return _text(getattr(method, field)), _text(getattr(exchange, field))
+    return _text((method.arguments or {}).get(field)), _text(exchange.arguments.get(field))
+
+
+def delete(channel: "Channel", method: commands.Exchange.Delete) -> None:
+    """exchange.delete; a missing exchange is not an error (as RabbitMQ),
+    the default exchange is 403, if-unused with bindings 406."""
+    vhost = channel.vhost
+    name = method.exchange
+    if name == "":
+        raise channel_error(reply_codes.ACCESS_REFUSED, "operation not permitted on the default exchange")
+    if name.startswith("amq."):
+        raise channel_error(reply_codes.ACCESS_REFUSED,
+                            f"deletion of system exchange '{name}' in vhost '{vhost.name}' not allowed")
+    exchange = vhost.exchanges.get(name)
+    if exchange is not None:
+        if method.if_unused and exchange.has_bindings():
+            raise channel_error(reply_codes.PRECONDITION_FAILED,
+                                f"exchange '{name}' in vhost '{vhost.name}' in use")
+        vhost.delete_exchange(exchange)
+        log.info("%s vhost '%s': exchange '%s' deleted", channel, vhost.name, name)
+    if not method.nowait:
+        channel.send(commands.Exchange.DeleteOk())
+
+
+def bind(channel: "Channel", method: commands.Exchange.Bind) -> None:
+    """exchange.bind (e2e): 404 for a missing source or destination, 403
+    for the default exchange, 406 for invalid binding arguments."""
+    vhost = channel.vhost
+    source = vhost.exchange_for_binding(method.source)
+    destination = vhost.exchange_for_binding(method.destination)
+    vhost.bind(source, destination, method.routing_key, method.arguments or {})
+    if not method.nowait:
+        channel.send(commands.Exchange.BindOk())
+
+
+def unbind(channel: "Channel", method: commands.Exchange.Unbind) -> None:
+    """exchange.unbind; a missing exchange or binding is not an error (as
+    RabbitMQ); the default exchange is 403."""
+    vhost = channel.vhost
+    if method.destination == "" or method.source == "":
+        vhost.exchange_for_binding("")
+    destination = vhost.exchanges.get(method.destination)
+    source = vhost.exchanges.get(method.source)
+    if source is not None and destination is not None:
+        vhost.unbind(source, destination, method.routing_key, method.arguments or {})
+    if not method.nowait:
+        channel.send(commands.Exchange.UnbindOk())
+
+
+HANDLERS = {
+    commands.Exchange.Declare: declare,
+    commands.Exchange.Delete: delete,
+    commands.Exchange.Bind: bind,
+    commands.Exchange.Unbind: unbind,
+}
