@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from broker.app.cli_tools import add_tool_commands, check_tool_args, run_tool, tool_data_dir  # noqa: F401
-from broker.app.config import ENV_PREFIX, Config, parse_on_off
+from broker.app.config import Config, env_name, parse_on_off
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -168,10 +168,6 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
 )
 
 
-def _env_name(field: str) -> str:
-    return ENV_PREFIX + field.upper()
-
-
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     """Add the ``serve`` flags to ``parser``. Flags that are not given leave
     no attribute in the namespace (``argparse.SUPPRESS``), so "not given" is
@@ -185,7 +181,7 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
         elif isinstance(default, bool):
             default = "on" if default else "off"
         group.add_argument(flag, dest=field, metavar=metavar, type=parse, default=argparse.SUPPRESS,
-                           help=f"{text} [env {_env_name(field)}, default {default}]")
+                           help=f"{text} [env {env_name(field)}, default {default}]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,22 +218,26 @@ def _config_from(args: argparse.Namespace, environ: Mapping[str, str],
                  parser: argparse.ArgumentParser) -> Config:
     """Merge parsed flags over ``Config.from_env(environ)``; report bad
     environment values through ``parser.error`` (exit status 2)."""
+    checks = {field: _as_value_error(parse) for field, _flag, _metavar, parse, _text in SERVE_OPTIONS}
     try:
-        config = Config.from_env(dict(environ))
+        config = Config.from_env(environ, checks)
     except ValueError as exc:
         parser.error(f"invalid environment variable {exc}")
-    checks = {field: parse for field, _flag, _metavar, parse, _text in SERVE_OPTIONS}
-    for field, parse in checks.items():
-        name = _env_name(field)
-        if name in environ:
-            try:
-                setattr(config, field, parse(environ[name]))
-            except argparse.ArgumentTypeError as exc:
-                parser.error(f"invalid environment variable {name}={environ[name]!r}: {exc}")
     for field in (f.name for f in dataclasses.fields(Config)):
         if hasattr(args, field):
             setattr(config, field, getattr(args, field))
     return config
+
+
+def _as_value_error(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """``parse`` (an argparse ``type``) raising ValueError instead of
+    ArgumentTypeError, as ``Config.from_env`` expects of its parsers."""
+    def checked(text: str) -> object:
+        try:
+            return parse(text)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(str(exc)) from None
+    return checked
 
 
 def _check_tool_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ENV_PREFIX = "LEVERET_"
@@ -62,24 +63,37 @@ class Config:
                 "retention_rows": self.mirror_retention_rows}
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Config":
-        """Build a Config from defaults and ``LEVERET_<FIELD>`` variables.
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 parsers: Mapping[str, Callable[[str], object]] | None = None) -> "Config":
+        """Build a Config from defaults and ``LEVERET_<FIELD>`` variables (the
+        one reader of the environment: the command line passes its checks).
 
         ``LEVERET_DATA_DIR`` sets ``data_dir``, ``LEVERET_PORT`` sets ``port``
-        and so on. Raises ValueError naming the variable when a value does not
-        parse as the field's type.
+        and so on. ``parsers``: field name -> function turning the variable's
+        text into the value, raising ValueError (the command line's range
+        checks, broker.app.cli); other fields are read as their annotated
+        type. Raises ValueError ``LEVERET_<FIELD>='<text>': <reason>`` for the
+        first value that does not parse.
         """
         environ = os.environ if environ is None else environ
+        parsers = parsers or {}
         config = cls()
         for field in dataclasses.fields(cls):
-            raw = environ.get(ENV_PREFIX + field.name.upper())
+            name = env_name(field.name)
+            raw = environ.get(name)
             if raw is None:
                 continue
+            parse = parsers.get(field.name)
             try:
-                setattr(config, field.name, _coerce(field.type, raw))
+                setattr(config, field.name, parse(raw) if parse is not None else _coerce(field.type, raw))
             except ValueError as exc:
-                raise ValueError(f"{ENV_PREFIX}{field.name.upper()}={raw!r}: {exc}") from exc
+                raise ValueError(f"{name}={raw!r}: {exc}") from exc
         return config
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a Config field: ``port`` -> ``LEVERET_PORT``."""
+    return ENV_PREFIX + field.upper()
 
 
 def _coerce(type_name: object, raw: str) -> object:
