@@ -99,8 +99,8 @@ def publish(vhost: "VHost", exchange: "Exchange | None", message: "Message", cac
         if exchange is None:
             exchange = vhost.exchanges.get(message.exchange)
             if exchange is None:
-                log.debug("vhost '%s' queue '%s': exchange '%s' missing, message dropped", vhost.name,
-                          death[1] if death else "-", message.exchange)
+                log.debug("vhost '%s': exchange '%s' missing, message%s dropped", vhost.name, message.exchange,
+                          f" dead-lettered from queue '{death[1]}'" if death else "")
                 return UNROUTABLE
         if exchange.delays and death is None:
             stored = delayed_scheduler.hold(vhost, exchange, message)
