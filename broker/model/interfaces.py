@@ -38,3 +38,16 @@ class QueueConsumer(Protocol):
         """The queue was deleted under this consumer: it is cancelled
         (basic.cancel from the broker when the client asked for
         consumer_cancel_notify, rabbitmq.com/consumer-cancel.html)."""
+
+
+class Publisher(Protocol):
+    """The vhost as a queue sees it when it dead-letters a message
+    (``broker.vhost.namespace.VHost`` implements it): ``name`` and the
+    publish pipeline (broker/vhost/publish.py ``publish``)."""
+
+    name: str
+
+    def publish(self, exchange, message, cached=None, keys: list[str] | None = None,
+                death: tuple[str, str, list] | None = None) -> int:
+        """Route ``message`` from ``exchange`` (None: the exchange it names)
+        into queues; the outcome flags (broker/vhost/publish.py)."""

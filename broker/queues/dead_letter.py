@@ -5,41 +5,68 @@ carrying the ``x-death`` header, built exactly as RabbitMQ 3.10's
 rabbit_dead_letter.erl does (make_msg, update_x_death_header,
 detect_cycles).
 
-The pure parts (``x_death_headers``, ``is_cycle``, ``dead_letter_properties``)
-take and return plain values; ``publish`` routes the copy in a vhost.
+Only the pure parts live here (``x_death_headers``, ``is_cycle``,
+``dead_letter_properties``, ``copy_message``): they take and return plain
+values. The copy is routed by the vhost's publish pipeline
+(broker/vhost/publish.py), which the queue reaches through its vhost object
+(broker/queues/lifecycle.py); the queues layer does not route.
+
+It also holds the one parser of CC/BCC routing-key headers
+(``routing_header_keys``), used at publish too
+(broker/vhost/sender_selected.py): it lives in this lower layer because
+dead-lettering must read a copy's CC keys again for x-death.
 """
 
 from __future__ import annotations
 
 import datetime
-import logging
 import time
 
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from broker.vhost import deduplication
-from broker.queues import limits as queue_limits
-from broker.vhost import sender_selected
 from broker.queues.dead_letter_bytes import first_death_header
-from broker.vhost.delayed_copies import hold_copies
 from broker.model.message import Message
-from broker.vhost.publish import persist
 from protocol.field_types import Long
-
-log = logging.getLogger(__name__)
 
 #: reasons as they appear in x-death (dlx.html "Dead-Lettered Messages")
 REJECTED, EXPIRED, MAXLEN, DELIVERY_LIMIT = "rejected", "expired", "maxlen", "delivery_limit"
 
 
+def routing_header_keys(value) -> list[str] | None:
+    """The routing keys of one CC or BCC header value
+    (rabbit_basic:header_routes, rabbitmq.com/sender-selected.html): the
+    long-string elements of an array, in order (bytes decoded as UTF-8;
+    other elements, and strings that are not UTF-8, are skipped, as
+    RabbitMQ keeps only ``longstr`` elements). None when ``value`` is not an
+    array.
+
+    The two callers treat None differently, and so does RabbitMQ: at
+    publish a CC/BCC header that is not an array is an error (406,
+    broker/vhost/sender_selected.py); a dead-lettered copy's header passed
+    that check when it was published (RabbitMQ does not parse it again: it
+    keeps the keys found at publish), so ``header_routes`` reads None as no
+    keys and never fails a dead-lettering."""
+    if not isinstance(value, list):
+        return None
+    keys = []
+    for item in value:
+        if isinstance(item, (bytes, bytearray)):
+            try:
+                item = bytes(item).decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+        if isinstance(item, str):
+            keys.append(item)
+    return keys
+
+
 def header_routes(headers: dict | None) -> list[str]:
-    """The CC then BCC routing keys of a headers table (rabbit_basic:header_routes)."""
+    """The CC then BCC routing keys of a headers table
+    (``routing_header_keys``; a header that is not an array gives none)."""
     keys: list[str] = []
     for name in ("CC", "BCC"):
-        value = (headers or {}).get(name)
-        if isinstance(value, list):
-            keys.extend(_text(v) for v in value if isinstance(v, (str, bytes)))
+        keys.extend(routing_header_keys((headers or {}).get(name)) or ())
     return keys
 
 
@@ -164,43 +191,3 @@ def copy_message(message_exchange: str, message_routing_key: str, header: bytes,
                                               message_routing_key, dlx_routing_key, now=when, bcc=bcc)
     new_header = ContentHeader(0, len(body), properties).marshal()
     return Message(dlx, keys[0], new_header, body), keys, properties.headers["x-death"]
-
-
-def publish(vhost, message: Message, keys: list[str], reason: str, from_queue: str, deaths: list) -> int:
-    """Route the dead-lettered copy ``message`` through its exchange (a
-    missing DLX drops it, as RabbitMQ does) with every key in ``keys``;
-    hold a copy at each delayed-message exchange on the way when it has an
-    ``x-delay`` (broker/vhost/delayed_copies.py; not counted in the result);
-    drop it where it is a duplicate (x-message-deduplication exchange or
-    queues, broker/vhost/deduplication.py), leave out the queues it would cycle
-    into (``deaths``: its x-death list, from ``copy_message``), persist it
-    when persistent and routed to a durable queue, and enqueue it. Returns
-    the number of queues it reached."""
-    exchange = vhost.exchanges.get(message.exchange)
-    if exchange is None:
-        log.debug("vhost '%s' queue '%s': dead-letter exchange '%s' missing, message dropped",
-                  vhost.name, from_queue, message.exchange)
-        return 0
-    held: list = []  # delayed-message exchanges on the way (broker/vhost/delayed_copies.py)
-    queues = sender_selected.route(vhost, exchange, message, keys[1:], held)  # message.routing_key is keys[0]
-    # the plugin's exchange route and queue decorator see dead-lettered copies like any publish
-    if deduplication.exchange_duplicate(vhost, exchange, message):
-        return 0
-    if held:
-        hold_copies(vhost, message, held)
-    if queues:
-        queues = deduplication.drop_queue_duplicates(vhost, message, queues)
-    if reason != REJECTED and queues:
-        cycling = [q for q in queues if is_cycle(q.name, deaths)]
-        for queue in cycling:
-            log.warning("vhost '%s': dead-letter cycle detected, message from queue '%s' not republished "
-                        "to queue '%s'", vhost.name, from_queue, queue.name)
-        queues = [q for q in queues if q not in cycling]
-    if not queues:
-        return 0
-    queues, _refused = queue_limits.admit(queues, message)
-    if queues:
-        persist(vhost, message, queues)
-    for queue in queues:
-        queue.enqueue(message)
-    return len(queues)

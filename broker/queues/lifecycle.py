@@ -22,6 +22,7 @@ from broker.model.clock import now_ms
 from broker.queues.message_ttl import ExpiryIndex, effective_ttl, message_expiration, parse_expiration
 from broker.queues.expiry import QueueExpiry
 from broker.queues.limits import DROP_HEAD, Limits
+from broker.model.interfaces import Publisher
 from broker.model.reasons import REASON_DEAD_LETTERED, REASON_DROPPED, REASON_EXPIRED
 
 log = logging.getLogger(__name__)
@@ -284,7 +285,9 @@ class QueueLifecycle:
     def _dead(self, mid: int, message: Message | None, reason: str, plain_reason: int,
               record: bool = True) -> None:
         """Message ``mid`` leaves the queue for ``reason``: republished to
-        the DLX when there is one (WAL reason dead-lettered), else dropped
+        the DLX when there is one (through the vhost's publish pipeline,
+        ``queue.vhost.publish``, see broker.model.interfaces.Publisher; WAL
+        reason dead-lettered), else dropped
         (``plain_reason``). ``message`` None: a stored message whose body is
         in the WAL (read only when it is dead-lettered)."""
         queue = self.queue
@@ -298,9 +301,11 @@ class QueueLifecycle:
                 parts = (message.exchange, message.routing_key, message.header, message.body)
             copy, keys, deaths = dead_letter.copy_message(*parts, reason, queue.name, self.dlx, self.dlrk,
                                                           bcc=message.bcc if message is not None else None)
-            reached = dead_letter.publish(queue.vhost, copy, keys, reason, queue.name, deaths)
-            log.debug("vhost '%s' queue '%s': message %d dead-lettered (%s) to exchange '%s', %d queues",
-                      queue.vhost.name, queue.name, mid, reason, self.dlx, reached)
+            vhost: Publisher = queue.vhost
+            # exchange None: the pipeline looks the DLX up by name (copy.exchange) and drops a missing one
+            outcome = vhost.publish(None, copy, keys=keys[1:], death=(reason, queue.name, deaths))
+            log.debug("vhost '%s' queue '%s': message %d dead-lettered (%s) to exchange '%s', outcome %d",
+                      vhost.name, queue.name, mid, reason, self.dlx, outcome)
             code = REASON_DEAD_LETTERED
         if record and stored and queue.stored:
             queue.vhost.storage.record_removed(mid, queue.name, code)

@@ -13,7 +13,9 @@ unacknowledged ones do not count), with ``x-overflow``:
 
 from __future__ import annotations
 
-DROP_HEAD, REJECT_PUBLISH, REJECT_PUBLISH_DLX = "drop-head", "reject-publish", "reject-publish-dlx"
+#: the default x-overflow mode (the others are matched where they act:
+#: ``admit`` and QueueLifecycle.refused)
+DROP_HEAD = "drop-head"
 
 
 class Limits:

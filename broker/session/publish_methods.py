@@ -1,19 +1,18 @@
 """basic.publish (AMQP 0-9-1 spec §1.8.3.7): the checks RabbitMQ makes
 before routing (exchange exists and is not internal, user-id, expiration;
-rabbitmq.com/validated-user-id.html), then the vhost's publish pipeline,
-whose outcome this module turns into basic.return and the publisher
-confirm (docs/architecture.md, "One publish")."""
+rabbitmq.com/validated-user-id.html), then the vhost's publish pipeline
+(broker/vhost/publish.py), whose outcome broker/session/publish_answer.py
+turns into basic.return and the publisher confirm (docs/architecture.md,
+"One publish")."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker.queues import limits as queue_limits
 from broker.queues import message_ttl
-from broker.vhost import deduplication, delayed_scheduler
-from broker.vhost.delayed_copies import hold_copies
 from broker.model.message import Message
-from broker.vhost.publish import answer_confirm, persist, return_unroutable
+from broker.session.publish_answer import answer
+from broker.vhost.publish import publish as publish_pipeline
 from protocol import reply_codes
 from protocol.errors import channel_error, connection_error
 
@@ -26,8 +25,9 @@ _USER_ID_FLAG = 0x0010
 
 def publish(channel: "Channel", publish_args: tuple, header: bytes, body: bytes) -> None:
     """A complete basic.publish command (``publish_args`` as decoded by
-    ``protocol.hot_methods.decode_publish``): route it, or hold it in a
-    transaction.
+    ``protocol.hot_methods.decode_publish``): through the vhost's publish
+    pipeline (broker/vhost/publish.py), then basic.return and the publisher
+    confirm (broker/session/publish_answer.py); or held in a transaction.
 
     Errors: 404 NOT_FOUND (no such exchange), 403 ACCESS_REFUSED (internal
     exchange), 406 PRECONDITION_FAILED (user-id property is not the
@@ -53,37 +53,7 @@ def publish(channel: "Channel", publish_args: tuple, header: bytes, body: bytes)
     if channel.tx is not None:
         channel.tx.add_publish(exchange, message, mandatory)
         return
-    route(channel, exchange, message, mandatory)
-
-
-def route(channel: "Channel", exchange, message: Message, mandatory: bool) -> bool:
-    """Enqueue ``message`` on every queue ``exchange`` routes it to; an
-    unroutable mandatory message goes back as basic.return 312 NO_ROUTE
-    (spec §1.8.3.8), before the publisher confirm. A copy held by a
-    delayed-message exchange on the way does not count as routed
-    (broker/vhost/delayed_copies.py). Returns True when a queue refused it
-    (x-overflow reject-publish: basic.nack in confirm mode)."""
-    if exchange.type_name == "x-delayed-message" and delayed_scheduler.hold(channel, exchange, message, mandatory):
-        return False
-    held: list = []
-    vhost = channel.vhost
-    queues = vhost.route(exchange, message, held)
-    if deduplication.exchange_duplicate(vhost, exchange, message):
-        queues = held = ()  # dropped whole, not held anywhere either
-    persisted = hold_copies(vhost, message, held) if held else False
-    if queues:
-        queues = deduplication.drop_queue_duplicates(vhost, message, queues)
-    refused = False
-    if queues:
-        queues, refused = queue_limits.admit(queues, message)  # x-overflow reject-publish(-dlx)
-        if queues and persist(vhost, message, queues):
-            persisted = True
-        for queue in queues:
-            queue.enqueue(message)
-    elif mandatory:
-        return_unroutable(channel, message)
-    answer_confirm(channel, persisted, refused)
-    return refused
+    answer(channel, message, publish_pipeline(vhost, exchange, message), mandatory)
 
 
 def _check_user_id(channel: "Channel", message: Message) -> None:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker.session import publish_methods
 from broker.exchanges import route_message
 from broker.model.message import Message
-from broker.vhost.publish import answer_confirm, persist, return_unroutable
+from broker.session.publish_answer import answer
+from broker.vhost.publish import UNROUTABLE, publish
 from protocol.assembler import IDLE
 from protocol.constants import BASIC_PUBLISH
 from protocol.errors import AMQPError
@@ -38,7 +38,8 @@ class Route:
     """Where publishes with one basic.publish payload go: ``queues`` (a
     tuple, each once), the decoded ``exchange_name`` and ``routing_key``,
     ``exchange_routing_key`` (the two short strings, as basic.deliver
-    carries them), ``mandatory``; ``plain`` is False when a queue has
+    carries them), ``mandatory``; the publish pipeline reads it as a
+    broker.vhost.publish.CachedRoute: ``plain`` is False when a queue has
     per-publish rules (x-message-deduplication, x-overflow) and ``stored``
     is True when a queue keeps persistent messages."""
 
@@ -101,9 +102,11 @@ def on_publish(channel: "Channel", method: bytes, header: bytes, body: bytes) ->
     the general path's per-message rules applies (open channel with no
     content pending, no transaction, no expiration or user-id property, no
     CC/BCC headers, body within max_message_size) and the route is
-    cacheable: enqueue it on its cached route, persisting it first when it
-    is persistent and a queue is stored; basic.return a mandatory one
-    nobody takes (312 NO_ROUTE); answer the publisher confirm. Anything
+    cacheable: the vhost's publish pipeline (broker/vhost/publish.py) takes
+    it with its cached route (no routing; a plain route is only persisted
+    when persistent and enqueued), then basic.return for a mandatory one
+    nobody takes (312 NO_ROUTE) and the publisher confirm
+    (broker/session/publish_answer.py). Anything
     else goes frame by frame (``Channel.frames_of_publish``). Errors
     close the channel as the general path does (class 60 method 40)."""
     if (channel.state == "open" and channel.assembler.state == IDLE and channel.tx is None
@@ -115,20 +118,10 @@ def on_publish(channel: "Channel", method: bytes, header: bytes, body: bytes) ->
             try:
                 message = Message(route.exchange_name, route.routing_key, header, body, None,
                                   route.exchange_routing_key)
-                if not route.plain:
-                    publish_methods.route(channel, route.exchange, message, route.mandatory)
-                    return
-                queues = route.queues
-                persisted = False
-                if queues:
-                    if route.stored and header[12] & 0x10:  # delivery-mode present (flag 0x1000)
-                        persisted = persist(vhost, message, queues)
-                    for queue in queues:
-                        queue.enqueue(message)
-                elif route.mandatory:
-                    return_unroutable(channel, message)
-                if channel.confirms is not None:
-                    answer_confirm(channel, persisted)
+                outcome = publish(vhost, route.exchange, message, route)
+                # most publishes need no answer: skip the call then
+                if outcome & UNROUTABLE and route.mandatory or channel.confirms is not None:
+                    answer(channel, message, outcome, route.mandatory)
             except AMQPError as error:
                 channel.fail(error.for_method(*BASIC_PUBLISH))
             return

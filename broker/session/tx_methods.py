@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from pamqp import commands
 
+from broker.session.publish_answer import answer
+from broker.vhost.publish import REFUSED, publish
 from protocol import reply_codes
 from protocol.errors import channel_error
 
@@ -34,17 +36,19 @@ class Transaction:
         self.settlements.append((taken, False, requeue))
 
     def commit(self, channel: "Channel") -> None:
-        """Apply everything in order, then start a new transaction. A
+        """Apply everything in order (each publish through the publish
+        pipeline, broker/vhost/publish.py), then start a new transaction. A
         publish a queue refused (x-overflow reject-publish) makes it a
         channel error 406 "partial tx completion" once the rest is applied,
         as in RabbitMQ."""
-        from broker.session.publish_methods import route
-
         publishes, settlements = self.publishes, self.settlements
         self.publishes, self.settlements = [], []
-        refused = False
+        refused = 0
+        vhost = channel.vhost
         for exchange, message, mandatory in publishes:
-            refused = route(channel, exchange, message, mandatory) or refused
+            outcome = publish(vhost, exchange, message)
+            answer(channel, message, outcome, mandatory)
+            refused |= outcome & REFUSED
         for taken, is_ack, requeue in settlements:
             channel.settle(taken, requeue, ack=is_ack)
         if refused:

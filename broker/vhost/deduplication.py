@@ -249,16 +249,6 @@ def _record(vhost, message: "Message", holder: str) -> None:
     storage.record_removed(record_id, holder, REASON_DEDUPLICATED)
 
 
-def filter_queues(vhost, exchange, message: "Message", queues):
-    """Publish hook (broker/delayed_scheduler.route_now): the queues
-    ``message`` is to be enqueued on once duplicates are dropped, at the
-    exchange (type x-message-deduplication) and at each deduplicating
-    queue."""
-    if exchange_duplicate(vhost, exchange, message):
-        return ()
-    return drop_queue_duplicates(vhost, message, queues)
-
-
 def exchange_duplicate(vhost, exchange, message: "Message") -> bool:
     """True when ``exchange`` is of type x-message-deduplication and has
     seen ``message``'s ``x-deduplication-header`` (the message is then

@@ -1,6 +1,6 @@
 """Delayed-message exchanges reached on the way: through an
 exchange-to-exchange binding, as an alternate exchange, or as a queue's
-dead-letter exchange (a direct publish to one is broker/delayed_scheduler.hold).
+dead-letter exchange (a direct publish to one is broker/vhost/delayed_scheduler.hold).
 
 The plugin (rabbitmq-delayed-message-exchange) delays in its exchange type's
 ``route/2`` (rabbit_exchange_type_delayed_message.erl), which

@@ -2,10 +2,11 @@
 (broker/exchanges/delayed.py; the plugin
 https://github.com/rabbitmq/rabbitmq-delayed-message-exchange).
 
-Publish: a message with ``x-delay`` > 0 ms on such an exchange is held, not
-routed: its ``x-delay`` header is negated (as the plugin's
-swap_delay_header does, so consumers see it came through the delay and it is
-never delayed twice), the publisher confirm is sent once it is stored (for a
+Publish (``hold``, the publish pipeline's first step): a message with
+``x-delay`` > 0 ms on such an exchange is held, not routed: its ``x-delay``
+header is negated (as the plugin's swap_delay_header does, so consumers see
+it came through the delay and it is never delayed twice), the publisher
+confirm is sent once it is stored (for a
 persistent message on a durable exchange: after the WAL fsync), and a
 mandatory publish gets basic.return 312 NO_ROUTE at once, because the
 plugin's ``route`` returns no queues for a delayed message (the plugin does
@@ -28,7 +29,9 @@ Due: ``due_ms`` is wall-clock ms: publish time (the record's ``at_ms``)
 plus the delay, so the delay keeps counting across a restart and a message
 whose time passed while the broker was down routes right after recovery.
 One ``loop.call_at`` timer per exchange, armed for the heap's head; no
-scanning. When due, the message is routed through the exchange with its
+scanning. When due, the message goes through the vhost's publish pipeline
+(broker/vhost/publish.py; so queue length limits, deduplication and
+dead-lettering apply as to any publish) from the exchange, with its
 underlying type's rules *then* (bindings made meanwhile count), as a new
 message (new id, a new MESSAGE record for the durable queues it reaches);
 the holder's record is then closed with an ACK record (REASON_ACKED) naming
@@ -43,17 +46,14 @@ import heapq
 import logging
 from typing import TYPE_CHECKING
 
-from broker.vhost import deduplication
 from broker.exchanges.delayed import MAX_DELAY_MS, delay_of
 from broker.model.message import Message, cold_message, to_cold
 from broker.model.message_headers import headers_or_none, set_headers, signed_int_field, with_int_at
-from broker.vhost.publish import answer_confirm, persist, return_unroutable
 from protocol.hot_methods import delivery_mode
 from broker.model.clock import now_ms
 from broker.model.reasons import REASON_ACKED, REASON_DELETED
 
 if TYPE_CHECKING:
-    from broker.session.channel import Channel
     from broker.exchanges.delayed import DelayedMessageExchange
     from broker.vhost.namespace import VHost
 
@@ -171,15 +171,15 @@ class DelayScheduler:
             message = transient.pop(message_id, None)
             try:
                 if message is not None:
-                    route_now(vhost, exchange, cold_message(message))
+                    vhost.publish(exchange, cold_message(message))
                     continue
                 try:
                     record = storage.read_message(message_id)
                 except KeyError:
                     continue  # removed meanwhile
                 try:
-                    route_now(vhost, exchange, Message(record.exchange, record.routing_key, record.header,
-                                                       record.body))
+                    vhost.publish(exchange, Message(record.exchange, record.routing_key, record.header,
+                                                    record.body))
                 finally:
                     storage.record_removed(message_id, self.holder, REASON_ACKED)
             except Exception:  # one bad record must not stop the others
@@ -216,44 +216,28 @@ def scheduler_for(vhost: "VHost", exchange: "DelayedMessageExchange") -> DelaySc
     return held
 
 
-def route_now(vhost: "VHost", exchange, message: Message) -> list:
-    """Route ``message`` through ``exchange`` now, without a publishing
-    channel (no confirm, no mandatory): persist it for the durable queues it
-    reaches (design.md "One publish", step 5) and enqueue it."""
-    queues = vhost.route(exchange, message)
-    if queues:
-        queues = deduplication.filter_queues(vhost, exchange, message, queues)
-    if queues:
-        persist(vhost, message, queues)
-    for queue in queues:
-        queue.enqueue(message)
-    return queues
-
-
-def hold(channel: "Channel", exchange: "DelayedMessageExchange", message: Message, mandatory: bool) -> bool:
-    """Publish hook (broker/session/publish_methods.route): hold ``message`` when its
-    ``x-delay`` asks for a delay, answering the confirm and mandatory as the
-    plugin does; False when it is to be routed at once."""
+def hold(vhost: "VHost", exchange: "DelayedMessageExchange", message: Message) -> bool | None:
+    """Publish step (broker/vhost/publish.py): hold ``message``, published
+    to ``exchange``, when its ``x-delay`` asks for a delay of 1 to
+    MAX_DELAY_MS ms. None when it is to be routed at once (no, negated or
+    out-of-range ``x-delay``: a message falling due is never held again);
+    else True when it was written to the WAL (its confirm waits for the
+    fsync). The caller answers mandatory and the confirm from that."""
     swap_at = None
     try:
         found = signed_int_field(message.header, b"x-delay")
     except LookupError:  # a string, float... x-delay, or a header pamqp must judge
         found = False
     if found is None:
-        return False
+        return None
     if found:
         delay = found[0] if 0 < found[0] <= MAX_DELAY_MS else None
         swap_at = found[1:]
     else:
         delay = delay_of(headers_or_none(message))
     if delay is None:
-        return False
-    vhost = channel.vhost
-    stored = scheduler_for(vhost, exchange).add(message, delay, swap_at)
-    if mandatory:
-        return_unroutable(channel, message)
-    answer_confirm(channel, stored)
-    return True
+        return None
+    return scheduler_for(vhost, exchange).add(message, delay, swap_at)
 
 
 def restore(vhosts: dict, storage, held: list[tuple[str, str, int]]) -> int:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from pamqp import commands
 
+from broker.vhost import publish as publish_pipeline
 from broker.vhost import sender_selected
 from broker.exchanges import DirectExchange, Exchange, FanoutExchange, HeadersExchange, TopicExchange, route_message
 from protocol import reply_codes
@@ -48,6 +49,11 @@ class VHost:
         self.dedup_journal = None
         for exchange_name, cls in STANDARD_EXCHANGES:
             self.exchanges[exchange_name] = cls(exchange_name, durable=True)
+
+    #: the publish pipeline as a method (``vhost.publish(exchange, message,
+    #: ...)``), for the lower layers that hold the vhost object (a queue
+    #: dead-lettering, a delayed exchange's scheduler): broker/vhost/publish.py
+    publish = publish_pipeline.publish
 
     def route(self, exchange: Exchange, message: "Message", held: list | None = None):
         """The queues ``message`` goes to (a collection, each queue once).

@@ -20,6 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from broker.exchanges.routing import route_message_keys
+from broker.queues.dead_letter import routing_header_keys
 from broker.model.message_headers import headers_or_none, set_headers
 from protocol import reply_codes
 from protocol.errors import channel_error
@@ -54,22 +55,15 @@ def _type_name(value) -> str:
 
 def _keys(name: str, value) -> list[str] | None:
     """The routing keys of one CC/BCC value (None: no such header). Raises
-    406 when it is not an array."""
+    406 when it is not an array (the element rules:
+    broker/queues/dead_letter.routing_header_keys)."""
     if value is None:
         return None
-    if not isinstance(value, list):
+    keys = routing_header_keys(value)
+    if keys is None:
         raise channel_error(reply_codes.PRECONDITION_FAILED,
                             f'invalid message: {{unacceptable_type_in_header,"{name}",{_type_name(value)}}}')
-    out = []
-    for item in value:
-        if isinstance(item, (bytes, bytearray)):
-            try:
-                item = bytes(item).decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-        if isinstance(item, str):
-            out.append(item)
-    return out
+    return keys
 
 
 def extra_keys(message: "Message") -> list[str] | None:

@@ -9,7 +9,8 @@ import datetime
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from broker.queues.dead_letter import copy_message, dead_letter_properties, header_routes, is_cycle, x_death_headers
+from broker.queues.dead_letter import (copy_message, dead_letter_properties, header_routes, is_cycle, routing_header_keys,
+                                      x_death_headers)
 
 NOW = 1_700_000_000.7
 WHEN = datetime.datetime.fromtimestamp(1_700_000_000, datetime.timezone.utc)
@@ -57,6 +58,12 @@ def test_cycle_detection_as_rabbitmq():
 def test_header_routes_cc_then_bcc():
     assert header_routes({"CC": ["a", b"b"], "BCC": ["c"]}) == ["a", "b", "c"]
     assert header_routes(None) == [] and header_routes({"CC": "not-an-array"}) == []
+
+
+def test_routing_header_keys_keeps_utf8_strings_of_an_array():
+    """The one CC/BCC parser: string elements only (bytes as UTF-8), None for a non-array."""
+    assert routing_header_keys(["a", b"b", 5, b"\xff", {"t": 1}]) == ["a", "b"]
+    assert routing_header_keys("a") is None and routing_header_keys(None) is None
 
 
 def test_dead_letter_routing_key_replaces_keys_and_drops_cc():
