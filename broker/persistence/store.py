@@ -57,24 +57,42 @@ class Store:
     message id, queues by name; ``reason`` is a ``broker.model.reasons``
     REASON_* value.
 
-    Bound from the storage (same contracts as storage/facade.py):
-    ``persist_message(message_id, vhost, exchange, routing_key, queues,
-    header, body)``, ``record_removed(message_id, queue, reason)``,
-    ``record_delivered(message_id, queue, consumer_tag="",
-    delivery_count=1)``, ``read_for_delivery(message_ids)`` (``(exchange,
-    routing_key, exchange_routing_key, header, body)`` per id; KeyError
-    for a message no queue holds) and ``sync_soon(callback)`` (called once
-    everything recorded so far is fsynced). ``fsync``: False when the WAL
-    never fsyncs (benchmarks only)."""
+    The per-message operations are the storage's bound methods (same
+    contracts as storage/facade.py; reads raise KeyError for a message no
+    durable queue holds any more):
+
+    * ``persist_message(message_id, vhost, exchange, routing_key, queues,
+      header, body)``: durable once a later ``sync_soon`` callback runs;
+    * ``record_delivered(message_id, queue, consumer_tag="",
+      delivery_count=1)``, ``record_requeued(message_id, queue)``,
+      ``record_removed(message_id, queue, reason)``, and
+      ``forget_queue(message_id, queue)`` (recovery: the queue is gone);
+    * ``read_message(message_id)`` (a ``MessageRecord``: exchange,
+      routing_key, header, body, at_ms...), ``read_messages(message_ids)``
+      (one pread per run of neighbouring records),
+      ``read_for_delivery(message_ids)`` (``(exchange, routing_key,
+      exchange_routing_key, header, body)`` per id);
+    * ``delivery_count(message_id, queue)``: times the unsettled message
+      was handed out from ``queue`` (>= 1), across restarts;
+    * ``sync_soon(callback)``: ``callback()`` once everything recorded so
+      far is fsynced.
+
+    ``fsync``: False when the WAL never fsyncs (benchmarks only)."""
 
     def __init__(self, storage: Storage):
         self.backend = storage
         self.fsync = storage.fsync
-        # the hot ones: the storage's bound methods, no call layer here
+        # per-message paths (publish, delivery, ack, requeue, expiry): the
+        # storage's bound methods, so the adapter adds no call layer
         self.persist_message = storage.persist_message
-        self.record_removed = storage.record_removed
         self.record_delivered = storage.record_delivered
+        self.record_requeued = storage.record_requeued
+        self.record_removed = storage.record_removed
+        self.forget_queue = storage.forget_queue
+        self.read_message = storage.read_message
+        self.read_messages = storage.read_messages
         self.read_for_delivery = storage.read_for_delivery
+        self.delivery_count = storage.delivery_count
         self.sync_soon = storage.sync_soon
 
     @classmethod
@@ -85,32 +103,6 @@ class Store:
         return cls(Storage(data_dir, fsync=fsync, segment_size=segment_size))
 
     # ---- messages --------------------------------------------------------
-
-    def read_message(self, message_id: int):
-        """The stored message (``storage.wal.MessageRecord``: exchange,
-        routing_key, header, body, at_ms...), one pread. Raises KeyError
-        when no durable queue holds it any more."""
-        return self.backend.read_message(message_id)
-
-    def read_messages(self, message_ids: list[int]) -> list:
-        """``read_message`` for many ids at once (one pread per run of
-        neighbouring records). Raises KeyError as ``read_message``."""
-        return self.backend.read_messages(message_ids)
-
-    def delivery_count(self, message_id: int, queue: str) -> int:
-        """How many times the unsettled message was handed out from
-        ``queue`` (at least 1), across restarts (x-delivery-count)."""
-        return self.backend.delivery_count(message_id, queue)
-
-    def record_requeued(self, message_id: int, queue: str) -> None:
-        """The message went back to the ready list of ``queue`` (history
-        for the message database)."""
-        self.backend.record_requeued(message_id, queue)
-
-    def forget_queue(self, message_id: int, queue: str) -> None:
-        """Recovery found a message for a queue (or delayed exchange
-        holder) that no longer exists: it is removed as deleted."""
-        self.backend.forget_queue(message_id, queue)
 
     def queues_holding(self, message_id: int) -> tuple[str, ...] | None:
         """The names of the durable queues (and holders) that still hold

@@ -49,7 +49,8 @@ def test_hot_operations_are_the_storage_methods_themselves(tmp_path):
     the storage's bound methods."""
     backend = Storage(tmp_path / "data")
     store = Store(backend)
-    for name in ("persist_message", "record_removed", "record_delivered", "read_for_delivery", "sync_soon"):
+    for name in ("persist_message", "record_delivered", "record_requeued", "record_removed", "forget_queue",
+                 "read_message", "read_messages", "read_for_delivery", "delivery_count", "sync_soon"):
         method = getattr(store, name)
         assert method.__self__ is backend and method.__func__ is getattr(Storage, name)
 
@@ -112,7 +113,8 @@ def test_recovery_makes_missing_vhosts_with_the_given_factory(tmp_path):
     stored topology comes from ``make_vhost``, with what the factory gives."""
     store = Store.in_directory(tmp_path / "data")
     store.backend.open()
-    VHost("/other", store).add_queue(Queue(VHost("/other", store), "kept", durable=True))
+    stored = VHost("/other", store)
+    stored.add_queue(Queue(stored, "kept", durable=True))
     store.close()
 
     again = Store.in_directory(tmp_path / "data")
