@@ -30,7 +30,7 @@ def _header_filter(text: str) -> tuple[str, str]:
 
 def _time(text: str) -> str:
     """An argparse ``type`` accepting ISO-8601 or ms since the epoch."""
-    from storage.mirror.query import to_ms
+    from broker.persistence.message_database import to_ms
 
     try:
         to_ms(text)
@@ -135,9 +135,8 @@ def run_tool(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     (0 ok, 1 error: no database, no such message, broker running, a bad
     ``LEVERET_MIRROR_*`` value...). Output goes to stdout, errors to
     stderr."""
-    from storage.mirror import MirrorNotFound, RebuildError, db_path, find, rebuild, show
-    from storage.mirror.render import format_message, format_table, to_json
-    from storage.wal import WalError
+    from broker.persistence.message_database import (MirrorNotFound, RebuildError, WalError, db_path, find,
+                                                     format_message, format_table, rebuild, show, to_json)
 
     data_dir = tool_data_dir(args, environ)
     try:

@@ -20,15 +20,14 @@ from broker.transport.asyncio_protocol import AMQPProtocol
 from broker.persistence.recovery import recover
 from broker.persistence.dedup_journal import FILE_NAME as DEDUP_FILE
 from broker.persistence.dedup_journal import DedupJournal
+from broker.persistence.message_database import (MirrorSupervisor, db_path, keep_wal_segments,
+                                                 message_database_process)
+from broker.persistence.store import Store, WalError
 from broker.vhost.deduplication import cache_for
 from broker.transport.flow_control import PublishFlow
 from broker.vhost.namespace import VHost
 from protocol import reply_codes
 from protocol.errors import connection_error
-from storage import Storage
-from storage.mirror import db_path
-from storage.mirror.supervisor import MirrorSupervisor
-from storage.wal import WalError
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +55,33 @@ CAPABILITIES = ("publisher_confirms", "exchange_exchange_bindings", "basic.nack"
 
 class Server:
     """Everything one broker process holds: ``vhosts`` by name, the user
-    table, the open ``connections``, the storage facade and the supervisor
-    of the message database process, ``mirror`` (None when off)."""
+    table, the open ``connections``, the store (``storage``:
+    broker.persistence.store.Store), the publish ``flow`` control, the
+    deduplication journal and the supervisor of the message database
+    process, ``mirror`` (None when off). The flow control and the journal
+    exist before any vhost: ``make_vhost`` hands them to each one."""
 
     def __init__(self, config: Config):
         self.config = config
         if config.fsync not in ("always", "never"):
             raise ValueError(f"fsync must be 'always' or 'never', not {config.fsync!r}")
-        self.storage = Storage(config.data_dir, fsync=config.fsync == "always",
-                               segment_size=config.wal_segment_size)
-        self.vhosts: dict[str, VHost] = {config.default_vhost: VHost(config.default_vhost, self.storage)}
+        self.storage = Store.in_directory(config.data_dir, fsync=config.fsync == "always",
+                                          segment_size=config.wal_segment_size)
         self.users: dict[str, str] = {config.default_user: config.default_pass}
         self.connections: set = set()
         self.flow = PublishFlow(self.connections)
-        for vhost in self.vhosts.values():
-            vhost.flow = self.flow
+        #: opened by ``start``; a no-op when the file cannot be used
+        self.dedup_journal = DedupJournal(config.data_dir / DEDUP_FILE)
+        self.vhosts: dict[str, VHost] = {config.default_vhost: self.make_vhost(config.default_vhost)}
         self._listener: asyncio.base_events.Server | None = None
         self._compactor: asyncio.Task | None = None
         self.mirror: MirrorSupervisor | None = None
-        self.dedup_journal: DedupJournal | None = None
+
+    def make_vhost(self, name: str) -> VHost:
+        """A new vhost ``name`` with the server's store, publish flow
+        control and deduplication journal (recovery makes the vhosts named
+        in the stored topology with it)."""
+        return VHost(name, storage=self.storage, flow=self.flow, dedup_journal=self.dedup_journal)
 
     def authenticate(self, username: str, password: str) -> bool:
         """True when the password matches the user's (constant-time compare)."""
@@ -95,22 +102,22 @@ class Server:
 
     async def start(self) -> None:
         """Open the message database, storage, recover, and listen. Raises
-        OSError when the port is taken, storage.wal.WalCorruptError when the
-        WAL is damaged (the message database is closed again first)."""
+        OSError when the port is taken, broker.persistence.store.WalCorruptError
+        when the WAL is damaged (the message database is closed again first)."""
         if not self.storage.fsync:
             log.warning("fsync = never: publisher confirms do not wait for the disk; a power loss can lose "
                         "confirmed messages (UNSAFE, for benchmarks only)")
         if self.config.mirror:
             # the message database process may be behind: keep every WAL
             # segment until it reports the ones it still needs
-            self.storage.wal.set_deletion_floor(0)
+            keep_wal_segments(self.storage)
         try:
             # A million recovered index entries would make every full garbage
             # collection during the replay walk them: collect nothing meanwhile,
             # then freeze what recovery built (it lives as long as the process).
             gc.disable()
             try:
-                recover(self.vhosts, self.storage)
+                recover(self.vhosts, self.storage, self.make_vhost)
             finally:
                 gc.freeze()
                 gc.set_threshold(*GC_THRESHOLDS)
@@ -137,16 +144,13 @@ class Server:
         disk, broker/persistence/dedup_journal.py) back to their exchanges, and forget
         those of exchanges that are gone. A file that cannot be used is
         logged and the caches start empty."""
-        journal = DedupJournal(self.config.data_dir / DEDUP_FILE)
+        journal = self.dedup_journal
         try:
             saved = await journal.open()
         except (aiosqlite.Error, OSError) as exc:
             log.error("deduplication caches on disk cannot be used (%s): they start empty", exc)
-            await journal.close()
+            await journal.close()  # from now on a no-op: nothing waits for a file that will not open
             return
-        self.dedup_journal = journal
-        for vhost in self.vhosts.values():
-            vhost.dedup_journal = journal  # before cache_for: the caches it makes save to it
         for (vhost_name, name), values in saved.items():
             vhost = self.vhosts.get(vhost_name)
             exchange = vhost.exchanges.get(name) if vhost is not None else None
@@ -180,8 +184,8 @@ class Server:
         if not self.config.mirror:
             log.info("message database off (--mirror off): %s is not updated", path)
             return
-        mirror = MirrorSupervisor(path, self.storage.wal, self.config.mirror_options(),
-                                  log_level=self.config.log_level, log_format=LOG_FORMAT)
+        mirror = message_database_process(self.storage, path, self.config.mirror_options(),
+                                          log_level=self.config.log_level, log_format=LOG_FORMAT)
         try:
             await mirror.start()
         except OSError as exc:
@@ -222,8 +226,7 @@ class Server:
             self.storage.close()
         finally:
             await self._stop_mirror()
-            if self.dedup_journal is not None:
-                await self.dedup_journal.close()
+            await self.dedup_journal.close()
         log.info("stopped")
 
 

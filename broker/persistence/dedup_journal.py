@@ -47,7 +47,9 @@ class DedupJournal:
     """The on-disk copy of the disk-persisted deduplication caches of one
     broker (``path``: the SQLite file). ``open`` reads what is saved;
     ``add`` and ``forget`` are called from the event loop and written by a
-    background task; ``close`` writes what is pending."""
+    background task; ``close`` writes what is pending. Values added before
+    ``open`` wait for it; once closed (also after an ``open`` that failed)
+    the journal is a no-op: ``add`` and ``forget`` keep nothing."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -57,6 +59,7 @@ class DedupJournal:
         self._ops: list[tuple] = []
         self._sizes: dict[tuple[str, str], int] = {}
         self._writer: asyncio.Task | None = None
+        self._closed = False
 
     async def open(self) -> dict[tuple[str, str], list[tuple[str, int | None]]]:
         """Open (or create) the file; returns the saved values per (vhost,
@@ -71,11 +74,14 @@ class DedupJournal:
                 saved.setdefault((vhost, exchange), []).append((key, expires_ms))
         log.info("deduplication caches on disk %s: %d values of %d exchanges", self.path,
                  sum(len(v) for v in saved.values()), len(saved))
+        self._wake()  # what was added before the file was open
         return saved
 
     def add(self, vhost: str, exchange: str, key_repr: str, expires_ms: int | None, size: int) -> None:
         """Save one value the cache of ``exchange`` (``x-cache-size``
         ``size``) took."""
+        if self._closed:
+            return
         self._ops.append(("add", vhost, exchange, key_repr, expires_ms))
         self._sizes[(vhost, exchange)] = size
         self._wake()
@@ -83,11 +89,13 @@ class DedupJournal:
     def forget(self, vhost: str, exchange: str) -> None:
         """Delete every saved value of ``exchange`` (deleted, or no longer
         a disk-persisted deduplication exchange)."""
+        if self._closed:
+            return
         self._ops.append(("forget", vhost, exchange))
         self._wake()
 
     def _wake(self) -> None:
-        if self._db is not None and (self._writer is None or self._writer.done()):
+        if self._db is not None and self._ops and (self._writer is None or self._writer.done()):
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
@@ -116,8 +124,12 @@ class DedupJournal:
                 log.error("deduplication caches on disk %s: %d changes not saved: %s", self.path, len(ops), exc)
 
     async def close(self) -> None:
-        """Write what is pending and close the file (idempotent)."""
+        """Write what is pending and close the file (idempotent); from then
+        on ``add`` and ``forget`` do nothing."""
+        self._closed = True
         if self._db is None:
+            self._ops.clear()
+            self._sizes.clear()
             return
         if self._writer is not None:
             await self._writer

@@ -5,6 +5,7 @@ order, from the WAL (design.md, "Durability contract")."""
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from broker.vhost import delayed_scheduler
 from broker.vhost.delayed_scheduler import HOLDER_PREFIX
@@ -13,15 +14,18 @@ from broker.model.message import continue_ids_after
 from broker.queues.queue import Queue
 from broker.persistence.replay_keeper import replay_keeper
 from broker.queues.lifecycle import QueueLifecycle
+from broker.persistence.store import Store
 from broker.vhost.namespace import VHost
-from storage import Storage
 from storage.live_index import DELIVERED, VHOST, queue_names
 
 log = logging.getLogger(__name__)
 
 
-def recover(vhosts: dict[str, VHost], storage: Storage) -> None:
-    """Open ``storage`` and rebuild the broker state in ``vhosts``.
+def recover(vhosts: dict[str, VHost], store: Store, make_vhost: Callable[[str], VHost]) -> None:
+    """Open ``store`` and rebuild the broker state in ``vhosts``; a vhost
+    named in the topology but not in ``vhosts`` is made with
+    ``make_vhost(name)`` (the server's factory: it gives the vhost the
+    store, flow control and deduplication journal) and added.
 
     Messages delivered but unacknowledged come back with redelivered=true
     (a delivery is sent only once its DELIVERED record is fsynced, see
@@ -29,21 +33,22 @@ def recover(vhosts: dict[str, VHost], storage: Storage) -> None:
     from the WAL. Raises storage.wal.WalCorruptError (the caller exits
     non-zero) when the log is damaged other than at its tail.
     """
+    storage = store.backend
     recovery = storage.open(keep=replay_keeper(storage))
     replayed = storage.replayed
     exchanges, queues, bindings = storage.topology.load()
     for row in exchanges:
-        vhost = _vhost(vhosts, row.vhost, storage)
+        vhost = _vhost(vhosts, row.vhost, make_vhost)
         cls = EXCHANGE_TYPES.get(row.type)
         if cls is None:
             log.error("vhost '%s': stored exchange '%s' has unknown type '%s', skipped", row.vhost, row.name, row.type)
             continue
         vhost.add_exchange(cls(row.name, True, row.auto_delete, row.internal, row.arguments), store=False)
     for row in queues:
-        vhost = _vhost(vhosts, row.vhost, storage)
+        vhost = _vhost(vhosts, row.vhost, make_vhost)
         vhost.add_queue(Queue(vhost, row.name, True, None, row.auto_delete, row.arguments), store=False)
     for row in bindings:
-        vhost = _vhost(vhosts, row.vhost, storage)
+        vhost = _vhost(vhosts, row.vhost, make_vhost)
         source = vhost.exchanges.get(row.source)
         destination = (vhost.queues if row.destination_kind == "queue" else vhost.exchanges).get(row.destination)
         if source is None or destination is None:
@@ -80,7 +85,7 @@ def recover(vhosts: dict[str, VHost], storage: Storage) -> None:
                 queue.lifecycle.restored(message_id, info)
             restored += 1
     replayed.clear()
-    delayed_scheduler.restore(vhosts, storage, held)
+    delayed_scheduler.restore(vhosts, store, held)
     continue_ids_after(recovery.max_message_id)
     log.info("recovery: %d messages in %d queues from %d WAL segments (%d records) in %.2f s; "
              "%d exchanges, %d bindings; previous shutdown %s", restored, len(queues), recovery.segments,
@@ -88,8 +93,8 @@ def recover(vhosts: dict[str, VHost], storage: Storage) -> None:
              "clean" if recovery.clean else "unclean (crash or kill)")
 
 
-def _vhost(vhosts: dict[str, VHost], name: str, storage: Storage) -> VHost:
+def _vhost(vhosts: dict[str, VHost], name: str, make_vhost: Callable[[str], VHost]) -> VHost:
     vhost = vhosts.get(name)
     if vhost is None:
-        vhost = vhosts[name] = VHost(name, storage)
+        vhost = vhosts[name] = make_vhost(name)
     return vhost

@@ -63,7 +63,7 @@ class QueueLifecycle:
         self.dlrk = _str(args.get("x-dead-letter-routing-key"))
         self.delivery_limit = _int(args.get("x-delivery-limit"))
         self.limits = Limits(args)
-        self.index = ExpiryIndex(self._expired, getattr(queue.vhost, "flow", None))
+        self.index = ExpiryIndex(self._expired, queue.vhost.flow)
         self.expired = ExpiredInPlace(queue)
         #: ids of expired messages still in the queue (Queue.message_count)
         self.hidden = self.expired.ids

@@ -41,7 +41,6 @@ import broker.model.message
 from broker.exchanges.deduplication import positive_int
 from broker.model.message_headers import headers_or_none
 from protocol.hot_methods import delivery_mode
-from storage.live_index import queue_names
 from broker.model.reasons import REASON_DEDUPLICATED
 
 if TYPE_CHECKING:
@@ -133,7 +132,7 @@ def cache_for(vhost, exchange) -> DedupCache:
     with ``x-cache-persistence`` = ``disk``."""
     cache = exchange.cache
     if cache is None:
-        journal = getattr(vhost, "dedup_journal", None)
+        journal = vhost.dedup_journal
         saved = journal is not None and exchange.durable and exchange.cache_persistence == "disk"
         cache = exchange.cache = DedupCache(exchange.cache_size, exchange.cache_ttl,
                                             _saver(journal, vhost.name, exchange) if saved else None)
@@ -197,9 +196,9 @@ class QueueDedup:
         queue = self.queue
         storage = queue.vhost.storage
         if queue.stored and storage is not None:
-            entry = storage.live.get(message_id)
-            if entry is not None:
-                return queue.name in queue_names(entry)
+            holding = storage.queues_holding(message_id)
+            if holding is not None:
+                return queue.name in holding
         for entry in queue.ready:
             if entry.message is not None and entry.message.id == message_id:  # None: expired
                 return True

@@ -13,11 +13,10 @@ from broker.vhost import sender_selected
 from broker.exchanges import DirectExchange, Exchange, FanoutExchange, HeadersExchange, TopicExchange, route_message
 from protocol import reply_codes
 from protocol.errors import channel_error
-from storage.topology import BindingRow, ExchangeRow, QueueRow
 from broker.model.reasons import REASON_DELETED
 
 if TYPE_CHECKING:
-    from storage import Storage
+    from broker.model.message_store import MessageStore
     from broker.model.message import Message
     from broker.queues.queue import Queue
 
@@ -35,7 +34,11 @@ class VHost:
     an exchange object for lookups, but routes by queue name itself (every
     queue is implicitly bound to it with its name as binding key)."""
 
-    def __init__(self, name: str, storage: "Storage | None" = None):
+    def __init__(self, name: str, storage: "MessageStore | None" = None, flow=None, dedup_journal=None):
+        """``storage``: the server's broker.persistence.store.Store (None:
+        nothing is stored); ``flow``: its broker.transport.flow_control.PublishFlow;
+        ``dedup_journal``: its broker.persistence.dedup_journal.DedupJournal
+        (None outside a server)."""
         self.name = name
         self.storage = storage
         self.exchanges: dict[str, Exchange] = {}
@@ -43,10 +46,8 @@ class VHost:
         #: basic.publish payload -> broker.session.route_cache.Route; cleared on
         #: every change of exchanges, queues or bindings
         self.routes: dict = {}
-        #: broker.transport.flow_control.PublishFlow of the server (None outside one)
-        self.flow = None
-        #: broker.persistence.dedup_journal.DedupJournal of the server (None outside one)
-        self.dedup_journal = None
+        self.flow = flow
+        self.dedup_journal = dedup_journal
         for exchange_name, cls in STANDARD_EXCHANGES:
             self.exchanges[exchange_name] = cls(exchange_name, durable=True)
 
@@ -90,9 +91,7 @@ class VHost:
         self.exchanges[exchange.name] = exchange
         self.routes.clear()
         if store and self.storage is not None and _stored(exchange):
-            self.storage.topology.save_exchange(ExchangeRow(self.name, exchange.name, exchange.type_name,
-                                                            exchange.auto_delete, exchange.internal,
-                                                            exchange.arguments))
+            self.storage.save_exchange(self.name, exchange)
 
     def delete_exchange(self, exchange: Exchange) -> None:
         """Remove ``exchange`` and every binding from or to it."""
@@ -105,7 +104,7 @@ class VHost:
         if getattr(exchange, "cache_persistence", None) == "disk" and self.dedup_journal is not None:
             self.dedup_journal.forget(self.name, exchange.name)  # broker/persistence/dedup_journal.py
         if self.storage is not None and _stored(exchange):
-            self.storage.topology.delete_exchange(self.name, exchange.name)
+            self.storage.delete_exchange(self.name, exchange.name)
         for other in list(self.exchanges.values()):
             if other.unbind_destination(exchange):
                 self.delete_exchange_if_unused(other)
@@ -128,24 +127,20 @@ class VHost:
         except ValueError as exc:
             raise channel_error(reply_codes.PRECONDITION_FAILED, str(exc)) from None
         if added and store and self._binding_stored(source, destination):
-            self.storage.topology.save_binding(self._binding_row(source, destination, binding_key, arguments))
+            self.storage.save_binding(self.name, source, destination, binding_key, arguments)
 
     def unbind(self, source: Exchange, destination, binding_key: str, arguments: dict) -> None:
         """Remove a binding if present; an auto-delete source left without
         bindings goes."""
         self.routes.clear()
         if source.unbind(destination, binding_key, arguments) and self._binding_stored(source, destination):
-            self.storage.topology.delete_binding(self._binding_row(source, destination, binding_key, arguments))
+            self.storage.delete_binding(self.name, source, destination, binding_key, arguments)
         self.delete_exchange_if_unused(source)
 
     def _binding_stored(self, source: Exchange, destination) -> bool:
         if self.storage is None or not source.durable:
             return False
         return _stored(destination) if isinstance(destination, Exchange) else destination.stored
-
-    def _binding_row(self, source: Exchange, destination, binding_key: str, arguments: dict) -> BindingRow:
-        kind = "exchange" if isinstance(destination, Exchange) else "queue"
-        return BindingRow(self.name, source.name, destination.name, kind, binding_key, arguments)
 
     # ---- queues ----------------------------------------------------------
 
@@ -156,7 +151,7 @@ class VHost:
         self.queues[queue.name] = queue
         self.routes.clear()
         if store and queue.stored:
-            self.storage.topology.save_queue(QueueRow(self.name, queue.name, queue.auto_delete, queue.arguments))
+            self.storage.save_queue(self.name, queue)
 
     def delete_queue(self, queue: "Queue") -> int:
         """Remove ``queue``: its bindings go, its consumers are cancelled
@@ -168,7 +163,7 @@ class VHost:
         self.routes.clear()
         queue.deleted = True
         if queue.stored:
-            self.storage.topology.delete_queue(self.name, queue.name)
+            self.storage.delete_queue(self.name, queue.name)
         for exchange in list(self.exchanges.values()):
             if exchange.unbind_destination(queue):
                 self.delete_exchange_if_unused(exchange)

@@ -15,6 +15,7 @@ from broker.queues.expired_in_place import COMPACT_AFTER
 from broker.model.message import Message, from_cold, to_cold
 from broker.queues.queue import HOT_LIMIT, Queue
 from broker.vhost.namespace import VHost
+from broker.persistence.store import Store
 from storage import Storage
 
 PLAIN = ContentHeader(0, 1, Basic.Properties()).marshal()
@@ -136,7 +137,7 @@ def test_expired_stored_ids_leave_cold_of_a_durable_queue_nobody_consumes(tmp_pa
     async def scenario():
         storage = Storage(tmp_path / "data")
         storage.open()
-        queue = Queue(VHost("/", storage), "durable", durable=True, arguments={"x-message-ttl": 20})
+        queue = Queue(VHost("/", Store(storage)), "durable", durable=True, arguments={"x-message-ttl": 20})
         persistent = ContentHeader(0, 1, Basic.Properties(delivery_mode=2)).marshal()
         for i in range(HOT_LIMIT + 10_000):
             message = _message(b"%d" % i, persistent)
