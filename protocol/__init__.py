@@ -1,3 +1,3 @@
 """AMQP 0-9-1 on bytes only: framing, codecs, command assembly, the connection
 handshake state machine and reply codes. No asyncio, no sockets, no broker
-state (see design.md, "Layout")."""
+state (see docs/architecture.md, "Layers")."""

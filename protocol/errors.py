@@ -1,4 +1,4 @@
-"""The one exception type for AMQP errors (design.md, "Errors")."""
+"""The one exception type for AMQP errors (docs/architecture.md, "Errors")."""
 
 from __future__ import annotations
 

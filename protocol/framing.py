@@ -30,7 +30,7 @@ class FrameReader:
     above ``frame_max`` bytes (RabbitMQ's tolerance of 8 over the spec), an unknown frame type or a frame-end octet
     other than 0xCE raise AMQPError 501 FRAME_ERROR (spec §4.2.3).
 
-    ``frames(runs=True)`` also recognises a whole publish (design.md,
+    ``frames(runs=True)`` also recognises a whole publish (docs/architecture.md,
     "Performance principles"): a basic.publish method frame followed, on the
     same channel and already complete in the buffer, by a class-60 content
     header frame and then either nothing (body size 0) or exactly one body

@@ -1,4 +1,4 @@
-"""struct fast paths for the methods on the message path (design.md,
+"""struct fast paths for the methods on the message path (docs/architecture.md,
 "Performance principles"): basic.publish, the content header, basic.ack,
 basic.nack and basic.reject are decoded here, basic.deliver, basic.get-ok and
 basic.return are encoded here. Field layouts are AMQP 0-9-1 spec §1.8.3

@@ -1,4 +1,4 @@
-"""The one object ``broker/`` calls for durability (design.md, "Layout" and
+"""The one object ``broker/`` calls for durability (docs/architecture.md, "Layers" and
 "Durability contract"): the write-ahead log for persistent messages and
 their acks, the topology database for durable exchanges, queues and
 bindings. (The message database process follows the WAL files on its

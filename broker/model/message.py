@@ -1,6 +1,6 @@
 """Messages as the broker holds them: the publisher's content header bytes and
-body, shared by every queue the message is routed to (design.md, "A message
-body is stored once")."""
+body, shared by every queue the message is routed to (docs/architecture.md,
+"Performance principles")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Reading and rewriting a message's content-header bytes.
 
-The publisher's content header is sent back verbatim (design.md); a few
+The publisher's content header is sent back verbatim (docs/architecture.md, "Performance principles"); a few
 features change what the consumer receives: sender-selected distribution
 removes ``BCC`` (rabbitmq.com/sender-selected.html), the delayed-message
 exchange negates ``x-delay`` (rabbitmq-delayed-message-exchange,

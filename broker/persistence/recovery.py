@@ -1,6 +1,6 @@
 """Start-up recovery: durable exchanges, queues and bindings from the
 topology store, then every persistent message still queued, in its original
-order, from the WAL (design.md, "Durability contract")."""
+order, from the WAL (docs/architecture.md, "Durability contract")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The common basic.publish without per-frame work (design.md, "Performance
+"""The common basic.publish without per-frame work (docs/architecture.md, "Performance
 principles"): a publish whose method, content header and body came in one
 read (``FrameReader.frames(runs=True)``), to a direct, fanout or topic
 exchange or the default exchange, routed through a per-vhost cache keyed by

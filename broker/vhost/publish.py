@@ -1,4 +1,4 @@
-"""The publish pipeline (design.md, "One publish"): ``publish`` is the one
+"""The publish pipeline (docs/architecture.md, "One publish"): ``publish`` is the one
 way a message enters queues, whoever sends it: basic.publish (general path
 and route cache), tx.commit, a dead-lettered copy, a message falling due at
 a delayed-message exchange, a publish without any channel (management).
@@ -150,7 +150,7 @@ def _without_cycles(vhost: "VHost", queues, death: tuple[str, str, list]) -> lis
 
 def persist(vhost: "VHost", message: "Message", queues) -> bool:
     """Append a persistent message (delivery-mode 2) to the WAL once, naming
-    the durable queues among ``queues`` (design.md, "One publish", step 5);
+    the durable queues among ``queues`` (docs/architecture.md, "One publish", step 4.6);
     True when it was written (its confirm must then wait for the fsync)."""
     if delivery_mode(message.header) != 2 or vhost.storage is None:
         return False

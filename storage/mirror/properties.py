@@ -2,7 +2,7 @@
 property columns (``schema.PROPERTY_COLUMNS``), headers as JSON.
 
 ``fast_properties`` reads the flag word, short strings, octets and the
-timestamp with ``struct`` (design.md: hot paths avoid pamqp) and falls
+timestamp with ``struct`` (docs/architecture.md, "Performance principles") and falls
 back to pamqp's ``ContentHeader.unmarshal`` (``decode_properties``) for
 anything unusual. Layout: AMQP 0-9-1 section 4.2.6.1 and the basic class
 property list (flag bits 15..2).
@@ -87,7 +87,7 @@ def _short(data: bytes, p: int) -> tuple[str, int]:
 def fast_properties(header: bytes) -> tuple:
     """Same result as ``decode_properties`` for a well-formed header, about
     four times faster: the flag word, short strings, octets and the
-    timestamp are read with ``struct`` (as design.md asks of hot paths) and
+    timestamp are read with ``struct`` (as docs/architecture.md, "Performance principles", asks of hot paths) and
     only the headers table goes through pamqp (``pamqp.decode.field_table``).
     Anything unusual (a second flag word, a truncated field) falls back to
     ``decode_properties``. Short strings that are not UTF-8 are decoded with

@@ -46,7 +46,7 @@ RESTART_DELAY_MAX = 30.0
 STABLE_SECONDS = 60.0
 #: niceness added to the process: when other work keeps every core busy, the
 #: broker's loop gets the CPU first and the database lags instead (it may:
-#: design.md, "Durability contract"; see --mirror-max-backlog)
+#: docs/architecture.md, "Durability contract"; see --mirror-max-backlog)
 NICE = 5
 _ROOT = str(Path(__file__).resolve().parents[2])
 

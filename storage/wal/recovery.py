@@ -1,6 +1,6 @@
 """Recovery: check the segment files of a WAL directory and replay them.
 
-Outcomes (the durability contract in design.md):
+Outcomes (the durability contract in docs/architecture.md):
 
 - A torn or corrupt record in the LAST segment (short header, a length
   running past the end of the file, an unknown type, a CRC mismatch) ends

@@ -1,4 +1,4 @@
-"""Crash loop (design.md, "Durability contract"): a publisher process sends
+"""Crash loop (docs/architecture.md, "Durability contract"): a publisher process sends
 persistent, confirmed messages to a durable queue while a consumer process
 acks most deliveries and keeps some unacked; the broker is SIGKILLed at a
 random moment and restarted on the same data directory and port, ROUNDS
@@ -147,7 +147,7 @@ def test_sigkill_rounds_lose_no_confirmed_message(fresh_broker, unique):
 
 
 def test_delivered_message_comes_back_redelivered_when_killed_at_once(fresh_broker, unique):
-    """At-least-once, the redelivered flag (design.md): a message handed to
+    """At-least-once, the redelivered flag (docs/architecture.md): a message handed to
     a consumer (here basic.get, manual ack) and then caught by a SIGKILL
     comes back with redelivered=true. The kill lands right after get-ok
     arrives while the WAL thread is busy writing a 32 MiB publish made just

@@ -1,4 +1,4 @@
-"""Durable topology across restarts (design.md, "Durability contract":
+"""Durable topology across restarts (docs/architecture.md, "Durability contract":
 durable exchanges, queues and bindings survive a restart; transient ones
 and exclusive queues do not). tests/interop/test_durability.py covers a
 durable topic exchange and queue with arguments and one queue binding,

@@ -1,4 +1,4 @@
-"""Damaged WAL files against a real broker process (design.md, "Durability
+"""Damaged WAL files against a real broker process (docs/architecture.md, "Durability
 contract"; storage/wal/README.md, "Recovery outcomes"). Each test publishes
 confirmed persistent messages over several small segments, SIGKILLs the
 broker after the last confirm, damages the files, and starts it again:

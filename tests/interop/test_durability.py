@@ -1,4 +1,4 @@
-"""Durability across restarts (design.md "Durability contract"; issue 3):
+"""Durability across restarts (docs/architecture.md "Durability contract"; issue 3):
 persistent messages on durable queues, confirmed before a SIGKILL, come back
 in order; durable topology survives; transient, exclusive and auto-delete
 ones do not; delivered-but-unacked messages come back redelivered."""

@@ -1,5 +1,5 @@
 """A consumer that stops reading its socket stops only its own deliveries
-(design.md, "Performance principles": deliveries stop when a socket's write
+(docs/architecture.md, "Performance principles": deliveries stop when a socket's write
 buffer is full and resume on resume_writing, and a slow consumer does not
 hold up others); once it reads again it gets every message, once, in
 order. Deliveries go out in batches per consumer (broker/session/delivery.py), so

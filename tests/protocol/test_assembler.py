@@ -171,7 +171,7 @@ def test_body_after_zero_length_message():
 
 @pytest.mark.parametrize("stage", ["awaiting-header", "awaiting-body"])
 def test_unexpected_frame_mid_message_names_publish(stage):
-    """design.md Errors + RabbitMQ: 505 inside a message carries the pending method's ids (60, 40)."""
+    """docs/architecture.md "Errors" + RabbitMQ: 505 inside a message carries the pending method's ids (60, 40)."""
     a = ContentAssembler(MAX)
     a.start(publish_payload())
     if stage == "awaiting-body":

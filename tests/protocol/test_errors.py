@@ -127,13 +127,13 @@ def test_connection_level_derived_from_code(code):
 
 
 def test_connection_level_override():
-    """design.md Errors: a soft code can be forced to close the connection (e.g. 403 during the handshake)."""
+    """docs/architecture.md "Errors": a soft code can be forced to close the connection (e.g. 403 during the handshake)."""
     assert AMQPError(403, "x", connection_level=True).connection_level is True
     assert AMQPError(541, "x", connection_level=False).connection_level is False
 
 
 def test_shorthands():
-    """design.md Errors: channel_error/connection_error fix the closing level."""
+    """docs/architecture.md "Errors": channel_error/connection_error fix the closing level."""
     ch = channel_error(404, "no queue")
     conn = connection_error(404, "no queue")
     assert (ch.reply_code, ch.connection_level) == (404, False)
@@ -180,27 +180,27 @@ def test_default_method_ids_are_zero():
 
 
 def test_for_method_fills_when_unset():
-    """design.md Errors: the offending method's ids are filled in where the raiser did not know them."""
+    """docs/architecture.md "Errors": the offending method's ids are filled in where the raiser did not know them."""
     err = connection_error(502, "bad")
     assert err.for_method(60, 40) is err
     assert (err.class_id, err.method_id) == (60, 40)
 
 
 def test_for_method_keeps_ids_already_set():
-    """design.md Errors: ids set by the raiser are not overwritten."""
+    """docs/architecture.md "Errors": ids set by the raiser are not overwritten."""
     err = AMQPError(406, "bad", 50, 10)
     assert err.for_method(60, 40) is err
     assert (err.class_id, err.method_id) == (50, 10)
 
 
 def test_for_method_twice_keeps_first():
-    """design.md Errors: the innermost (first) method attribution wins."""
+    """docs/architecture.md "Errors": the innermost (first) method attribution wins."""
     err = connection_error(505, "x").for_method(60, 40).for_method(20, 10)
     assert (err.class_id, err.method_id) == (60, 40)
 
 
 def test_error_is_raisable_and_catchable():
-    """design.md Errors: one exception type carries the fields."""
+    """docs/architecture.md "Errors": one exception type carries the fields."""
     with pytest.raises(AMQPError) as info:
         raise channel_error(405, "locked")
     assert info.value.reply_code == 405

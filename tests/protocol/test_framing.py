@@ -334,7 +334,7 @@ def test_garbage_after_good_frame():
 # --- buffer management ----------------------------------------------------------------
 
 def test_buffer_compacted_when_fully_consumed():
-    """design.md step 2: bytearray + offset; consumed bytes are dropped once all frames are read."""
+    """docs/architecture.md, "One publish" step 1: bytearray + offset; consumed bytes are dropped once all frames are read."""
     reader = FrameReader(FRAME_MAX)
     payload = b"y" * 4000
     raw = body_frame(1, payload) * 20          # > 64 KiB
@@ -346,7 +346,7 @@ def test_buffer_compacted_when_fully_consumed():
 
 
 def test_buffer_compacted_across_64k_with_partial_tail():
-    """design.md step 2: after >64 KiB of frames the consumed front is dropped, the partial frame kept."""
+    """docs/architecture.md, "One publish" step 1: after >64 KiB of frames the consumed front is dropped, the partial frame kept."""
     reader = FrameReader(FRAME_MAX)
     one = body_frame(1, b"z" * 1000)
     raw = one * 70                              # 70 * 1008 bytes > 64 KiB
@@ -361,7 +361,7 @@ def test_buffer_compacted_across_64k_with_partial_tail():
 
 
 def test_buffer_stays_bounded_over_long_stream():
-    """design.md step 2: a long stream, always ending mid-frame, never grows the buffer unboundedly."""
+    """docs/architecture.md, "One publish" step 1: a long stream, always ending mid-frame, never grows the buffer unboundedly."""
     reader = FrameReader(FRAME_MAX)
     one = body_frame(1, bytes(range(256)) * 10)
     stream = one * 600                          # ~1.5 MB
@@ -380,7 +380,7 @@ def test_buffer_stays_bounded_over_long_stream():
 
 
 def test_frames_fed_after_compaction_still_parse():
-    """design.md step 2: frames keep parsing correctly across many compactions."""
+    """docs/architecture.md, "One publish" step 1: frames keep parsing correctly across many compactions."""
     data, want = mixed_stream()
     reader = FrameReader(FRAME_MAX)
     for _ in range(200):

@@ -99,7 +99,7 @@ def test_decode_publish_ignores_nonzero_ticket_and_reserved_bits():
 
 
 def test_decode_publish_accepts_bytearray():
-    """design.md step 2: the decoder works on a bytearray as well as bytes."""
+    """docs/architecture.md, "One publish" step 1: the decoder works on a bytearray as well as bytes."""
     payload = payload_of(Publish(exchange="e", routing_key="r", mandatory=True))
     assert decode_publish(bytearray(payload)) == ("e", "r", True, False)
 
@@ -256,7 +256,7 @@ def test_deliver_method_frame_matches_pamqp(consumer_tag, tag, redelivered, exch
 
 
 def test_deliver_header_is_publishers_bytes_verbatim():
-    """design.md Performance: the publisher's content-header bytes are sent back unchanged."""
+    """docs/architecture.md "Performance principles": the publisher's content-header bytes are sent back unchanged."""
     header = header_payload(4, commands.Basic.Properties(headers={"z": 1, "a": [1, 2, "x"]}, priority=9))
     out = deliver_frames(1, deliver_prefix("t"), 1, False, erk("e", "r"), header, b"body", 131072)
     frames = unmarshal_all(out)

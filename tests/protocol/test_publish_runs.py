@@ -1,7 +1,7 @@
 """FrameReader.frames(runs=True): a basic.publish, its content header and
 its single body frame, complete in the buffer on one channel, come as one
 PUBLISH_RUN item; every other sequence comes frame by frame, so the
-assembler still sees (and rejects) it (AMQP 0-9-1 spec §4.2.6, design.md
+assembler still sees (and rejects) it (AMQP 0-9-1 spec §4.2.6, docs/architecture.md
 "Performance principles")."""
 
 from __future__ import annotations
