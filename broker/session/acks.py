@@ -44,14 +44,14 @@ class ChannelDeliveries:
         """The bookkeeping of handing ``entries`` (a non-empty sequence of
         QueuedMessage just taken off ``queue``) out on this channel, to
         ``consumer`` (basic.deliver, spec §1.8.3.9) or to basic.get
-        (``consumer`` None, spec §1.8.3.11), in one pass over them: each gets
-        the next delivery tag (consecutive, shared by basic.deliver and
-        basic.get-ok); without ``no_ack`` each waits in ``unacked`` for its
-        ack, counted against the consumer's prefetch, and the acknowledgement
-        timeout tracks the batch from now (one clock reading per batch,
-        broker.session.consumer_timeout); each delivery is counted, and a
-        stored message's DELIVERED record (and REMOVED under ``no_ack``) is
-        appended to the WAL (``Queue.delivered``).
+        (``consumer`` None, spec §1.8.3.11), in one pass over them: they get
+        the channel's next delivery tags, ``delivery_tag + 1`` on, in order
+        (one sequence for basic.deliver and basic.get-ok). Without
+        ``no_ack`` each waits in ``unacked`` for its ack, counted against the
+        consumer's prefetch, and the acknowledgement timeout tracks the batch
+        from now (one clock reading per batch, broker.session.consumer_timeout).
+        Each delivery is counted, and a stored message's DELIVERED record (and
+        REMOVED under ``no_ack``) is appended to the WAL (``Queue.delivered``).
 
         Returns ``(first delivery tag, held)``: the caller encodes the
         deliveries under tags ``first, first + 1...`` in order, and when
@@ -59,17 +59,18 @@ class ChannelDeliveries:
         them (the DELIVERED records must be durable first, design.md
         "Durability contract"). The only writer of ``delivery_tag``."""
         first = tag = self.delivery_tag + 1
-        # Queue.delivered only matters for stored messages and queue
-        # lifecycles (TTL, delivery limits); otherwise counting is inline
-        record = queue.stored or queue.lifecycle is not None
-        consumer_tag = consumer.tag if consumer is not None else ""
         held = False
+        if queue.stored or queue.lifecycle is not None:
+            delivered = queue.delivered
+            consumer_tag = consumer.tag if consumer is not None else ""
+        else:
+            delivered = None  # nothing to record: the count is kept inline
         if no_ack:
             for entry in entries:
-                if record:
-                    held = queue.delivered(entry, consumer_tag, True) or held
-                else:
+                if delivered is None:
                     entry.deliveries += 1
+                else:
+                    held = delivered(entry, consumer_tag, True) or held
             tag += len(entries)
         else:
             unacked = self.unacked
@@ -79,10 +80,10 @@ class ChannelDeliveries:
                 unacked[tag] = (entry, queue, consumer)
                 entry.delivered_at = delivered_at
                 tag += 1
-                if record:
-                    held = queue.delivered(entry, consumer_tag, False) or held
-                else:
+                if delivered is None:
                     entry.deliveries += 1
+                else:
+                    held = delivered(entry, consumer_tag, False) or held
             if consumer is not None:
                 consumer.unacked += len(entries)
         self.delivery_tag = tag - 1

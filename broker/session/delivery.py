@@ -57,23 +57,25 @@ def deliver_batch(consumer, ready) -> int:
     if count <= 0:
         return 0
     popleft = ready.popleft
+    frames = consumer.encoder.frames
+    frame_max = connection.frame_max
     entries: list = []
     append = entries.append
+    parts: list = []
+    # encoded under the tags record_deliveries gives them below (the
+    # channel's next ones, in order), in the same pass as the popping
+    tag = channel.delivery_tag
     sent = 0
     while sent < count and room > 0:
         entry = popleft()
         append(entry)
         sent += 1
-        room -= len(entry.message.body) + _OVERHEAD
-    tag, held = channel.record_deliveries(consumer.queue, consumer, entries, no_ack)
-    frames = consumer.encoder.frames
-    frame_max = connection.frame_max
-    parts: list = []
-    for entry in entries:
-        message = entry.message
-        parts += frames(tag, entry.redelivered, message.exchange_routing_key, message.header, message.body,
-                        frame_max)
         tag += 1
+        message = entry.message
+        body = message.body
+        parts += frames(tag, entry.redelivered, message.exchange_routing_key, message.header, body, frame_max)
+        room -= len(body) + _OVERHEAD
+    _first, held = channel.record_deliveries(consumer.queue, consumer, entries, no_ack)
     if held:
         connection.hold_for_sync()
     connection.send(b"".join(parts))
