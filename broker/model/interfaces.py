@@ -13,16 +13,20 @@ from broker.model.message import QueuedMessage
 
 
 class QueueConsumer(Protocol):
-    """A consumer as a queue sees it (``broker.session.consumer.Consumer``
-    implements it). ``tag`` is its consumer tag, ``exclusive`` whether it
-    was started with exclusive=true, ``arguments`` its basic.consume
-    arguments (``x-priority``...), ``channel`` the owner of its
-    unacknowledged deliveries (for log lines and the deduplication scan:
-    ``unacked_entries(queue)``)."""
+    """A consumer as a queue and the vhost see it
+    (``broker.session.consumer.Consumer`` implements it). ``tag`` is its
+    consumer tag, ``exclusive`` whether it was started with exclusive=true,
+    ``arguments`` its basic.consume arguments (``x-priority``...).
+    ``channel`` is the channel it was started on, seen only for its
+    ``str`` (log lines name it) and its ``unacked`` mapping (delivery tag ->
+    ``(QueuedMessage, queue, consumer or None)``, in tag order), which
+    ``broker.vhost.deduplication`` reads to find a queue's unacknowledged
+    messages; nothing below the session layer changes it."""
 
     tag: str
     exclusive: bool
     arguments: dict
+    channel: object
 
     def can_take(self) -> bool:
         """True when one more delivery is allowed now (flow, socket, prefetch)."""

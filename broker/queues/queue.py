@@ -60,7 +60,6 @@ class Queue:
         self._next_seq = 0
         self._rr = 0
         self._drain_scheduled = False
-        self.had_consumer = False
         #: x-max-priority (0: not a priority queue); ``ready`` is then a
         #: PriorityReady, kept all in memory (see broker.queues.priority_ready)
         self.priorities = priority_ready.max_priority(self.arguments)
@@ -252,8 +251,9 @@ class Queue:
         return False
 
     def add_consumer(self, consumer: "Consumer") -> None:
+        """Attach a consumer (basic.consume); it takes its share of the
+        ready messages from the next drain on."""
         self.consumers.append(consumer)
-        self.had_consumer = True
         if self.selector is None and consumer_selection.needs_selector(self, consumer):
             self.selector = consumer_selection.ConsumerSelector(self)
         if self.selector is not None:

@@ -14,13 +14,13 @@ from broker.model.reasons import REASON_ACKED, REASON_REJECTED
 
 if TYPE_CHECKING:
     from broker.session.consumer import Consumer
-    from broker.model.message import QueuedMessage
+    from broker.queues.queue import Queue
 
 OPEN = "open"
 
 
 class ChannelDeliveries:
-    """``deliver`` one message, take and settle acknowledged ones. Expects
+    """Record deliveries, take and settle acknowledged ones. Expects
     the attributes ``Channel`` sets: ``connection``, ``unacked`` (delivery
     tag -> ``(QueuedMessage, Queue, Consumer | None)``, in tag order),
     ``delivery_tag``, ``consumers``, ``flow_active``, ``state``, ``tx``,
@@ -39,21 +39,71 @@ class ChannelDeliveries:
         """Deliveries may be sent now (flow on, socket writable, open)."""
         return self.flow_active and self.state == OPEN and self.connection.can_deliver()
 
-    def deliver(self, consumer: "Consumer", entry: "QueuedMessage") -> None:
-        """basic.deliver ``entry`` to ``consumer`` under the next delivery tag."""
-        self.delivery_tag += 1
-        tag = self.delivery_tag
-        message = entry.message
-        queue = consumer.queue
-        if not consumer.no_ack:
-            self.unacked[tag] = (entry, queue, consumer)
-            consumer.unacked += 1
-            self.ack_timer.track(entry)
-        connection = self.connection
-        if queue.delivered(entry, consumer.tag, consumer.no_ack):
-            connection.hold_for_sync()
-        connection.send(b"".join(consumer.encoder.frames(tag, entry.redelivered, message.exchange_routing_key,
-                                                         message.header, message.body, connection.frame_max)))
+    def record_deliveries(self, queue: "Queue", consumer: "Consumer | None", entries, no_ack: bool
+                          ) -> tuple[int, bool]:
+        """The bookkeeping of handing ``entries`` (a non-empty sequence of
+        QueuedMessage just taken off ``queue``) out on this channel, to
+        ``consumer`` (basic.deliver, spec §1.8.3.9) or to basic.get
+        (``consumer`` None, spec §1.8.3.11), in one pass over them: they get
+        the channel's next delivery tags, ``delivery_tag + 1`` on, in order
+        (one sequence for basic.deliver and basic.get-ok). Without
+        ``no_ack`` each waits in ``unacked`` for its ack, counted against the
+        consumer's prefetch, and the acknowledgement timeout tracks the batch
+        from now (one clock reading per batch, broker.session.consumer_timeout).
+        Each delivery is counted, and a stored message's DELIVERED record (and
+        REMOVED under ``no_ack``) is appended to the WAL (``Queue.delivered``).
+
+        Returns ``(first delivery tag, held)``: the caller encodes the
+        deliveries under tags ``first, first + 1...`` in order, and when
+        ``held`` is True calls ``connection.hold_for_sync()`` before sending
+        them (the DELIVERED records must be durable first, design.md
+        "Durability contract"). The only writer of ``delivery_tag``."""
+        first = tag = self.delivery_tag + 1
+        held = False
+        if queue.stored or queue.lifecycle is not None:
+            delivered = queue.delivered
+            consumer_tag = consumer.tag if consumer is not None else ""
+        else:
+            delivered = None  # nothing to record: the count is kept inline
+        if no_ack:
+            for entry in entries:
+                if delivered is None:
+                    entry.deliveries += 1
+                else:
+                    held = delivered(entry, consumer_tag, True) or held
+            tag += len(entries)
+        else:
+            unacked = self.unacked
+            self.ack_timer.track(entries[0])
+            delivered_at = entries[0].delivered_at
+            for entry in entries:
+                unacked[tag] = (entry, queue, consumer)
+                entry.delivered_at = delivered_at
+                tag += 1
+                if delivered is None:
+                    entry.deliveries += 1
+                else:
+                    held = delivered(entry, consumer_tag, False) or held
+            if consumer is not None:
+                consumer.unacked += len(entries)
+        self.delivery_tag = tag - 1
+        return first, held
+
+    def take_all_unacked(self) -> dict:
+        """Remove and return every outstanding delivery (delivery tag ->
+        ``(entry, queue, consumer)``, in tag order): basic.recover and
+        channel close requeue them."""
+        unacked, self.unacked = self.unacked, {}
+        return unacked
+
+    def restore_unacked(self, pairs: list) -> None:
+        """Make ``(delivery_tag, (entry, queue, consumer))`` pairs taken by
+        ``take_unacked`` outstanding again, in tag order among the others
+        (tx.rollback of acks and rejects, spec §1.9.2.5)."""
+        if pairs:
+            merged = list(self.unacked.items()) + pairs
+            merged.sort(key=lambda pair: pair[0])
+            self.unacked = dict(merged)
 
     def take_unacked(self, tag: int, multiple: bool, ids: tuple[int, int]) -> list:
         """Remove and return ``(delivery_tag, (entry, queue, consumer))`` for

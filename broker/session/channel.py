@@ -20,7 +20,8 @@ from broker.session.consumer_timeout import AckTimer
 from broker.model.message import QueuedMessage
 from protocol import reply_codes
 from protocol.assembler import IDLE, ContentAssembler
-from protocol.constants import BASIC_NACK, BASIC_PUBLISH, BASIC_REJECT
+from protocol.constants import (BASIC_ACK, BASIC_NACK, BASIC_PUBLISH, BASIC_REJECT, CHANNEL_CLOSE, CHANNEL_CLOSE_OK,
+                                CLASS_BASIC, CLASS_CHANNEL)
 from protocol.errors import AMQPError, channel_error
 from protocol.hot_methods import decode_publish, decode_tag_bits
 from protocol.methods import Method, decode_method, encode_method
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _IDS = struct.Struct(">HH")
+# method ids of the basic methods decoded with struct (hot: one per publish or ack)
+_PUBLISH, _ACK, _REJECT, _NACK = BASIC_PUBLISH[1], BASIC_ACK[1], BASIC_REJECT[1], BASIC_NACK[1]
 CLOSING = "closing"  # we sent channel.close and wait for close-ok
 CLOSED = "closed"
 
@@ -87,21 +90,21 @@ class Channel(ChannelDeliveries):
         try:
             if self.assembler.state != IDLE:
                 raise self.assembler.unexpected("method")
-            if class_id == 60:
-                if method_id == 40:
+            if class_id == CLASS_BASIC:
+                if method_id == _PUBLISH:
                     # decoded now, as RabbitMQ does: a bad publish fails before its content
                     self.publish_args = decode_publish(payload)
                     self.assembler.start(payload)
                     return
-                if method_id == 80:
+                if method_id == _ACK:
                     tag, bits = decode_tag_bits(payload, "basic.ack")
                     self.ack(tag, bool(bits & 1))
                     return
-                if method_id == 120:
+                if method_id == _NACK:
                     tag, bits = decode_tag_bits(payload, "basic.nack")
                     self.reject(tag, bool(bits & 1), bool(bits & 2), BASIC_NACK)
                     return
-                if method_id == 90:
+                if method_id == _REJECT:
                     tag, bits = decode_tag_bits(payload, "basic.reject")
                     self.reject(tag, False, bool(bits & 1), BASIC_REJECT)
                     return
@@ -150,7 +153,9 @@ class Channel(ChannelDeliveries):
         elif isinstance(method, commands.Channel.Flow):
             self._on_flow(method)
         elif isinstance(method, commands.Confirm.Select):
-            self._on_confirm_select(method)
+            self.select_confirms()
+            if not method.nowait:
+                self.send(commands.Confirm.SelectOk())
         elif isinstance(method, commands.Channel.Open):
             raise AMQPError(reply_codes.CHANNEL_ERROR, "second 'channel.open' seen", connection_level=True)
         else:
@@ -183,12 +188,12 @@ class Channel(ChannelDeliveries):
     def _on_frame_while_closing(self, payload: bytes, class_id: int, method_id: int) -> None:
         # After we sent channel.close everything but close/close-ok is dropped
         # (spec §1.5.2.5).
-        if class_id != 20:
+        if class_id != CLASS_CHANNEL:
             return
-        if method_id == 41:
+        if method_id == CHANNEL_CLOSE_OK[1]:
             self.state = CLOSED
             self.connection.forget_channel(self)
-        elif method_id == 40:
+        elif method_id == CHANNEL_CLOSE[1]:
             self.send(commands.Channel.CloseOk())
 
     def release(self) -> None:
@@ -200,12 +205,59 @@ class Channel(ChannelDeliveries):
         self.consumers.clear()
         if self.tx is not None:
             self.tx.rollback(self)
-        unacked, self.unacked = self.unacked, {}
-        self.requeue_entries(unacked.values())
+        self.requeue_entries(self.take_all_unacked().values())
         self.assembler.reset()
         self.ack_timer.cancel()
 
-    # ---- channel.flow, confirm.select --------------------------------------
+    # ---- state the method handlers change -------------------------------------
+
+    def set_prefetch(self, count: int, global_: bool) -> None:
+        """basic.qos as RabbitMQ reads it (rabbitmq.com/consumer-prefetch.html):
+        ``global_`` False sets the prefetch (unacked deliveries, 0 =
+        unlimited) of consumers started afterwards on this channel, True the
+        limit shared by the whole channel, which applies at once."""
+        if global_:
+            self.global_prefetch = count
+            for consumer in self.consumers.values():
+                consumer.queue.schedule_drain()
+        else:
+            self.prefetch_count = count
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        """Register a consumer started by basic.consume (its tag is new on
+        this channel); its deliveries are watched by the acknowledgement
+        timeout unless it is no-ack."""
+        self.consumers[consumer.tag] = consumer
+        if not consumer.no_ack:
+            self.ack_timer.watch(consumer.queue)
+
+    def remove_consumer(self, tag: str) -> Consumer | None:
+        """Forget the consumer ``tag`` (basic.cancel, or its queue was
+        deleted); the removed Consumer, None when unknown. Detaching it
+        from its queue is the caller's business."""
+        return self.consumers.pop(tag, None)
+
+    def remember_queue(self, name: str) -> None:
+        """``name`` was declared on this channel: an empty queue name in
+        later methods means it (spec §1.7.2.1)."""
+        self.last_queue_name = name
+
+    def select_tx(self) -> None:
+        """tx.select: make the channel transactional (idempotent). 406
+        PRECONDITION_FAILED on a channel in confirm mode (as RabbitMQ)."""
+        if self.confirms is not None:
+            raise channel_error(reply_codes.PRECONDITION_FAILED, "cannot switch from confirm to tx mode")
+        if self.tx is None:
+            self.tx = tx_methods.Transaction()
+
+    def select_confirms(self) -> None:
+        """confirm.select: put the channel in publisher-confirm mode
+        (idempotent; rabbitmq.com/confirms.html). 406 PRECONDITION_FAILED on
+        a transactional channel (as RabbitMQ)."""
+        if self.tx is not None:
+            raise channel_error(reply_codes.PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
+        if self.confirms is None:
+            self.confirms = confirms.PublisherConfirms(self)
 
     def _on_flow(self, method: commands.Channel.Flow) -> None:
         if not method.active:  # as RabbitMQ 3.x: consumers use basic.qos instead
@@ -215,11 +267,3 @@ class Channel(ChannelDeliveries):
         if self.flow_active:
             for consumer in self.consumers.values():
                 consumer.queue.schedule_drain()
-
-    def _on_confirm_select(self, method: commands.Confirm.Select) -> None:
-        if self.tx is not None:
-            raise channel_error(reply_codes.PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
-        if self.confirms is None:
-            self.confirms = confirms.PublisherConfirms(self)
-        if not method.nowait:
-            self.send(commands.Confirm.SelectOk())

@@ -5,16 +5,12 @@ consecutive acks into one ``multiple`` ack per loop pass."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pamqp import commands
-
-if TYPE_CHECKING:
-    from broker.session.channel import Channel
 
 
 class PublisherConfirms:
-    """Confirm state of one channel.
+    """Confirm state of one channel (a broker.session.channel.Channel, not
+    imported: channel.py imports this module).
 
     ``publish()`` returns the sequence number (delivery tag) of a new
     publish. ``settle(seq)`` marks it acked; settlements may come out of
@@ -26,7 +22,7 @@ class PublisherConfirms:
 
     __slots__ = ("channel", "last_seq", "acked_upto", "fresh", "done", "scheduled", "unsynced", "_storage")
 
-    def __init__(self, channel: "Channel"):
+    def __init__(self, channel):
         self.channel = channel
         self.last_seq = 0
         self.acked_upto = 0

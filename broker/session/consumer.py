@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker.session.delivery import deliver_batch
+from pamqp import commands
+
+from broker.session import delivery
 from protocol.hot_methods import DeliverEncoder, deliver_prefix
 
 if TYPE_CHECKING:
-    from broker.session.channel import Channel
-    from broker.model.message import QueuedMessage
     from broker.queues.queue import Queue
 
 
 class Consumer:
-    """A subscription of ``channel`` to ``queue`` under ``tag``.
+    """A subscription of ``channel`` (a broker.session.channel.Channel) to
+    ``queue`` under ``tag``; what a queue sees of it is
+    ``broker.model.interfaces.QueueConsumer``.
 
     ``prefetch`` is this consumer's own limit on unacknowledged deliveries (0
     = unlimited; from basic.qos with global=false before the consume);
@@ -27,7 +29,7 @@ class Consumer:
     __slots__ = ("tag", "channel", "queue", "no_ack", "exclusive", "prefetch", "unacked", "prefix",
                  "arguments", "encoder")
 
-    def __init__(self, tag: str, channel: "Channel", queue: "Queue", no_ack: bool, exclusive: bool,
+    def __init__(self, tag: str, channel, queue: "Queue", no_ack: bool, exclusive: bool,
                  prefetch: int, arguments: dict | None = None):
         self.tag = tag
         self.channel = channel
@@ -53,12 +55,15 @@ class Consumer:
             return False
         return not channel.global_prefetch or len(channel.unacked) < channel.global_prefetch
 
-    def deliver(self, entry: "QueuedMessage") -> None:
-        """Send one message to this consumer (basic.deliver)."""
-        self.channel.deliver(self, entry)
+    # bound straight to the delivery functions: no call layer per delivery
+    deliver = delivery.deliver_one
+    deliver_batch = delivery.deliver_batch
 
-    def deliver_batch(self, ready) -> int:
-        """Deliver from the head of ``ready`` (a deque of QueuedMessage of
-        a queue without lifecycle hooks) as much as credit and the output
-        budget allow (broker.session.delivery); returns how many."""
-        return deliver_batch(self, ready)
+    def queue_deleted(self) -> None:
+        """The queue was deleted under this consumer (queue.delete, x-expires,
+        auto-delete): its channel forgets it and, when the client announced
+        the consumer_cancel_notify capability, sends basic.cancel (nowait)
+        with its consumer tag (rabbitmq.com/consumer-cancel.html)."""
+        channel = self.channel
+        if channel.remove_consumer(self.tag) is not None and channel.connection.cancel_notify:
+            channel.send(commands.Basic.Cancel(consumer_tag=self.tag, nowait=True))

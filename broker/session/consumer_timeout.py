@@ -30,7 +30,6 @@ from protocol import reply_codes
 from protocol.errors import AMQPError
 
 if TYPE_CHECKING:
-    from broker.session.channel import Channel
     from broker.model.message import QueuedMessage
     from broker.queues.queue import Queue
 
@@ -48,7 +47,9 @@ def timeout_ms(queue: "Queue", default_ms: int) -> int:
 
 
 class AckTimer:
-    """The acknowledgement-timeout check of one channel.
+    """The acknowledgement-timeout check of one channel (a
+    broker.session.channel.Channel, not imported: channel.py imports this
+    module).
 
     ``track`` is called for every delivery that waits for an ack;
     ``watch`` when the channel starts consuming from / getting from a
@@ -58,7 +59,7 @@ class AckTimer:
 
     __slots__ = ("channel", "default_ms", "smallest", "_handle", "_loop")
 
-    def __init__(self, channel: "Channel", default_ms: int):
+    def __init__(self, channel, default_ms: int):
         self.channel = channel
         self.default_ms = default_ms
         #: smallest timeout (seconds) of the queues this channel takes deliveries from

@@ -1,18 +1,14 @@
-"""Deliveries in bulk: one queue's ready messages to its only consumer, as
-many as its prefetch credit and its connection's output budget allow, in
-one pass and one joined write (design.md, "Performance principles": one
+"""basic.deliver frames out: one message to a consumer (``deliver_one``),
+and deliveries in bulk (``deliver_batch``): one queue's ready messages to its
+only consumer, as many as its prefetch credit and its connection's output
+budget allow, in one pass and one joined write. The bookkeeping of every
+delivery (tags, unacked, WAL record) is ``Channel.record_deliveries``
+(broker/session/acks.py), shared with basic.get-ok (design.md, "Performance principles": one
 transport write per loop pass, deliveries stop when the socket's buffer is
 full and resume on resume_writing; prefetch as RabbitMQ reads basic.qos,
 rabbitmq.com/consumer-prefetch.html)."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from collections import deque
-
-    from broker.session.consumer import Consumer
 
 #: bytes counted for a delivery besides its body: frame heads and ends,
 #: method fields, consumer tag, exchange and routing key, and a typical
@@ -20,10 +16,26 @@ if TYPE_CHECKING:
 _OVERHEAD = 512
 
 
-def deliver_batch(consumer: "Consumer", ready: "deque") -> int:
+def deliver_one(consumer, entry) -> None:
+    """basic.deliver ``entry`` (a QueuedMessage just taken off
+    ``consumer.queue``) to ``consumer`` (a broker.session.consumer.Consumer)
+    under the channel's next delivery tag; the caller has checked
+    ``consumer.can_take()``."""
+    channel = consumer.channel
+    tag, held = channel.record_deliveries(consumer.queue, consumer, (entry,), consumer.no_ack)
+    connection = channel.connection
+    if held:
+        connection.hold_for_sync()
+    message = entry.message
+    connection.send(b"".join(consumer.encoder.frames(tag, entry.redelivered, message.exchange_routing_key,
+                                                     message.header, message.body, connection.frame_max)))
+
+
+def deliver_batch(consumer, ready) -> int:
     """Pop messages off the head of ``ready`` (a deque of QueuedMessage of
     ``consumer.queue``, which has no lifecycle hooks) and basic.deliver
-    them to ``consumer`` under consecutive delivery tags; returns how many.
+    them to ``consumer`` (a broker.session.consumer.Consumer) under
+    consecutive delivery tags; returns how many.
     Stops at the consumer's or the channel's (global) prefetch limit, when
     the channel is not deliverable (flow off, closing) or when the
     connection's output budget for this pass is spent (the connection then
@@ -42,43 +54,28 @@ def deliver_batch(consumer: "Consumer", ready: "deque") -> int:
             count = min(count, consumer.prefetch - consumer.unacked)
         if channel.global_prefetch:
             count = min(count, channel.global_prefetch - len(channel.unacked))
-        if count <= 0:
-            return 0
-    queue = consumer.queue
-    stored = queue.stored
+    if count <= 0:
+        return 0
+    popleft = ready.popleft
     frames = consumer.encoder.frames
     frame_max = connection.frame_max
-    unacked = channel.unacked
-    popleft = ready.popleft
-    tag = channel.delivery_tag
+    entries: list = []
+    append = entries.append
     parts: list = []
+    # encoded under the tags record_deliveries gives them below (the
+    # channel's next ones, in order), in the same pass as the popping
+    tag = channel.delivery_tag
     sent = 0
-    held = False
-    first = None
     while sent < count and room > 0:
         entry = popleft()
-        message = entry.message
-        tag += 1
+        append(entry)
         sent += 1
-        if not no_ack:
-            unacked[tag] = (entry, queue, consumer)
-            if first is None:
-                first = entry
-            else:
-                entry.delivered_at = first.delivered_at
-        if stored:
-            # a stored message's DELIVERED record must be durable first
-            held = queue.delivered(entry, consumer.tag, no_ack) or held
-        else:
-            entry.deliveries += 1
+        tag += 1
+        message = entry.message
         body = message.body
         parts += frames(tag, entry.redelivered, message.exchange_routing_key, message.header, body, frame_max)
         room -= len(body) + _OVERHEAD
-        if first is entry:
-            channel.ack_timer.track(entry)
-    channel.delivery_tag = tag
-    if not no_ack:
-        consumer.unacked += sent
+    _first, held = channel.record_deliveries(consumer.queue, consumer, entries, no_ack)
     if held:
         connection.hold_for_sync()
     connection.send(b"".join(parts))

@@ -1,20 +1,18 @@
 """Handlers for class exchange (AMQP 0-9-1 spec §1.6; RabbitMQ's extensions:
 exchange-to-exchange bindings rabbitmq.com/e2e.html, alternate exchanges
-rabbitmq.com/ae.html)."""
+rabbitmq.com/ae.html). Each handler takes ``(channel, method)``: the
+broker.session.channel.Channel (not imported here: channel.py imports this
+module) and the decoded method."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from pamqp import commands
 
 from broker.exchanges import EXCHANGE_TYPES
 from protocol import reply_codes
 from protocol.errors import channel_error, connection_error
-
-if TYPE_CHECKING:
-    from broker.session.channel import Channel
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +23,7 @@ def _text(value) -> str:
     return str(value)
 
 
-def declare(channel: "Channel", method: commands.Exchange.Declare) -> None:
+def declare(channel, method: commands.Exchange.Declare) -> None:
     """exchange.declare. Errors, in RabbitMQ's order: 503 COMMAND_INVALID
     (connection) for an unknown type, 403 for the default exchange or a new
     ``amq.`` name, 404 for a passive declare of a missing exchange, 406 for
@@ -70,7 +68,7 @@ def _field_values(method: commands.Exchange.Declare, exchange, field: str) -> tu
     return _text((method.arguments or {}).get(field)), _text(exchange.arguments.get(field))
 
 
-def delete(channel: "Channel", method: commands.Exchange.Delete) -> None:
+def delete(channel, method: commands.Exchange.Delete) -> None:
     """exchange.delete; a missing exchange is not an error (as RabbitMQ),
     the default exchange is 403, if-unused with bindings 406."""
     vhost = channel.vhost
@@ -91,7 +89,7 @@ def delete(channel: "Channel", method: commands.Exchange.Delete) -> None:
         channel.send(commands.Exchange.DeleteOk())
 
 
-def bind(channel: "Channel", method: commands.Exchange.Bind) -> None:
+def bind(channel, method: commands.Exchange.Bind) -> None:
     """exchange.bind (e2e): 404 for a missing source or destination, 403
     for the default exchange, 406 for invalid binding arguments."""
     vhost = channel.vhost
@@ -102,7 +100,7 @@ def bind(channel: "Channel", method: commands.Exchange.Bind) -> None:
         channel.send(commands.Exchange.BindOk())
 
 
-def unbind(channel: "Channel", method: commands.Exchange.Unbind) -> None:
+def unbind(channel, method: commands.Exchange.Unbind) -> None:
     """exchange.unbind; a missing exchange or binding is not an error (as
     RabbitMQ); the default exchange is 403."""
     vhost = channel.vhost

@@ -1,12 +1,13 @@
 """Handlers for class queue (AMQP 0-9-1 spec §1.7; RabbitMQ's rules for
-names, exclusivity and equivalence: rabbitmq.com/queues.html)."""
+names, exclusivity and equivalence: rabbitmq.com/queues.html). Each handler
+takes ``(channel, method)``: the broker.session.channel.Channel (not
+imported here: channel.py imports this module) and the decoded method."""
 
 from __future__ import annotations
 
 import base64
 import logging
 import os
-from typing import TYPE_CHECKING
 
 from pamqp import commands
 
@@ -14,9 +15,6 @@ from broker.queues import arguments as queue_arguments
 from broker.queues.queue import Queue
 from protocol import reply_codes
 from protocol.errors import channel_error
-
-if TYPE_CHECKING:
-    from broker.session.channel import Channel
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +29,7 @@ def _bool_text(value: bool) -> str:
     return "true" if value else "false"
 
 
-def resolve_queue(channel: "Channel", name: str) -> Queue:
+def resolve_queue(channel, name: str) -> Queue:
     """The queue ``name`` names for this channel ("" = the last queue it
     declared, spec §1.7.2.1). Raises 404 NOT_FOUND when absent, 405
     RESOURCE_LOCKED when exclusive to another connection (channel errors)."""
@@ -46,7 +44,7 @@ def resolve_queue(channel: "Channel", name: str) -> Queue:
     return queue
 
 
-def check_exclusive(queue: Queue, channel: "Channel") -> None:
+def check_exclusive(queue: Queue, channel) -> None:
     """405 RESOURCE_LOCKED when ``queue`` is exclusive to another connection."""
     if queue.exclusive_owner is not None and queue.exclusive_owner is not channel.connection:
         raise channel_error(
@@ -82,7 +80,7 @@ def _describe(value) -> str:
     return "none" if value is None else f"the value '{value}'"
 
 
-def declare(channel: "Channel", method: commands.Queue.Declare) -> None:
+def declare(channel, method: commands.Queue.Declare) -> None:
     """queue.declare: create, or check an existing queue. 403 for an
     ``amq.`` name, 404 for a passive declare of a missing queue, 405 for an
     exclusive queue of another connection, 406 for an inequivalent
@@ -105,7 +103,7 @@ def declare(channel: "Channel", method: commands.Queue.Declare) -> None:
             queue = Queue(vhost, name, bool(method.durable), owner, bool(method.auto_delete), method.arguments)
             vhost.add_queue(queue)
             if owner is not None:
-                owner.exclusive_queues.add(queue)
+                owner.add_exclusive_queue(queue)
             log.info("%s vhost '%s' queue '%s': declared (durable=%s exclusive=%s auto_delete=%s)",
                      channel, vhost.name, name, queue.durable, owner is not None, queue.auto_delete)
         else:
@@ -113,13 +111,13 @@ def declare(channel: "Channel", method: commands.Queue.Declare) -> None:
             _check_equivalence(queue, method)
     if queue.lifecycle is not None:
         queue.lifecycle.used()  # x-expires: a declaration renews the lease
-    channel.last_queue_name = queue.name
+    channel.remember_queue(queue.name)
     if not method.nowait:
         channel.send(commands.Queue.DeclareOk(queue=queue.name, message_count=queue.message_count,
                                               consumer_count=queue.consumer_count))
 
 
-def bind(channel: "Channel", method: commands.Queue.Bind) -> None:
+def bind(channel, method: commands.Queue.Bind) -> None:
     """queue.bind: 403 for the default exchange, then 404 for a missing
     exchange or queue (the exchange is named first, as RabbitMQ), 406 for
     invalid binding arguments."""
@@ -133,7 +131,7 @@ def bind(channel: "Channel", method: commands.Queue.Bind) -> None:
         channel.send(commands.Queue.BindOk())
 
 
-def unbind(channel: "Channel", method: commands.Queue.Unbind) -> None:
+def unbind(channel, method: commands.Queue.Unbind) -> None:
     """queue.unbind; a missing exchange, queue or binding is not an error
     (as RabbitMQ), the default exchange is 403, an exclusive queue of
     another connection 405."""
@@ -149,7 +147,7 @@ def unbind(channel: "Channel", method: commands.Queue.Unbind) -> None:
     channel.send(commands.Queue.UnbindOk())
 
 
-def purge(channel: "Channel", method: commands.Queue.Purge) -> None:
+def purge(channel, method: commands.Queue.Purge) -> None:
     """queue.purge -> purge-ok with the number of ready messages dropped;
     for a stored queue purge-ok waits for the fsync of the purge records, so
     purged messages do not come back after a crash."""
@@ -162,7 +160,7 @@ def purge(channel: "Channel", method: commands.Queue.Purge) -> None:
         channel.send(commands.Queue.PurgeOk(message_count=count))
 
 
-def delete(channel: "Channel", method: commands.Queue.Delete) -> None:
+def delete(channel, method: commands.Queue.Delete) -> None:
     """queue.delete; deleting a missing queue succeeds with count 0 (as
     RabbitMQ). 406 for if-unused with consumers or if-empty with messages."""
     vhost = channel.vhost

@@ -58,18 +58,12 @@ class Transaction:
         """Discard publishes; acked or rejected deliveries become unacked again."""
         restored = [pair for taken, _is_ack, _requeue in self.settlements for pair in taken]
         self.publishes, self.settlements = [], []
-        if restored:
-            merged = list(channel.unacked.items()) + restored
-            merged.sort(key=lambda pair: pair[0])
-            channel.unacked = dict(merged)
+        channel.restore_unacked(restored)
 
 
 def select(channel: "Channel", method: commands.Tx.Select) -> None:
     """tx.select; 406 on a channel in confirm mode (as RabbitMQ)."""
-    if channel.confirms is not None:
-        raise channel_error(reply_codes.PRECONDITION_FAILED, "cannot switch from confirm to tx mode")
-    if channel.tx is None:
-        channel.tx = Transaction()
+    channel.select_tx()
     channel.send(commands.Tx.SelectOk())
 
 

@@ -1,21 +1,22 @@
-"""One AMQP connection: handshake, channel table, heartbeats, output batching
-and the close handshake (AMQP 0-9-1 spec §1.4 class connection, §4.2.7
-heartbeat frames). Errors are turned into connection.close in one place,
-``_fail``."""
+"""One AMQP connection: handshake, channel table, heartbeats and the close
+handshake (AMQP 0-9-1 spec §1.4 class connection, §4.2.7 heartbeat frames);
+its output batching is broker.transport.output. Errors are turned into
+connection.close in one place, ``_fail``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from typing import TYPE_CHECKING
 
 from pamqp import commands
 
 from broker.session.channel import Channel
 from broker.session.route_cache import on_publish
+from broker.transport.output import Output
 from protocol import reply_codes
-from protocol.constants import HEARTBEAT_FRAME, PROTOCOL_HEADER
+from protocol.constants import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, HEARTBEAT_FRAME,
+                                PROTOCOL_HEADER)
 from protocol.errors import AMQPError, connection_error
 from protocol.framing import PUBLISH_RUN, FrameReader
 from protocol.handshake import (OPEN as HANDSHAKE_OPEN, AWAIT_PROTOCOL_HEADER, BadProtocolHeader, Handshake,
@@ -34,9 +35,6 @@ CLOSED = "closed"
 
 #: seconds to wait for the peer's close-ok before dropping the socket
 CLOSE_OK_TIMEOUT = 3.0
-#: bytes of frames one connection may collect in one loop pass before its
-#: consumers wait for the next pass (keeps one write bounded)
-OUTPUT_BUDGET = 1 << 20
 
 
 class Connection:
@@ -46,6 +44,10 @@ class Connection:
     pass. Consumers ask ``can_deliver()`` before each delivery: it is False
     while the socket is paused (``pause_writing``) or this pass's output
     budget is spent, and deliveries resume by themselves afterwards.
+    ``send``, ``before_flush``, ``hold_for_sync``, ``can_deliver`` and
+    ``room`` are those of ``output`` (broker.transport.output.Output).
+    ``exclusive_queues`` are the queues declared exclusive on this
+    connection, deleted with it.
     """
 
     def __init__(self, server, transport: asyncio.Transport):
@@ -68,23 +70,18 @@ class Connection:
         self.cancel_notify = False
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: set[Queue] = set()
-        self._out: list[bytes] = []
-        self._out_bytes = 0
-        self._flush_scheduled = False
-        self._before_flush: list = []
-        # output waiting for a WAL fsync: (bytes, ticket), ticket 0 = only
-        # queued behind an earlier chunk (see hold_for_sync)
-        self._held: deque = deque()
-        self._held_bytes = 0
-        self._tickets = 0
-        self._needs_sync = False
-        self._paused = False
-        self._starved = False
+        self.output = output = Output(self.loop, transport, server.storage, self._resume_consumers)
+        # the output's bound methods themselves: the hot send adds no call layer
+        self.send = output.send
+        self.before_flush = output.before_flush
+        self.hold_for_sync = output.hold_for_sync
+        self.can_deliver = output.can_deliver
+        self.room = output.room
         #: True once a content header came in (this connection publishes):
         #: broker.transport.flow_control may pause reading it
         self.publisher = False
         self._reading_paused = False
-        self._last_recv = self._last_send = self.loop.time()
+        self._last_recv = self.loop.time()
         self._timer = self.loop.call_later(config.handshake_timeout, self._handshake_timeout)
 
     # ---- bytes in --------------------------------------------------------
@@ -106,15 +103,16 @@ class Connection:
                     if frame_type == PUBLISH_RUN:
                         on_publish(channel, *payload)
                         self.publisher = True
-                    elif frame_type == 1:
+                    elif frame_type == FRAME_METHOD:
                         channel.on_method_frame(payload)
-                    elif frame_type == 3:
+                    elif frame_type == FRAME_BODY:
                         channel.on_body_frame(payload)
-                    elif frame_type == 2:
+                    elif frame_type == FRAME_HEADER:
                         channel.on_header_frame(payload)
                         self.publisher = True
                     else:
-                        raise connection_error(reply_codes.UNEXPECTED_FRAME, f"type 8 heartbeat on channel {number}")
+                        raise connection_error(reply_codes.UNEXPECTED_FRAME,
+                                               f"type {FRAME_HEARTBEAT} heartbeat on channel {number}")
                 elif frame_type == PUBLISH_RUN:
                     self._frame_by_frame(number, payload)
                 elif number == 0:
@@ -140,8 +138,8 @@ class Connection:
     def _frame_by_frame(self, number: int, payloads: tuple) -> None:
         """A whole publish for a channel that is not open (or channel 0):
         its frames one by one, for the errors they get on their own."""
-        for frame_type, payload in zip((1, 2, 3), payloads):
-            if frame_type == 3 and not payload:
+        for frame_type, payload in zip((FRAME_METHOD, FRAME_HEADER, FRAME_BODY), payloads):
+            if frame_type == FRAME_BODY and not payload:
                 return
             if number == 0:
                 self._on_channel_zero(frame_type, payload)
@@ -161,9 +159,9 @@ class Connection:
         return True
 
     def _on_channel_zero(self, frame_type: int, payload: bytes) -> None:
-        if frame_type == 8:
+        if frame_type == FRAME_HEARTBEAT:
             return
-        if frame_type != 1:
+        if frame_type != FRAME_METHOD:
             raise connection_error(reply_codes.UNEXPECTED_FRAME, f"content frame type {frame_type} on channel 0")
         method = decode_method(payload)
         if isinstance(method, commands.Connection.Close):
@@ -200,7 +198,7 @@ class Connection:
     def _open_channel(self, number: int, frame_type: int, payload: bytes) -> None:
         if self.state == CLOSING:
             return
-        if self.state != OPEN or frame_type != 1:
+        if self.state != OPEN or frame_type != FRAME_METHOD:
             raise connection_error(reply_codes.UNEXPECTED_FRAME,
                                    f"type {frame_type}, expected method frame, got non method frame instead")
         method = decode_method(payload)
@@ -239,91 +237,18 @@ class Connection:
         if self.channels.get(channel.number) is channel:
             del self.channels[channel.number]
 
-    # ---- bytes out -------------------------------------------------------
+    def add_exclusive_queue(self, queue: "Queue") -> None:
+        """``queue`` was declared exclusive to this connection (its
+        ``exclusive_owner``): it is deleted when the connection closes
+        (spec §1.7.2.1 queue.declare exclusive); deleted earlier (queue.delete,
+        auto-delete, x-expires), it is forgotten through its vhost's
+        ``queue_deleted`` event."""
+        # one subscriber per vhost (subscribing again is a no-op), not one
+        # per connection: a deletion costs one call however many connections
+        queue.vhost.queue_deleted.subscribe(_forget_exclusive_queue)
+        self.exclusive_queues.add(queue)
 
-    def send(self, data: bytes) -> None:
-        """Queue frame bytes; written at the end of this loop pass."""
-        self._out.append(data)
-        self._out_bytes += len(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-
-    def before_flush(self, callback) -> None:
-        """Run ``callback()`` just before this pass's write (publisher
-        confirms batch their acks this way)."""
-        self._before_flush.append(callback)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-
-    def hold_for_sync(self) -> None:
-        """This pass's output must wait for the WAL fsync of what was
-        appended so far (a delivery of a stored message: its DELIVERED
-        record must be durable before the client can see it, so that after
-        a crash it comes back redelivered, design.md "Durability
-        contract"). Later output queues behind it, in order."""
-        self._needs_sync = True
-
-    def can_deliver(self) -> bool:
-        """May a consumer on this connection get another message now?"""
-        if self._paused or self._out_bytes + self._held_bytes >= OUTPUT_BUDGET:
-            self._starved = True
-            return False
-        return True
-
-    def room(self) -> int:
-        """Bytes of deliveries consumers on this connection may still add in
-        this pass (0 or less while the socket is paused or the budget is
-        spent: the connection then resumes them after its write)."""
-        room = 0 if self._paused else OUTPUT_BUDGET - self._out_bytes - self._held_bytes
-        if room <= 0:
-            self._starved = True
-        return room
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._before_flush:
-            callbacks, self._before_flush = self._before_flush, []
-            for callback in callbacks:
-                callback()
-        out = self._out
-        if out:
-            self._out = []
-            data = out[0] if len(out) == 1 else b"".join(out)
-            self._out_bytes = 0
-            if self._needs_sync or self._held:
-                ticket = 0
-                if self._needs_sync:
-                    self._needs_sync = False
-                    self._tickets += 1
-                    ticket = self._tickets
-                    self.server.storage.sync_soon(lambda: self._write_held(ticket))
-                self._held.append((data, ticket))
-                self._held_bytes += len(data)
-            else:
-                self._write(data)
-        if self._starved and not self._paused:
-            self._resume_consumers()
-
-    def _write(self, data: bytes) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(data)
-            self._last_send = self.loop.time()
-
-    def _write_held(self, ticket: int) -> None:
-        """The fsync for ``ticket`` is done: write held output up to the
-        next chunk that waits for a later fsync."""
-        held = self._held
-        parts = []
-        while held and held[0][1] <= ticket:
-            parts.append(held.popleft()[0])
-        if not parts:
-            return
-        self._held_bytes -= sum(map(len, parts))
-        self._write(b"".join(parts))
-        if self._starved and not self._paused:
-            self._resume_consumers()
+    # ---- flow control ----------------------------------------------------
 
     def pause_reading(self) -> bool:
         """Stop reading the socket (broker.transport.flow_control); True when it was
@@ -342,15 +267,14 @@ class Connection:
                 self.transport.resume_reading()
 
     def pause_writing(self) -> None:
-        self._paused = True
+        """asyncio flow control: the socket's buffer is full."""
+        self.output.pause()
 
     def resume_writing(self) -> None:
-        self._paused = False
-        if self._starved:
-            self._resume_consumers()
+        """asyncio flow control: the socket's buffer drained."""
+        self.output.resume()
 
     def _resume_consumers(self) -> None:
-        self._starved = False
         for channel in self.channels.values():
             for consumer in channel.consumers.values():
                 consumer.queue.schedule_drain()
@@ -373,7 +297,7 @@ class Connection:
             self.state = CLOSED
             self.transport.abort()
             return
-        if now - self._last_send >= self.heartbeat / 2:
+        if now - self.output.last_send >= self.heartbeat / 2:
             self.send(HEARTBEAT_FRAME)
         self._timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
 
@@ -398,8 +322,7 @@ class Connection:
         self._timer = self.loop.call_later(CLOSE_OK_TIMEOUT, self._close_transport)
 
     def _close_transport(self) -> None:
-        self._flush()
-        self._write_held(self._tickets)
+        self.output.close()
         self.transport.close()
 
     def _release_all(self) -> None:
@@ -423,3 +346,11 @@ class Connection:
         self.state = CLOSED
         self._timer.cancel()
         self.server.connections.discard(self)
+
+
+def _forget_exclusive_queue(queue: "Queue") -> None:
+    """``VHost.queue_deleted`` subscriber: an exclusive queue deleted before
+    its connection closed leaves the owner's ``exclusive_queues``."""
+    owner = queue.exclusive_owner
+    if owner is not None:
+        owner.exclusive_queues.discard(queue)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from pamqp import commands
-
 from broker.vhost import publish as publish_pipeline
 from broker.vhost import sender_selected
 from broker.exchanges import DirectExchange, Exchange, FanoutExchange, HeadersExchange, TopicExchange, route_message
 from protocol import reply_codes
 from protocol.errors import channel_error
+from broker.model.events import Event
 from broker.model.reasons import REASON_DELETED
 
 if TYPE_CHECKING:
@@ -48,6 +47,8 @@ class VHost:
         self.routes: dict = {}
         self.flow = flow
         self.dedup_journal = dedup_journal
+        #: emitted with the queue by ``delete_queue`` once it is gone (broker/model/events.py)
+        self.queue_deleted = Event("queue_deleted")
         for exchange_name, cls in STANDARD_EXCHANGES:
             self.exchanges[exchange_name] = cls(exchange_name, durable=True)
 
@@ -154,9 +155,12 @@ class VHost:
             self.storage.save_queue(self.name, queue)
 
     def delete_queue(self, queue: "Queue") -> int:
-        """Remove ``queue``: its bindings go, its consumers are cancelled
-        with a server-sent basic.cancel (rabbitmq.com/consumer-cancel.html),
-        its ready messages are dropped. Returns how many were dropped."""
+        """Remove ``queue``: its bindings go, each of its consumers is told
+        (``QueueConsumer.queue_deleted``: cancelled, with a server-sent
+        basic.cancel when its client asked for it,
+        rabbitmq.com/consumer-cancel.html), its ready messages are dropped,
+        then ``queue_deleted`` is emitted with it (its exclusive owner
+        forgets it). Returns how many messages were dropped."""
         if self.queues.get(queue.name) is not queue:
             return 0
         del self.queues[queue.name]
@@ -167,14 +171,13 @@ class VHost:
         for exchange in list(self.exchanges.values()):
             if exchange.unbind_destination(queue):
                 self.delete_exchange_if_unused(exchange)
-        for consumer in list(queue.consumers):
-            channel = consumer.channel
-            if channel.consumers.pop(consumer.tag, None) is not None and channel.connection.cancel_notify:
-                channel.send(commands.Basic.Cancel(consumer_tag=consumer.tag, nowait=True))
+        consumers = list(queue.consumers)
         queue.consumers.clear()
-        if queue.exclusive_owner is not None:
-            queue.exclusive_owner.exclusive_queues.discard(queue)
-        return queue.purge(REASON_DELETED)
+        for consumer in consumers:
+            consumer.queue_deleted()
+        count = queue.purge(REASON_DELETED)
+        self.queue_deleted.emit(queue)
+        return count
 
 
 def _stored(exchange: Exchange) -> bool:
