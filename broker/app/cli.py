@@ -41,10 +41,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from broker.app.cli_tools import add_tool_commands, check_tool_args, run_tool, tool_data_dir  # noqa: F401
-from broker.app.config import Config, env_name, parse_on_off
+from broker.app.config import LOG_FORMAT, Config, env_name, parse_on_off
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 #: AMQP 0-9-1 frame-min-size: a peer must accept frames of this size (§4.2.3)
 FRAME_MIN_SIZE = 4096

@@ -9,6 +9,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ENV_PREFIX = "LEVERET_"
+#: one line per event: ``2026-11-22 10:00:00,123 INFO broker.app.server: message``
+#: (the broker and the message database process log alike)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 @dataclasses.dataclass

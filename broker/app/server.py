@@ -14,8 +14,7 @@ import signal
 import aiosqlite
 
 from broker import __version__
-from broker.app.cli import LOG_FORMAT
-from broker.app.config import Config
+from broker.app.config import LOG_FORMAT, Config
 from broker.transport.asyncio_protocol import AMQPProtocol
 from broker.persistence.recovery import recover
 from broker.persistence.dedup_journal import FILE_NAME as DEDUP_FILE

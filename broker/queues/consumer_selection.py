@@ -29,7 +29,6 @@ from protocol.errors import channel_error
 
 if TYPE_CHECKING:
     from broker.model.interfaces import QueueConsumer as Consumer
-    from broker.queues.queue import Queue
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ def consumer_priority(consumer: "Consumer") -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def validate_consume(queue: "Queue", arguments: dict, exclusive: bool) -> None:
+def validate_consume(queue, arguments: dict, exclusive: bool) -> None:
     """Checks of basic.consume, as RabbitMQ 3.10 makes them:
 
     * 406 PRECONDITION_FAILED when x-priority is not an integer
@@ -67,7 +66,7 @@ def validate_consume(queue: "Queue", arguments: dict, exclusive: bool) -> None:
                         f'"expected integer, got {kind}"')
 
 
-def needs_selector(queue: "Queue", consumer: "Consumer | None" = None) -> bool:
+def needs_selector(queue, consumer: "Consumer | None" = None) -> bool:
     """Does ``queue`` (about to get ``consumer``) need a ConsumerSelector?"""
     return single_active(queue.arguments) or (consumer is not None and consumer_priority(consumer) != 0)
 
@@ -82,7 +81,7 @@ class ConsumerSelector:
 
     __slots__ = ("queue", "single_active", "_groups", "_active")
 
-    def __init__(self, queue: "Queue"):
+    def __init__(self, queue):
         self.queue = queue
         self.single_active = single_active(queue.arguments)
         #: [[priority, consumers in registration order, next index], ...], highest priority first

@@ -56,7 +56,7 @@ class ChannelDeliveries:
         Returns ``(first delivery tag, held)``: the caller encodes the
         deliveries under tags ``first, first + 1...`` in order, and when
         ``held`` is True calls ``connection.hold_for_sync()`` before sending
-        them (the DELIVERED records must be durable first, design.md
+        them (the DELIVERED records must be durable first, docs/architecture.md
         "Durability contract"). The only writer of ``delivery_tag``."""
         first = tag = self.delivery_tag + 1
         held = False

@@ -3,7 +3,7 @@ and deliveries in bulk (``deliver_batch``): one queue's ready messages to its
 only consumer, as many as its prefetch credit and its connection's output
 budget allow, in one pass and one joined write. The bookkeeping of every
 delivery (tags, unacked, WAL record) is ``Channel.record_deliveries``
-(broker/session/acks.py), shared with basic.get-ok (design.md, "Performance principles": one
+(broker/session/acks.py), shared with basic.get-ok (docs/architecture.md, "Performance principles": one
 transport write per loop pass, deliveries stop when the socket's buffer is
 full and resume on resume_writing; prefetch as RabbitMQ reads basic.qos,
 rabbitmq.com/consumer-prefetch.html)."""

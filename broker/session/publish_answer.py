@@ -12,10 +12,9 @@ from protocol.hot_methods import return_frames
 
 if TYPE_CHECKING:
     from broker.model.message import Message
-    from broker.session.channel import Channel
 
 
-def answer(channel: "Channel", message: "Message", outcome: int, mandatory: bool) -> None:
+def answer(channel, message: "Message", outcome: int, mandatory: bool) -> None:
     """For the publish of ``message`` just handled with ``outcome``: a
     mandatory message that is UNROUTABLE goes back as basic.return 312
     NO_ROUTE (AMQP 0-9-1 spec §1.8.3.8), before the publisher confirm; in

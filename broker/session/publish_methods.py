@@ -7,7 +7,6 @@ turns into basic.return and the publisher confirm (docs/architecture.md,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from broker.queues import message_ttl
 from broker.model.message import Message
@@ -16,14 +15,11 @@ from broker.vhost.publish import publish as publish_pipeline
 from protocol import reply_codes
 from protocol.errors import channel_error, connection_error
 
-if TYPE_CHECKING:
-    from broker.session.channel import Channel
-
 #: property-flags bit of user-id in the content header (spec §1.8, basic properties)
 _USER_ID_FLAG = 0x0010
 
 
-def publish(channel: "Channel", publish_args: tuple, header: bytes, body: bytes) -> None:
+def publish(channel, publish_args: tuple, header: bytes, body: bytes) -> None:
     """A complete basic.publish command (``publish_args`` as decoded by
     ``protocol.hot_methods.decode_publish``): through the vhost's publish
     pipeline (broker/vhost/publish.py), then basic.return and the publisher
@@ -56,7 +52,7 @@ def publish(channel: "Channel", publish_args: tuple, header: bytes, body: bytes)
     answer(channel, message, publish_pipeline(vhost, exchange, message), mandatory)
 
 
-def _check_user_id(channel: "Channel", message: Message) -> None:
+def _check_user_id(channel, message: Message) -> None:
     try:
         user_id = message.properties.user_id
     except ValueError:

@@ -3,17 +3,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pamqp import commands
 
 from broker.session.publish_answer import answer
 from broker.vhost.publish import REFUSED, publish
 from protocol import reply_codes
 from protocol.errors import channel_error
-
-if TYPE_CHECKING:
-    from broker.session.channel import Channel
 
 
 class Transaction:
@@ -35,7 +30,7 @@ class Transaction:
     def add_rejects(self, taken: list, requeue: bool) -> None:
         self.settlements.append((taken, False, requeue))
 
-    def commit(self, channel: "Channel") -> None:
+    def commit(self, channel) -> None:
         """Apply everything in order (each publish through the publish
         pipeline, broker/vhost/publish.py), then start a new transaction. A
         publish a queue refused (x-overflow reject-publish) makes it a
@@ -54,32 +49,32 @@ class Transaction:
         if refused:
             raise channel_error(reply_codes.PRECONDITION_FAILED, "partial tx completion")
 
-    def rollback(self, channel: "Channel") -> None:
+    def rollback(self, channel) -> None:
         """Discard publishes; acked or rejected deliveries become unacked again."""
         restored = [pair for taken, _is_ack, _requeue in self.settlements for pair in taken]
         self.publishes, self.settlements = [], []
         channel.restore_unacked(restored)
 
 
-def select(channel: "Channel", method: commands.Tx.Select) -> None:
+def select(channel, method: commands.Tx.Select) -> None:
     """tx.select; 406 on a channel in confirm mode (as RabbitMQ)."""
     channel.select_tx()
     channel.send(commands.Tx.SelectOk())
 
 
-def commit(channel: "Channel", method: commands.Tx.Commit) -> None:
+def commit(channel, method: commands.Tx.Commit) -> None:
     """tx.commit; 406 when the channel is not transactional."""
     _require_tx(channel).commit(channel)
     channel.send(commands.Tx.CommitOk())
 
 
-def rollback(channel: "Channel", method: commands.Tx.Rollback) -> None:
+def rollback(channel, method: commands.Tx.Rollback) -> None:
     """tx.rollback; 406 when the channel is not transactional."""
     _require_tx(channel).rollback(channel)
     channel.send(commands.Tx.RollbackOk())
 
 
-def _require_tx(channel: "Channel") -> Transaction:
+def _require_tx(channel) -> Transaction:
     if channel.tx is None:
         raise channel_error(reply_codes.PRECONDITION_FAILED, "channel is not transactional")
     return channel.tx

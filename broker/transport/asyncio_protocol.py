@@ -1,6 +1,6 @@
 """The asyncio side of a connection: an ``asyncio.Protocol`` that hands
 bytes and flow-control events to ``broker.transport.connection.Connection``
-(design.md: Protocol, not streams)."""
+(docs/architecture.md, "Performance principles")."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 in one transport write per event-loop pass; output that must wait for a WAL
 fsync is held, in order, until it completes; consumers are turned away while
 the socket's buffer is full or the pass's output budget is spent, and resumed
-after the write (design.md, "Performance principles": one transport write per
+after the write (docs/architecture.md, "Performance principles": one transport write per
 loop pass, deliveries stop when the socket's buffer is full and resume on
 resume_writing)."""
 
@@ -70,7 +70,7 @@ class Output:
         """This pass's output must wait for the WAL fsync of what was
         appended so far (a delivery of a stored message: its DELIVERED
         record must be durable before the client can see it, so that after
-        a crash it comes back redelivered, design.md "Durability
+        a crash it comes back redelivered, docs/architecture.md "Durability
         contract"). Later output queues behind it, in order."""
         self._needs_sync = True
 

@@ -22,19 +22,15 @@ bug #36).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from broker.vhost.delayed_scheduler import scheduler_for
 from broker.model.message import Message
 from broker.model.message_headers import headers_or_none, set_headers
 
-if TYPE_CHECKING:
-    from broker.vhost.namespace import VHost
-
 log = logging.getLogger(__name__)
 
 
-def hold_copies(vhost: "VHost", message: Message, held: list) -> bool:
+def hold_copies(vhost, message: Message, held: list) -> bool:
     """Hold one copy of ``message`` (new id, ``x-delay`` negated) at each
     delayed exchange in ``held`` (``(exchange, delay_ms)`` pairs collected
     by ``VHost.route``), durably when it is persistent and the exchange

@@ -55,7 +55,6 @@ from broker.model.reasons import REASON_ACKED, REASON_DELETED
 
 if TYPE_CHECKING:
     from broker.exchanges.delayed import DelayedMessageExchange
-    from broker.vhost.namespace import VHost
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ class DelayScheduler:
     reports how late it is to the vhost's broker.transport.flow_control.PublishFlow.
     """
 
-    def __init__(self, vhost: "VHost", exchange: "DelayedMessageExchange"):
+    def __init__(self, vhost, exchange: "DelayedMessageExchange"):
         self.vhost = vhost
         self.exchange = exchange
         self.holder = HOLDER_PREFIX + exchange.name
@@ -208,7 +207,7 @@ class DelayScheduler:
         self.transient.clear()
 
 
-def scheduler_for(vhost: "VHost", exchange: "DelayedMessageExchange") -> DelayScheduler:
+def scheduler_for(vhost, exchange: "DelayedMessageExchange") -> DelayScheduler:
     """The exchange's scheduler, created on first use."""
     held = exchange.held
     if held is None:
@@ -216,7 +215,7 @@ def scheduler_for(vhost: "VHost", exchange: "DelayedMessageExchange") -> DelaySc
     return held
 
 
-def hold(vhost: "VHost", exchange: "DelayedMessageExchange", message: Message) -> bool | None:
+def hold(vhost, exchange: "DelayedMessageExchange", message: Message) -> bool | None:
     """Publish step (broker/vhost/publish.py): hold ``message``, published
     to ``exchange``, when its ``x-delay`` asks for a delay of 1 to
     MAX_DELAY_MS ms. None when it is to be routed at once (no, negated or

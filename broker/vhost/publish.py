@@ -25,7 +25,6 @@ from protocol.hot_methods import delivery_mode
 if TYPE_CHECKING:
     from broker.exchanges import Exchange
     from broker.model.message import Message
-    from broker.vhost.namespace import VHost
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ class CachedRoute(Protocol):
     stored: bool
 
 
-def publish(vhost: "VHost", exchange: "Exchange | None", message: "Message", cached: CachedRoute | None = None,
+def publish(vhost, exchange: "Exchange | None", message: "Message", cached: CachedRoute | None = None,
             keys: list[str] | None = None, death: tuple[str, str, list] | None = None) -> int:
     """Route ``message`` from ``exchange`` (None: the exchange named
     ``message.exchange``; a missing one drops the message, as RabbitMQ
@@ -133,7 +132,7 @@ def publish(vhost: "VHost", exchange: "Exchange | None", message: "Message", cac
     return outcome
 
 
-def _without_cycles(vhost: "VHost", queues, death: tuple[str, str, list]) -> list:
+def _without_cycles(vhost, queues, death: tuple[str, str, list]) -> list:
     """``queues`` without those a dead-lettered copy would cycle into
     (rabbit_dead_letter:detect_cycles; dlx.html: a fully automatic cycle is
     dropped)."""
@@ -148,7 +147,7 @@ def _without_cycles(vhost: "VHost", queues, death: tuple[str, str, list]) -> lis
     return kept
 
 
-def persist(vhost: "VHost", message: "Message", queues) -> bool:
+def persist(vhost, message: "Message", queues) -> bool:
     """Append a persistent message (delivery-mode 2) to the WAL once, naming
     the durable queues among ``queues`` (docs/architecture.md, "One publish", step 4.6);
     True when it was written (its confirm must then wait for the fsync)."""

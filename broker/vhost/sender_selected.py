@@ -28,7 +28,6 @@ from protocol.errors import channel_error
 if TYPE_CHECKING:
     from broker.exchanges import Exchange
     from broker.model.message import Message
-    from broker.vhost.namespace import VHost
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def extra_keys(message: "Message") -> list[str] | None:
     return (cc or []) + (bcc or [])
 
 
-def route(vhost: "VHost", exchange: "Exchange", message: "Message", keys: list[str],
+def route(vhost, exchange: "Exchange", message: "Message", keys: list[str],
           held: list | None = None) -> list:
     """The queues ``message`` reaches through ``exchange`` with its own
     routing key and each of ``keys``, each queue once, in order reached;
