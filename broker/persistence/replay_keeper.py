@@ -5,7 +5,8 @@ messages of queues without TTL or byte limit cost nothing."""
 
 from __future__ import annotations
 
-from broker.queues.message_ttl import has_expiration, message_expiration
+from broker.model.message_headers import has_expiration
+from broker.queues.message_ttl import message_expiration
 
 
 def replay_keeper(storage):

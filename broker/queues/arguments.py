@@ -4,6 +4,7 @@ declare_args checks)."""
 
 from __future__ import annotations
 
+from broker.model.field_values import text
 from protocol import reply_codes
 from protocol.errors import AMQPError, channel_error
 
@@ -60,10 +61,9 @@ def _string(value) -> str | None:
 
 def _one_of(choices: tuple, what: str):
     def check(value) -> str | None:
-        text = value.decode() if isinstance(value, bytes) else value
-        if text in choices:
+        if text(value) in choices:
             return None
-        return "invalid_overflow" if what == "overflow" else f"unsupported queue {what} '{text}'"
+        return "invalid_overflow" if what == "overflow" else f"unsupported queue {what} '{text(value)}'"
     return check
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from broker.model.field_values import integer
 from protocol import reply_codes
 from protocol.errors import channel_error
 
@@ -40,8 +41,7 @@ def single_active(arguments: dict) -> bool:
 
 def consumer_priority(consumer: "Consumer") -> int:
     """The consumer's ``x-priority`` argument (0 when absent)."""
-    value = consumer.arguments.get("x-priority", 0)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return integer(consumer.arguments.get("x-priority")) or 0
 
 
 def validate_consume(queue, arguments: dict, exclusive: bool) -> None:

@@ -26,6 +26,7 @@ from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
 from broker.queues.dead_letter_bytes import first_death_header
+from broker.model.field_values import text
 from broker.model.message import Message
 from protocol.field_types import Long
 
@@ -70,10 +71,6 @@ def header_routes(headers: dict | None) -> list[str]:
     return keys
 
 
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else value
-
-
 def x_death_headers(headers: dict | None, reason: str, queue: str, exchange: str, routing_keys: list[str],
                     expiration: str | None, now: float | None = None) -> dict:
     """The headers of the dead-lettered copy (rabbit_dead_letter:update_x_death_header).
@@ -101,7 +98,7 @@ def x_death_headers(headers: dict | None, reason: str, queue: str, exchange: str
             headers.setdefault(key, value)
         return headers
     grouped = _group_by_queue_and_reason([d for d in deaths if isinstance(d, dict)])
-    matches = [d for d in grouped if _text(d.get("queue")) == queue and _text(d.get("reason")) == reason]
+    matches = [d for d in grouped if text(d.get("queue")) == queue and text(d.get("reason")) == reason]
     others = [d for d in grouped if d not in matches]
     if matches:
         entry = dict(matches[0])
@@ -126,7 +123,7 @@ def _group_by_queue_and_reason(deaths: list[dict]) -> list[dict]:
     (rabbit_dead_letter:group_by_queue_and_reason; order of first sight)."""
     out: dict = {}
     for death in deaths:
-        key = (_text(death.get("queue")), _text(death.get("reason")))
+        key = (text(death.get("queue")), text(death.get("reason")))
         if key in out:
             merged = dict(out[key])
             merged["count"] = (merged.get("count") or 1) + (death.get("count") or 1)
@@ -144,8 +141,8 @@ def is_cycle(queue: str, deaths: list) -> bool:
     seen = []
     for death in deaths:
         seen.append(death)
-        if isinstance(death, dict) and _text(death.get("queue")) == queue:
-            return all(isinstance(d, dict) and _text(d.get("reason")) != REJECTED for d in seen)
+        if isinstance(death, dict) and text(death.get("queue")) == queue:
+            return all(isinstance(d, dict) and text(d.get("reason")) != REJECTED for d in seen)
     return False
 
 

@@ -19,6 +19,8 @@ from broker.queues.delivery_limit import over_limit, with_delivery_count
 from broker.queues.expired_in_place import ExpiredInPlace
 from broker.model.message import Message, QueuedMessage, from_cold
 from broker.model.clock import now_ms
+from broker.model.field_values import integer, text
+from broker.model.message_headers import has_expiration
 from broker.queues.message_ttl import ExpiryIndex, effective_ttl, message_expiration, parse_expiration
 from broker.queues.expiry import QueueExpiry
 from broker.queues.limits import DROP_HEAD, Limits
@@ -40,14 +42,6 @@ def lifecycle_for(queue) -> "QueueLifecycle | None":
     return None
 
 
-def _int(value) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _str(value) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class QueueLifecycle:
     """TTL deadlines, limits, dead-letter target and x-expires of ``queue``.
 
@@ -58,10 +52,10 @@ class QueueLifecycle:
     def __init__(self, queue):
         args = queue.arguments
         self.queue = queue
-        self.ttl = _int(args.get("x-message-ttl"))
-        self.dlx = _str(args.get("x-dead-letter-exchange"))
-        self.dlrk = _str(args.get("x-dead-letter-routing-key"))
-        self.delivery_limit = _int(args.get("x-delivery-limit"))
+        self.ttl = integer(args.get("x-message-ttl"))
+        self.dlx = text(args.get("x-dead-letter-exchange"))
+        self.dlrk = text(args.get("x-dead-letter-routing-key"))
+        self.delivery_limit = integer(args.get("x-delivery-limit"))
         self.limits = Limits(args)
         self.index = ExpiryIndex(self._expired, queue.vhost.flow)
         self.expired = ExpiredInPlace(queue)
@@ -69,7 +63,7 @@ class QueueLifecycle:
         self.hidden = self.expired.ids
         self.sizes: dict[int, int] | None = {} if self.limits.max_bytes is not None else None
         self.bytes = 0
-        expires = _int(args.get("x-expires"))
+        expires = integer(args.get("x-expires"))
         self.expiry = QueueExpiry(queue, expires) if expires else None
 
     # ---- hooks called by Queue ----------------------------------------------
@@ -242,7 +236,7 @@ class QueueLifecycle:
 
     def _ttl_of(self, message: Message) -> int | None:
         header = message.header
-        return effective_ttl(self.ttl, message_expiration(header) if header[12] & 0x01 else None)
+        return effective_ttl(self.ttl, message_expiration(header) if has_expiration(header) else None)
 
     def _expired(self, batch: list) -> None:
         """ExpiryIndex callback: the deadlines of ``batch`` (``(message id,

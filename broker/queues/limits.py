@@ -13,6 +13,8 @@ unacknowledged ones do not count), with ``x-overflow``:
 
 from __future__ import annotations
 
+from broker.model.field_values import integer, text
+
 #: the default x-overflow mode (the others are matched where they act:
 #: ``admit`` and QueueLifecycle.refused)
 DROP_HEAD = "drop-head"
@@ -24,10 +26,9 @@ class Limits:
     __slots__ = ("max_length", "max_bytes", "overflow")
 
     def __init__(self, arguments: dict):
-        self.max_length = _int(arguments.get("x-max-length"))
-        self.max_bytes = _int(arguments.get("x-max-length-bytes"))
-        overflow = arguments.get("x-overflow", DROP_HEAD)
-        self.overflow = overflow.decode() if isinstance(overflow, bytes) else overflow
+        self.max_length = integer(arguments.get("x-max-length"))
+        self.max_bytes = integer(arguments.get("x-max-length-bytes"))
+        self.overflow = text(arguments.get("x-overflow", DROP_HEAD))
 
     @property
     def active(self) -> bool:
@@ -38,9 +39,6 @@ class Limits:
         return ((self.max_length is not None and count > self.max_length)
                 or (self.max_bytes is not None and size > self.max_bytes))
 
-
-def _int(value) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def admit(queues, message):

@@ -20,7 +20,7 @@ import re
 from typing import Callable
 
 from broker.model.clock import now_ms
-from broker.model.message_headers import expiration_of
+from broker.model.message_headers import expiration_of, has_expiration
 from protocol import reply_codes
 from protocol.errors import channel_error
 
@@ -30,12 +30,6 @@ BATCH = 512
 SHIFT = 40
 MASK = (1 << SHIFT) - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
-
-
-def has_expiration(header: bytes) -> bool:
-    """True when a content header payload carries the expiration property
-    (property flag bit 8: the low bit of the flags' high byte, offset 12)."""
-    return len(header) > 12 and bool(header[12] & 0x01)
 
 
 def parse_expiration(text) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Iterator
 
+from broker.model.field_values import integer
 from broker.model.message import QueuedMessage
 from protocol.hot_methods import header_priority
 
@@ -40,10 +41,8 @@ MAX_SUPPORTED_PRIORITY = 255
 def max_priority(arguments: dict) -> int:
     """The queue's ``x-max-priority`` (validated when declared), or 0 when
     absent or not an integer (RabbitMQ treats a non-integer as no priority)."""
-    value = arguments.get("x-max-priority")
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        return 0
-    return min(value, MAX_SUPPORTED_PRIORITY)
+    value = integer(arguments.get("x-max-priority"))
+    return min(value, MAX_SUPPORTED_PRIORITY) if value is not None and value > 0 else 0
 
 
 class PriorityReady:

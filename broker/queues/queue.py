@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from broker.queues import consumer_selection
 from broker.queues import priority_ready
 from broker.model.message import Message, QueuedMessage, from_cold, to_cold
+from broker.model.message_headers import has_expiration
 from broker.queues.lifecycle import QueueLifecycle, lifecycle_for
 from broker.model.reasons import REASON_ACKED, REASON_DELETED, REASON_PURGED
 
@@ -92,7 +93,7 @@ class Queue:
         one as a ``to_cold`` tuple."""
         ready = self.ready
         lifecycle = self.lifecycle
-        if lifecycle is None and message.header[12] & 0x01:  # expiration property (message_ttl.has_expiration)
+        if lifecycle is None and has_expiration(message.header):
             lifecycle = self.lifecycle = QueueLifecycle(self)
         if self.cold or (len(ready) >= HOT_LIMIT and not self.priorities):
             item = message.id if message.stored is not None else to_cold(message)

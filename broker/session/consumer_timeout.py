@@ -26,6 +26,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from broker.model.field_values import integer
 from protocol import reply_codes
 from protocol.errors import AMQPError
 
@@ -40,10 +41,8 @@ _NO_TIMEOUT = float("inf")
 
 def timeout_ms(queue: "Queue", default_ms: int) -> int:
     """The acknowledgement timeout of deliveries from ``queue``, in ms (0: none)."""
-    value = queue.arguments.get("x-consumer-timeout")
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return default_ms
+    value = integer(queue.arguments.get("x-consumer-timeout"))
+    return value if value is not None and value >= 0 else default_ms
 
 
 class AckTimer:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from broker.queues import message_ttl
 from broker.model.message import Message
+from broker.model.message_headers import has_expiration, has_user_id
 from broker.session.publish_answer import answer
 from broker.vhost.publish import publish as publish_pipeline
 from protocol import reply_codes
 from protocol.errors import channel_error, connection_error
-
-#: property-flags bit of user-id in the content header (spec §1.8, basic properties)
-_USER_ID_FLAG = 0x0010
 
 
 def publish(channel, publish_args: tuple, header: bytes, body: bytes) -> None:
@@ -42,9 +40,9 @@ def publish(channel, publish_args: tuple, header: bytes, body: bytes) -> None:
         raise channel_error(reply_codes.ACCESS_REFUSED,
                             f"cannot publish to internal exchange '{exchange_name}' in vhost '{vhost.name}'")
     message = Message(exchange_name, routing_key, header, body)
-    if header[13] & _USER_ID_FLAG:  # low byte of the 16-bit property flags
+    if has_user_id(header):
         _check_user_id(channel, message)
-    if header[12] & 0x01:  # expiration property: 406 when invalid (broker/queues/message_ttl.py)
+    if has_expiration(header):  # 406 when invalid (broker/queues/message_ttl.py)
         message_ttl.check_expiration(message)
     if channel.tx is not None:
         channel.tx.add_publish(exchange, message, mandatory)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
+from broker.model.message_headers import has_delivery_mode
 from broker.queues import limits as queue_limits
 from broker.queues.dead_letter import REJECTED, is_cycle
 from broker.vhost import deduplication, delayed_scheduler, sender_selected
@@ -88,7 +89,7 @@ def publish(vhost, exchange: "Exchange | None", message: "Message", cached: Cach
             if not queues:
                 return UNROUTABLE
             # delivery-mode present (property flag 0x1000) before persist looks at it
-            outcome = (STORED if cached.stored and message.header[12] & 0x10 and persist(vhost, message, queues)
+            outcome = (STORED if cached.stored and has_delivery_mode(message.header) and persist(vhost, message, queues)
                        else 0)
             for queue in queues:
                 queue.enqueue(message)

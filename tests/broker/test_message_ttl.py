@@ -10,7 +10,9 @@ import pytest
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from broker.queues.message_ttl import ExpiryIndex, effective_ttl, has_expiration, now_ms, parse_expiration
+from broker.model.clock import now_ms
+from broker.model.message_headers import has_expiration
+from broker.queues.message_ttl import ExpiryIndex, effective_ttl, parse_expiration
 
 
 @pytest.mark.parametrize("text,value", [("0", 0), ("1500", 1500), ("+5", 5), (b"42", 42),
