@@ -20,3 +20,12 @@ def text(value):
     (an undecodable byte becomes U+FFFD); anything else (``str``, None,
     another type) is returned unchanged."""
     return bytes(value).decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else value
+
+
+def printed(value) -> str:
+    """``value`` as RabbitMQ prints it in its "inequivalent arg" errors (406
+    PRECONDITION_FAILED on a re-declare): booleans as ``true`` / ``false``,
+    anything else with ``str``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

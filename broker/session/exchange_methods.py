@@ -11,16 +11,11 @@ import logging
 from pamqp import commands
 
 from broker.exchanges import EXCHANGE_TYPES
+from broker.model.field_values import printed
 from protocol import reply_codes
 from protocol.errors import channel_error, connection_error
 
 log = logging.getLogger(__name__)
-
-
-def _text(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def declare(channel, method: commands.Exchange.Declare) -> None:
@@ -64,8 +59,8 @@ def _field_values(method: commands.Exchange.Declare, exchange, field: str) -> tu
     if field == "type":
         return method.exchange_type, exchange.type_name
     if field in ("durable", "auto_delete", "internal"):
-        return _text(getattr(method, field)), _text(getattr(exchange, field))
-    return _text((method.arguments or {}).get(field)), _text(exchange.arguments.get(field))
+        return printed(getattr(method, field)), printed(getattr(exchange, field))
+    return printed((method.arguments or {}).get(field)), printed(exchange.arguments.get(field))
 
 
 def delete(channel, method: commands.Exchange.Delete) -> None:

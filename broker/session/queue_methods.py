@@ -11,6 +11,7 @@ import os
 
 from pamqp import commands
 
+from broker.model.field_values import printed
 from broker.queues import arguments as queue_arguments
 from broker.queues.queue import Queue
 from protocol import reply_codes
@@ -23,10 +24,6 @@ ARG_DEFAULTS = {"x-queue-type": "classic"}
 EQUIVALENCE_ARGS = ("x-expires", "x-message-ttl", "x-max-length", "x-max-length-bytes", "x-max-priority",
                     "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-overflow", "x-queue-type",
                     "x-queue-mode", "x-single-active-consumer", "x-queue-version", "x-queue-master-locator")
-
-
-def _bool_text(value: bool) -> str:
-    return "true" if value else "false"
 
 
 def resolve_queue(channel, name: str) -> Queue:
@@ -60,8 +57,8 @@ def _check_equivalence(queue: Queue, method: commands.Queue.Declare) -> None:
         received = bool(getattr(method, field))
         if received != current:
             raise channel_error(reply_codes.PRECONDITION_FAILED,
-                                f"inequivalent arg '{field}' {where}: received '{_bool_text(received)}' "
-                                f"but current is '{_bool_text(current)}'")
+                                f"inequivalent arg '{field}' {where}: received '{printed(received)}' "
+                                f"but current is '{printed(current)}'")
     if bool(method.exclusive) != (queue.exclusive_owner is not None):
         raise channel_error(reply_codes.RESOURCE_LOCKED,
                             f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
