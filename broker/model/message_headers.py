@@ -58,6 +58,14 @@ def has_user_id(header: bytes) -> bool:
     return header[13] & 0x10 != 0
 
 
+def has_publish_checked_property(header: bytes) -> bool:
+    """``has_expiration(header) or has_user_id(header)`` in one call: a
+    property basic.publish must check before routing (406 for an invalid
+    expiration or a foreign user-id), so the route cache's fast path
+    (broker/session/route_cache.py) leaves the message to the general path."""
+    return header[12] & 0x01 != 0 or header[13] & 0x10 != 0
+
+
 def headers_or_none(message: Message) -> dict | None:
     """The ``headers`` table of ``message``, or None when it has none or its
     properties do not decode (the features that look at a header then act

@@ -13,7 +13,6 @@ from broker.exchanges import EXCHANGE_TYPES
 from broker.model.message import continue_ids_after
 from broker.queues.queue import Queue
 from broker.persistence.replay_keeper import replay_keeper
-from broker.queues.lifecycle import QueueLifecycle
 from broker.persistence.store import Store
 from broker.vhost.namespace import VHost
 from storage.live_index import DELIVERED, VHOST, queue_names
@@ -77,12 +76,7 @@ def recover(vhosts: dict[str, VHost], store: Store, make_vhost: Callable[[str], 
             if queue is None or not queue.stored:
                 storage.forget_queue(message_id, name)
                 continue
-            queue.restore(message_id, name in delivered)
-            info = replayed.get(message_id)
-            if info is not None:  # TTL deadline / size (broker/queues/lifecycle.py)
-                if queue.lifecycle is None:
-                    queue.lifecycle = QueueLifecycle(queue)
-                queue.lifecycle.restored(message_id, info)
+            queue.restore(message_id, name in delivered, replayed.get(message_id))
             restored += 1
     replayed.clear()
     delayed_scheduler.restore(vhosts, store, held)

@@ -122,11 +122,19 @@ class Queue:
         if lifecycle is not None:
             lifecycle.enqueued(message, entry)
 
-    def restore(self, message_id: int, redelivered: bool) -> None:
+    def restore(self, message_id: int, redelivered: bool, info: tuple | None = None) -> None:
         """Append a message recovered from the WAL at start-up (before any
         consumer); it waits in ``cold`` as its id, negated when it comes
-        back redelivered (an int costs less than an object per message)."""
+        back redelivered (an int costs less than an object per message).
+        ``info``: ``(at_ms, expiration, body_length)`` kept at replay
+        (broker/persistence/replay_keeper.py) for a message with a TTL or
+        in a queue with a byte limit: its deadline keeps counting from its
+        publish time and its size counts (``QueueLifecycle.restored``)."""
         self.cold.append(-message_id if redelivered else message_id)
+        if info is not None:
+            if self.lifecycle is None:
+                self.lifecycle = QueueLifecycle(self)
+            self.lifecycle.restored(message_id, info)
 
     def get(self) -> QueuedMessage | None:
         """Take the head message for basic.get, or None when empty."""
@@ -207,6 +215,20 @@ class Queue:
                 index = len(ready)
             ready.insert(index, entry)
         self.schedule_drain()
+
+    def close(self) -> int:
+        """The queue is being deleted (``VHost.delete_queue``, which has
+        already taken it out of the namespace): from now on it takes
+        nothing back (a requeue drops the message), each consumer is told
+        (``QueueConsumer.queue_deleted``: cancelled, with basic.cancel when
+        its client asked for it, rabbitmq.com/consumer-cancel.html) and the
+        ready messages are dropped (reason deleted). Returns how many."""
+        self.deleted = True
+        consumers = list(self.consumers)
+        self.consumers.clear()
+        for consumer in consumers:
+            consumer.queue_deleted()
+        return self.purge(REASON_DELETED)
 
     def purge(self, reason: int = REASON_PURGED) -> int:
         """Drop every ready message; returns how many (queue.purge-ok).

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from broker.exchanges import route_message
 from broker.model.message import Message
-from broker.model.message_headers import has_expiration, has_user_id
+from broker.model.message_headers import has_publish_checked_property
 from broker.session.publish_answer import answer
 from broker.vhost.publish import UNROUTABLE, publish
 from protocol.assembler import IDLE
@@ -111,7 +111,7 @@ def on_publish(channel: "Channel", method: bytes, header: bytes, body: bytes) ->
     else goes frame by frame (``Channel.frames_of_publish``). Errors
     close the channel as the general path does (class 60 method 40)."""
     if (channel.state == "open" and channel.assembler.state == IDLE and channel.tx is None
-            and not (has_expiration(header) or has_user_id(header))
+            and not has_publish_checked_property(header)
             and len(body) <= channel.assembler.max_size and b"CC" not in header):  # CC/BCC headers
         vhost = channel.vhost
         route = vhost.routes.get(method) or lookup(vhost, method)

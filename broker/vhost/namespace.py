@@ -12,7 +12,6 @@ from broker.exchanges import DirectExchange, Exchange, FanoutExchange, HeadersEx
 from protocol import reply_codes
 from protocol.errors import channel_error
 from broker.model.events import Event
-from broker.model.reasons import REASON_DELETED
 
 if TYPE_CHECKING:
     from broker.model.message_store import MessageStore
@@ -165,17 +164,12 @@ class VHost:
             return 0
         del self.queues[queue.name]
         self.routes.clear()
-        queue.deleted = True
         if queue.stored:
             self.storage.delete_queue(self.name, queue.name)
         for exchange in list(self.exchanges.values()):
             if exchange.unbind_destination(queue):
                 self.delete_exchange_if_unused(exchange)
-        consumers = list(queue.consumers)
-        queue.consumers.clear()
-        for consumer in consumers:
-            consumer.queue_deleted()
-        count = queue.purge(REASON_DELETED)
+        count = queue.close()
         self.queue_deleted.emit(queue)
         return count
 
