@@ -15,9 +15,9 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from broker.app.config import ENV_PREFIX, Config
+from broker.app.config import Config, env_name
 
-_DATA_DIR_ENV = ENV_PREFIX + "DATA_DIR"
+_DATA_DIR_ENV = env_name("data_dir")
 
 
 def _header_filter(text: str) -> tuple[str, str]:

@@ -63,7 +63,10 @@ def has_publish_checked_property(header: bytes) -> bool:
     property basic.publish must check before routing (406 for an invalid
     expiration or a foreign user-id), so the route cache's fast path
     (broker/session/route_cache.py) leaves the message to the general path."""
-    return header[12] & 0x01 != 0 or header[13] & 0x10 != 0
+    return (header[12] << 8 | header[13]) & _PUBLISH_CHECKED != 0
+
+
+_PUBLISH_CHECKED = EXPIRATION | USER_ID
 
 
 def headers_or_none(message: Message) -> dict | None:

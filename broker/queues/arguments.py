@@ -13,7 +13,11 @@ QUEUE_TYPES = ("classic", "quorum")
 QUEUE_MODES = ("default", "lazy")
 
 
-def _integer(value) -> str | None:
+def integer_problem(value) -> str | None:
+    """RabbitMQ's reason text when ``value`` is not an integer argument
+    (``"expected integer, got longstr"``, quoted as RabbitMQ prints it), else
+    None. Shared with basic.consume's x-priority check
+    (broker/queues/consumer_selection.py)."""
     if isinstance(value, bool) or not isinstance(value, int):
         kind = "longstr" if isinstance(value, (str, bytes)) else type(value).__name__
         return f'"expected integer, got {kind}"'  # quoted, as RabbitMQ prints it (~p)
@@ -21,7 +25,7 @@ def _integer(value) -> str | None:
 
 
 def _non_negative(value) -> str | None:
-    return _integer(value) or (f"{{value_negative,{value}}}" if value < 0 else None)
+    return integer_problem(value) or (f"{{value_negative,{value}}}" if value < 0 else None)
 
 
 def _positive(value) -> str | None:
@@ -98,11 +102,14 @@ def validate(queue_name: str, vhost_name: str, arguments: dict) -> None:
         if key in arguments:
             problem = check(arguments[key])
             if problem is not None:
-                raise _invalid(key, queue_name, vhost_name, problem)
+                raise invalid_argument(key, queue_name, vhost_name, problem)
     if "x-dead-letter-routing-key" in arguments and "x-dead-letter-exchange" not in arguments:
-        raise _invalid("x-dead-letter-routing-key", queue_name, vhost_name, "routing_key_but_no_dlx_defined")
+        raise invalid_argument("x-dead-letter-routing-key", queue_name, vhost_name, "routing_key_but_no_dlx_defined")
 
 
-def _invalid(key: str, queue_name: str, vhost_name: str, problem: str) -> AMQPError:
+def invalid_argument(key: str, queue_name: str, vhost_name: str, problem: str) -> AMQPError:
+    """The channel error 406 PRECONDITION_FAILED ``invalid arg '<key>' for
+    queue '<q>' in vhost '<v>': <problem>`` (rabbit_amqqueue's wording, for
+    queue.declare and basic.consume arguments)."""
     return channel_error(reply_codes.PRECONDITION_FAILED,
                          f"invalid arg '{key}' for queue '{queue_name}' in vhost '{vhost_name}': {problem}")

@@ -25,6 +25,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from broker.model.field_values import integer
+from broker.queues.arguments import integer_problem, invalid_argument
 from protocol import reply_codes
 from protocol.errors import channel_error
 
@@ -58,12 +59,9 @@ def validate_consume(queue, arguments: dict, exclusive: bool) -> None:
         raise channel_error(reply_codes.ACCESS_REFUSED,
                             f"queue '{queue.name}' in vhost '{queue.vhost.name}' in exclusive use")
     value = arguments.get("x-priority")
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return
-    kind = "longstr" if isinstance(value, (str, bytes)) else type(value).__name__
-    raise channel_error(reply_codes.PRECONDITION_FAILED,
-                        f"invalid arg 'x-priority' for queue '{queue.name}' in vhost '{queue.vhost.name}': "
-                        f'"expected integer, got {kind}"')
+    problem = integer_problem(value) if value is not None else None
+    if problem is not None:
+        raise invalid_argument("x-priority", queue.name, queue.vhost.name, problem)
 
 
 def needs_selector(queue, consumer: "Consumer | None" = None) -> bool:

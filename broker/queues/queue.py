@@ -232,7 +232,7 @@ class Queue:
 
     def purge(self, reason: int = REASON_PURGED) -> int:
         """Drop every ready message; returns how many (queue.purge-ok).
-        ``reason``: the storage.wal REASON_* recorded (REASON_DELETED when
+        ``reason``: the broker.model.reasons REASON_* recorded (REASON_DELETED when
         the queue itself goes)."""
         if self.lifecycle is not None:
             self.lifecycle.purging()
@@ -252,7 +252,7 @@ class Queue:
 
     def removed(self, entry: QueuedMessage, reason: int) -> None:
         """``entry`` left this queue for good (acked, rejected, purged...:
-        a storage.wal REASON_*); a persisted message's WAL record learns it."""
+        a broker.model.reasons REASON_*); a persisted message's WAL record learns it."""
         if self.stored and entry.message.stored is not None:
             self.vhost.storage.record_removed(entry.message.id, self.name, reason)
 

@@ -7,7 +7,6 @@ turns into basic.return and the publisher confirm (docs/architecture.md,
 
 from __future__ import annotations
 
-
 from broker.queues import message_ttl
 from broker.model.message import Message
 from broker.model.message_headers import has_expiration, has_user_id
