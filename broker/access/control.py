@@ -97,6 +97,17 @@ class AccessControl:
             return None, f"user '{username}' can only connect via localhost"
         return user, ""
 
+    def authenticate_external(self, username: str, address: str) -> tuple[User | None, str]:
+        """SASL EXTERNAL (the name is the TLS client certificate's CN, checked
+        by the transport): as ``authenticate`` without a password; the user
+        must exist, and a loopback-only user still needs a loopback address."""
+        user = self.users.get(username)
+        if user is None:
+            return None, UNKNOWN_USER
+        if username in self.loopback_users and not is_loopback(address):
+            return None, f"user '{username}' can only connect via localhost"
+        return user, ""
+
     def open_vhost(self, username: str, vhost: str) -> Grant:
         """connection.open of ``vhost`` by the logged-in ``username``, checked
         in RabbitMQ 3.10's order (rabbit_reader): the vhost's connection

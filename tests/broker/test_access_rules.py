@@ -92,3 +92,13 @@ def test_limit_values():
                          ("user", {"max-connections": True}), ("vhost", {"max-queues": 1.5})):
         with pytest.raises(ValueError):
             validated(kind, limits)
+
+
+def test_external_login_needs_an_existing_user():
+    access = AccessControl(loopback_users=("guest",))
+    access.users["guest"] = User("guest", hash_password("guest"), SHA256)
+    access.users["cn-client"] = User("cn-client", "", SHA256)  # no password: certificate logins only
+    assert access.authenticate_external("cn-client", "10.0.0.5")[0] is not None
+    assert access.authenticate("cn-client", "", "127.0.0.1") == (None, WRONG_PASSWORD)
+    assert access.authenticate_external("someone", "127.0.0.1") == (None, UNKNOWN_USER)
+    assert access.authenticate_external("guest", "10.0.0.5")[0] is None
