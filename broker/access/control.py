@@ -61,7 +61,8 @@ class AccessStore(Protocol):
 
 class AccessControl:
     """Users (``users``: name -> User), vhosts (``vhosts``: name ->
-    VirtualHost), ``grants`` ((user, vhost) -> Grant), ``vhost_limits``
+    VirtualHost), ``grants`` ((user, vhost) -> Grant; a revoked one, not
+    ``active``, stands for cleared permissions), ``vhost_limits``
     and ``user_limits`` (name -> {limit: int}), and the live counts the
     limits are checked against (connections per vhost and per user, channels
     per user). ``loopback_users``: names that may log in from a loopback
@@ -207,9 +208,11 @@ class AccessControl:
         return grant
 
     def remove_permission(self, user: str, vhost: str) -> None:
+        """Clear the user's permissions in ``vhost``: the Grant stays, revoked
+        (open connections hold it: ``put_permission`` brings them back)."""
         if self.store is not None:
             self.store.delete_permission(user, vhost)
-        grant = self.grants.pop((user, vhost), None)
+        grant = self.grants.get((user, vhost))
         if grant is not None:
             grant.revoke()
 

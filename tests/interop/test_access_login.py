@@ -145,3 +145,19 @@ def test_default_user_of_a_fresh_data_directory(fresh_broker, monkeypatch):
     with pytest.raises(ProbableAuthenticationError):
         with pika_connection(proc):  # guest/guest
             pass
+
+
+def test_cleared_then_restored_permissions_on_an_open_connection(leveret):
+    conn = connect(leveret)
+    try:
+        leveret.admin("clear_permissions", "bob", "apps")
+        assert leveret.admin("list_permissions", user="bob") == []
+        with pytest.raises(ChannelClosedByBroker) as info:
+            conn.channel().queue_declare("q3", auto_delete=True)
+        assert info.value.reply_code == 403
+        with pytest.raises(ProbableAccessDeniedError):
+            connect(leveret)  # a new connection: 530 for the vhost
+        leveret.admin("set_permissions", "bob", "apps", ".*", ".*", ".*")
+        conn.channel().queue_declare("q3", auto_delete=True)  # the same connection is allowed again
+    finally:
+        conn.close()
