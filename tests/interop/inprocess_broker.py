@@ -52,7 +52,8 @@ class InProcessBroker:
         self._collector = _Collector()
 
     def url(self, user: str = "guest", password: str = "guest", vhost: str = "/") -> str:
-        return f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}/{quote(vhost, safe='')}"
+        credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+        return f"amqp://{credentials}@{self.host}:{self.port}/{quote(vhost, safe='')}"
 
     def start(self) -> "InProcessBroker":
         """Start the broker and wait until it listens; raises what its start raised."""
