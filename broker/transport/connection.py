@@ -13,6 +13,7 @@ from pamqp import commands
 
 from broker.session.channel import Channel
 from broker.session.route_cache import on_publish
+from broker.transport.login import Login
 from broker.transport.output import Output
 from protocol import reply_codes
 from protocol.constants import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, HEARTBEAT_FRAME,
@@ -35,6 +36,9 @@ CLOSED = "closed"
 
 #: seconds to wait for the peer's close-ok before dropping the socket
 CLOSE_OK_TIMEOUT = 3.0
+#: longest wait (seconds) for the client to close its socket after our
+#: connection.close-ok (RabbitMQ's ?CLOSING_TIMEOUT, rabbit_reader.erl)
+CLOSED_SOCKET_TIMEOUT = 30.0
 
 
 class Connection:
@@ -61,8 +65,10 @@ class Connection:
         self.state = HANDSHAKE
         self.reader = FrameReader(config.frame_max)
         self.peer_address = peer[0]
+        #: login, connection.open and the connection limits (broker.transport.login)
+        self.login = login = Login(self)
         self.handshake = Handshake(server.server_properties(), config.channel_max, config.frame_max,
-                                   config.heartbeat, self._authenticate, self._open_vhost)
+                                   config.heartbeat, login.authenticate, login.open_vhost)
         self.frame_max = config.frame_max
         self.channel_max = config.channel_max
         self.heartbeat = 0
@@ -70,8 +76,6 @@ class Connection:
         self.vhost = None
         #: the user's permissions in the vhost (broker.access.Grant), set by connection.open
         self.grant = None
-        #: counted by access control as open (connection limits), until connection_lost
-        self._counted = False
         self.cancel_notify = False
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: set[Queue] = set()
@@ -122,6 +126,8 @@ class Connection:
                     self._frame_by_frame(number, payload)
                 elif number == 0:
                     self._on_channel_zero(frame_type, payload)
+                    if self.state == CLOSED:
+                        break  # the frames after connection.close are discarded, unread
                 else:
                     self._open_channel(number, frame_type, payload)
         except AMQPError as error:
@@ -171,10 +177,7 @@ class Connection:
         method = decode_method(payload)
         if isinstance(method, commands.Connection.Close):
             log.info("%s: closed by client (%s %s)", self.name, method.reply_code, method.reply_text)
-            self._release_all()
-            self.send(encode_method(0, commands.Connection.CloseOk()))
-            self.state = CLOSED
-            self._close_transport()
+            self._on_client_close()
             return
         if isinstance(method, commands.Connection.CloseOk):
             self.state = CLOSED
@@ -220,28 +223,6 @@ class Connection:
         self.channels[number] = Channel(self, number)
         self.send(encode_method(number, commands.Channel.OpenOk()))
 
-    def _authenticate(self, username: str, password: str) -> bool:
-        """The handshake's login check (broker.access.AccessControl.authenticate);
-        a refusal is logged with the user, the client address and the
-        reason, never the password."""
-        user, reason = self.server.access.authenticate(username, password, self.peer_address)
-        if user is None:
-            log.warning("%s: login refused for user '%s' (mechanism %s): %s", self.name, username,
-                        self.handshake.mechanism, reason)
-        return user is not None
-
-    def _open_vhost(self, vhost: str) -> None:
-        """The handshake's connection.open check: limits, the vhost and the
-        user's access to it (530 NOT_ALLOWED, logged with the user and the
-        client address); counts this connection against the limits."""
-        try:
-            self.grant = self.server.access.open_vhost(self.handshake.username, vhost)
-        except AMQPError as error:
-            log.warning("%s: user '%s' refused vhost '%s': %s", self.name, self.handshake.username, vhost,
-                        error.text)
-            raise
-        self._counted = True
-
     def _on_open(self) -> None:
         handshake = self.handshake
         self.state = OPEN
@@ -281,8 +262,9 @@ class Connection:
 
     def pause_reading(self) -> bool:
         """Stop reading the socket (broker.transport.flow_control); True when it was
-        read until now."""
-        if self._reading_paused or self.transport.is_closing():
+        read until now. A closed connection is not paused: it waits for
+        the client's end of file."""
+        if self._reading_paused or self.transport.is_closing() or self.state == CLOSED:
             return False
         self.transport.pause_reading()
         self._reading_paused = True
@@ -345,10 +327,27 @@ class Connection:
             return
         self._release_all()
         self.state = CLOSING
-        self.send(encode_method(0, commands.Connection.Close(reply_code=error.reply_code, reply_text=error.reply_text,
-                                                             class_id=error.class_id, method_id=error.method_id)))
+        self.output.finish(encode_method(0, commands.Connection.Close(
+            reply_code=error.reply_code, reply_text=error.reply_text, class_id=error.class_id,
+            method_id=error.method_id)))
         self._timer.cancel()
         self._timer = self.loop.call_later(CLOSE_OK_TIMEOUT, self._close_transport)
+
+    def _on_client_close(self) -> None:
+        """connection.close from the client: close-ok is the last frame
+        sent (channels send the confirms already due before it), input is
+        discarded from now on, and the socket is left for the client to
+        close, or closed after min(heartbeat, 30) seconds, as RabbitMQ does
+        (rabbit_reader.erl ``close_connection``, ``handle_frame`` in state
+        closed). Closing at once would fail a client whose later writes
+        (amqplib queues publishes per channel, so its close can overtake
+        them) then meet a closed socket."""
+        self._release_all()
+        self.output.finish(encode_method(0, commands.Connection.CloseOk()))
+        self.state = CLOSED
+        self._timer.cancel()
+        wait = self.heartbeat if 0 < self.heartbeat < CLOSED_SOCKET_TIMEOUT else CLOSED_SOCKET_TIMEOUT
+        self._timer = self.loop.call_later(wait, self._close_transport)
 
     def _close_transport(self) -> None:
         self.output.close()
@@ -356,7 +355,7 @@ class Connection:
 
     def _release_all(self) -> None:
         for channel in self.channels.values():
-            channel.release()
+            channel.shutdown()
         if self.channels:
             self.server.access.channel_closed(self.username, len(self.channels))
         self.channels.clear()
@@ -377,9 +376,7 @@ class Connection:
         self.state = CLOSED
         self._timer.cancel()
         self.server.connections.discard(self)
-        if self._counted:
-            self._counted = False
-            self.server.access.connection_closed(self.username, self.handshake.vhost)
+        self.login.closed()
 
 
 def _forget_exclusive_queue(queue: "Queue") -> None:
