@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 from broker.admin import Actor
 from broker.app.config import Config
-from broker.app.server import Server
 from tests.interop.server_process import free_port
 
 #: the actor tests name in admin calls (the audit lines say it)
@@ -46,7 +45,7 @@ class InProcessBroker:
         self.port = free_port()
         self.config = Config(host=self.host, port=self.port, data_dir=Path(data_dir), mirror=False,
                              compact_interval=3600.0, **settings)
-        self.server: Server | None = None
+        self.server = None  # broker.app.server.Server, once started
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._collector = _Collector()
@@ -61,6 +60,10 @@ class InProcessBroker:
         logging.getLogger("broker").setLevel(logging.DEBUG)
         started = threading.Event()
         failure: list[BaseException] = []
+
+        # imported here, not at collection: tests/broker/test_cli.py replaces the
+        # module in sys.modules and needs it not imported yet
+        from broker.app.server import Server
 
         def run() -> None:
             self.loop = loop = asyncio.new_event_loop()
