@@ -13,7 +13,7 @@ import pytest
 
 from tests.container import engine
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(300)  # the first test may wait for the image build
 
 #: pika (blocking and select connections, the RabbitMQ tutorials run as
 #: scripts) and aio-pika: connect, log in (and be refused), publish with

@@ -14,7 +14,7 @@ import pytest
 
 from tests.container import engine
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(300)  # the first test may wait for the image build
 
 COMPOSE_FILE = engine.REPO_ROOT / "docker" / "compose.yaml"
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.container import engine
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(300)  # the first test may wait for the image build
 
 COUNT = 200
 QUEUE = "container-durability"

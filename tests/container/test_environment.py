@@ -12,7 +12,7 @@ import pytest
 
 from tests.container import engine
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)  # the first test may wait for the image build
 
 USER = "h5-container-user"
 PASSWORD = "s3cret-not-logged"

@@ -11,6 +11,8 @@ import pytest
 from broker import __version__
 from tests.container import engine
 
+pytestmark = pytest.mark.timeout(300)  # the first test may wait for the image build
+
 #: what the image may add on top of its base: the virtualenv (Leveret and its
 #: dependencies, about 17 MB) and the user. The source tree or a pip cache
 #: left in a layer would pass it.
