@@ -49,6 +49,7 @@ class InProcessBroker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._collector = _Collector()
+        self._level = logging.NOTSET
 
     def url(self, user: str = "guest", password: str = "guest", vhost: str = "/") -> str:
         credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
@@ -56,8 +57,10 @@ class InProcessBroker:
 
     def start(self) -> "InProcessBroker":
         """Start the broker and wait until it listens; raises what its start raised."""
-        logging.getLogger("broker").addHandler(self._collector)
-        logging.getLogger("broker").setLevel(logging.DEBUG)
+        logger = logging.getLogger("broker")
+        self._level = logger.level  # given back by stop: other tests read the broker's log level
+        logger.addHandler(self._collector)
+        logger.setLevel(logging.DEBUG)
         started = threading.Event()
         failure: list[BaseException] = []
 
@@ -85,7 +88,7 @@ class InProcessBroker:
         self._thread.start()
         started.wait(30)
         if failure:
-            logging.getLogger("broker").removeHandler(self._collector)
+            self._forget_log()
             raise failure[0]
         return self
 
@@ -112,7 +115,12 @@ class InProcessBroker:
         if self._thread is not None and self.loop is not None and self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(30)
-        logging.getLogger("broker").removeHandler(self._collector)
+        self._forget_log()
+
+    def _forget_log(self) -> None:
+        logger = logging.getLogger("broker")
+        logger.removeHandler(self._collector)
+        logger.setLevel(self._level)
 
     def log_lines(self) -> list[str]:
         return list(self._collector.lines)
