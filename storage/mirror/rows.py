@@ -13,20 +13,25 @@ slices (a worker thread would be starved of the GIL by a busy loop).
 from __future__ import annotations
 
 import logging
+import struct
 
 from storage.mirror.properties import fast_properties
-from storage.mirror.schema import READY_EVENTS, UNACKED_EVENTS
+from storage.mirror.schema import MESSAGE_COLUMNS, READY_EVENTS, UNACKED_EVENTS
 from storage.wal.batch_record import decode_ack_many, decode_delivered_many
 from storage.wal.errors import RecordError
 from storage.wal.record import (ACK, ACK_MANY, DELIVERED, DELIVERED_MANY, MESSAGE, REASON_NAMES, REQUEUED,
-                                decode_ack, decode_delivered, decode_message)
+                                decode_ack, decode_delivered, decode_message, header_and_body_at)
 
 log = logging.getLogger("storage.mirror")
 
 OP_MESSAGE = 0
 OP_EVENT = 1
-_NO_PROPERTIES = (None,) * 13
+_NO_PROPERTIES = ((None,) * 13, 0)
 _CACHE_MAX = 4096
+_ID_AT = struct.Struct(">QQ").unpack_from
+_U32 = struct.Struct(">I").unpack_from
+_STATE = MESSAGE_COLUMNS.index("state")
+_PUBLISHED = MESSAGE_COLUMNS.index("published_at")
 
 
 class BatchDecoder:
@@ -38,13 +43,17 @@ class BatchDecoder:
 
     def __init__(self):
         self._cache: dict[bytes, tuple] = {}
+        self._masks: dict[bytes, int] = {}
+        self._routes: dict[bytes, tuple] = {}
         self.errors = 0
         self.header_errors = 0
 
-    def properties(self, header: bytes) -> tuple:
+    def properties(self, header: bytes) -> tuple[tuple, int]:
+        """(the 13 property columns, mask of the present ones: bit k for
+        column k) of a content header, cached by its property bytes."""
         key = header[12:]              # class id, weight, body size come first
-        props = self._cache.get(key)
-        if props is None:
+        found = self._cache.get(key)
+        if found is None:
             try:
                 props = fast_properties(header)
             except Exception as exc:   # pamqp raises ValueError, struct.error, IndexError...
@@ -53,10 +62,47 @@ class BatchDecoder:
                     log.warning("message database: undecodable content header (%r); "
                                 "properties left empty", exc)
                 return _NO_PROPERTIES
+            flags = key[:2]
+            mask = self._masks.get(flags)
+            if mask is None or flags[1] & 1:
+                # present properties decode to non-None values: one mask per flag word
+                mask = sum(1 << k for k, v in enumerate(props) if v is not None)
+                self._masks[flags] = mask
+            found = (props, mask)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-            self._cache[key] = props
-        return props
+            self._cache[key] = found
+        return found
+
+    def message(self, payload: bytes) -> tuple[int, int, tuple, bytes, int, int]:
+        """(message id, at_ms, (vhost, exchange, routing key, queues),
+        content header, body offset, body length) of a MESSAGE payload
+        (layout: storage/wal/record.py). The route part is decoded by
+        ``decode_message`` once per distinct route and cached: a stream of
+        publishes repeats a few routes. Raises RecordError if malformed."""
+        try:
+            mid, at = _ID_AT(payload, 0)
+            p = 16
+            p += 1 + payload[p]
+            p += 1 + payload[p]
+            p += 1 + payload[p]
+            count = _U32(payload, p)[0]
+            p += 4
+            for _ in range(count):
+                p += 1 + payload[p]
+            route = self._routes.get(payload[16:p])
+            if route is None:
+                m = decode_message(payload, with_body=False)
+                route = (m.vhost, m.exchange, m.routing_key, m.queues)
+                if len(self._routes) >= _CACHE_MAX:
+                    self._routes.clear()
+                self._routes[payload[16:p]] = route
+            header, offset, length = header_and_body_at(payload, p)
+        except (IndexError, struct.error) as exc:
+            raise RecordError(f"malformed message payload: {exc}") from None
+        if offset + length != len(payload):
+            raise RecordError("malformed message payload: lengths do not add up")
+        return mid, at, route, header, offset, length
 
     def decode_batch(self, batch, store_bodies: bool, body_limit: int, ops: list,
                      step: int = 64):
@@ -64,7 +110,8 @@ class BatchDecoder:
         ``(type, payload, position, t)``), yielding after every ``step``
         records. An op is ``(OP_MESSAGE, id, row, queues, at_ms)`` with
         ``row`` a list in ``schema.MESSAGE_COLUMNS`` order (state and
-        finished_at still None), or ``(OP_EVENT, id, queue, event, at_ms,
+        finished_at still None) followed by the mask of the present
+        property columns (``BatchDecoder.properties``), or ``(OP_EVENT, id, queue, event, at_ms,
         consumer_tag, delivery_count)``; a batched record gives one event op
         per message, so timelines read as with single records. Other record
         types are skipped; a malformed payload is skipped with a warning
@@ -78,13 +125,14 @@ class BatchDecoder:
                 yield
             try:
                 if rtype == MESSAGE:
-                    m = decode_message(payload, with_body=False)
+                    mid, at, route, header, offset, length = self.message(payload)
                     body = None
-                    if store_bodies and m.body_length <= body_limit:
-                        body = bytes(payload[m.body_offset:])
-                    row = [m.message_id, m.vhost, m.exchange, m.routing_key, len(m.queues),
-                           *self.properties(m.header), m.body_length, body, m.at_ms, None, None]
-                    append((OP_MESSAGE, m.message_id, row, m.queues, m.at_ms))
+                    if store_bodies and length <= body_limit:
+                        body = payload[offset:]
+                    props, mask = self.properties(header)
+                    row = [mid, route[0], route[1], route[2], len(route[3]),
+                           *props, length, body, at, None, None, mask]
+                    append((OP_MESSAGE, mid, row, route[3], at))
                 elif rtype == ACK:
                     e = decode_ack(payload)
                     name = REASON_NAMES.get(e.reason, f"reason-{e.reason}")
@@ -224,7 +272,7 @@ def resolve(ops: list[tuple], known: dict[int, int], history: list[tuple], out: 
         row = new_rows.get(mid)
         if row is not None:
             if state == "unrouted":
-                finished = row[-3]          # published_at
-            row[-2], row[-1] = state, finished
+                finished = row[_PUBLISHED]
+            row[_STATE], row[_STATE + 1] = state, finished
         else:
             out.updates.append((mid, state, finished))

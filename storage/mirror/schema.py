@@ -185,6 +185,9 @@ CREATE VIEW IF NOT EXISTS message_events_iso AS
 #: back with them, so the facade feeds those records again at start.
 #: cache_size: 8 MiB of page cache (64 MiB cost the broker 50 MB of RSS in
 #: bench/deep_queue.py for the same mirror throughput).
+#: pragmas of a new database file, before its first table (page size, see
+#: docs/message-database.md, "How fast it applies")
+NEW_DATABASE_PRAGMAS = ("PRAGMA page_size=65536",)
 WRITER_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
                   "PRAGMA busy_timeout=5000", "PRAGMA cache_size=-8192",
                   "PRAGMA temp_store=MEMORY")

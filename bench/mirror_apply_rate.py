@@ -1,0 +1,149 @@
+"""Apply rate of the message database process: how many messages per second
+``WalFollower`` + ``MessageMirror`` (what ``python -m storage.mirror.process``
+runs) read from WAL segment files and commit to a fresh ``messages.db``.
+
+It first writes a WAL of ``--messages`` persistent messages (default
+200,000; ``--body`` bytes each, default 1 KiB; a content header with
+delivery-mode 2 and a distinct message-id, as bench/amqp_raw.py publishes)
+to one durable queue, then times the follower reading it all and the
+mirror applying it, on one asyncio loop (uvloop if importable), as fast as
+it can: no broker, so the figure is the process's ceiling on this machine
+(bench/mirror_lag_broker.py measures it beside a real broker). With
+``--consume`` the WAL also holds what a consumer makes: a DELIVERED_MANY
+record per ``--deliver-batch`` messages (default 1,000, as a loop pass of
+deliveries) and an ACK_MANY per 250 messages (a ``multiple`` ack), acks
+``--ack-after`` messages (default 2,000) behind the publishes.
+
+    .venv/bin/python bench/mirror_apply_rate.py [--messages 200000] [--body 1024]
+        [--consume] [--repeat 3] [--dir DIR]
+
+Prints one line per repeat: messages/s, records/s, database bytes per
+message, the mirror's mode switches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pamqp import commands, header  # noqa: E402
+
+from storage.mirror.follower import WalFollower  # noqa: E402
+from storage.mirror.writer import MessageMirror  # noqa: E402
+from storage.wal import ACK_MANY, DELIVERED_MANY, MESSAGE, WriteAheadLog, encode_message  # noqa: E402
+from storage.wal.batch_record import encode_ack_many, encode_delivered_many  # noqa: E402
+
+QUEUE = "orders"
+ACK_BATCH = 250
+
+
+def content_header(i: int, body_size: int) -> bytes:
+    """A content header as bench/amqp_raw.py sends: delivery-mode 2 and a
+    12-digit message-id."""
+    props = commands.Basic.Properties(delivery_mode=2, message_id=f"{i:012d}")
+    return header.ContentHeader(0, body_size, props).marshal()
+
+
+def write_wal(wal_dir: Path, messages: int, body_size: int, consume: bool, deliver_batch: int,
+              ack_after: int) -> tuple[int, tuple[int, int]]:
+    """Write the WAL; returns (records, durable end)."""
+    wal = WriteAheadLog(wal_dir, fsync=False)
+    wal.open().drain()
+    body = b"x" * body_size
+    template = content_header(0, body_size)
+    prefix, suffix = template[:-12], template[-12:]
+    assert suffix == b"0" * 12
+    at = time.time_ns() // 1_000_000
+    records = 0
+    delivered = acked = 0
+    for i in range(1, messages + 1):
+        head = prefix + b"%012d" % i
+        wal.append(MESSAGE, encode_message(i, "/", "", QUEUE, [QUEUE], head, body,
+                                           at_ms=at + i // 100))
+        records += 1
+        if not consume:
+            continue
+        if i - delivered >= deliver_batch or i == messages:
+            ids = list(range(delivered + 1, i + 1))
+            wal.append(DELIVERED_MANY, encode_delivered_many(ids, [1] * len(ids), QUEUE, "ctag-1",
+                                                             at_ms=at + i // 100))
+            delivered = i
+            records += 1
+        while delivered - acked >= ACK_BATCH and (delivered - acked >= ack_after
+                                                  or i == messages):
+            ids = list(range(acked + 1, acked + ACK_BATCH + 1))
+            wal.append(ACK_MANY, encode_ack_many(ids, QUEUE, 1, at_ms=at + i // 100))
+            acked += ACK_BATCH
+            records += 1
+    if consume and acked < delivered:
+        wal.append(ACK_MANY, encode_ack_many(list(range(acked + 1, delivered + 1)), QUEUE, 1,
+                                             at_ms=at + messages // 100))
+        records += 1
+    wal.close()
+    end = WriteAheadLog(wal_dir, fsync=False)
+    end.open().drain()
+    durable = end.durable_end()
+    end.close()
+    return records, durable
+
+
+async def apply(wal_dir: Path, db: Path, durable: tuple[int, int]) -> tuple[float, dict]:
+    """Seconds for the follower and mirror to apply the whole WAL; stats."""
+    mirror = MessageMirror(db)
+    await mirror.start()
+    follower = WalFollower(mirror, wal_dir)
+    t0 = time.perf_counter()
+    follower.tell(*durable)
+    while not follower.caught_up():
+        await follower.step()
+    await mirror.flush()
+    seconds = time.perf_counter() - t0
+    stats = mirror.stats
+    await mirror.stop()
+    return seconds, stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--body", type=int, default=1024, help="body size, bytes")
+    parser.add_argument("--consume", action="store_true")
+    parser.add_argument("--deliver-batch", type=int, default=1000)
+    parser.add_argument("--ack-after", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--dir", type=Path, help="work directory (default: a temp dir)")
+    args = parser.parse_args()
+    try:
+        import uvloop
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    work = Path(tempfile.mkdtemp(prefix="leveret-apply-", dir=args.dir))
+    try:
+        records, durable = write_wal(work / "wal", args.messages, args.body, args.consume,
+                                     args.deliver_batch, args.ack_after)
+        for n in range(args.repeat):
+            db = work / f"messages-{n}.db"
+            seconds, stats = run(apply(work / "wal", db, durable))
+            size = sum(p.stat().st_size for p in work.glob(f"messages-{n}.db*"))
+            print(f"{args.messages} messages ({records} records, body {args.body} B, consumer "
+                  f"{'on' if args.consume else 'off'}): {seconds:.2f} s, "
+                  f"{args.messages / seconds:,.0f} messages/s, {records / seconds:,.0f} records/s,"
+                  f" {size / args.messages:,.0f} B/message on disk, mode switches "
+                  f"{stats['mode_switches']}, bodies missing "
+                  f"{stats.get('bodies_missing', 'n/a')}", flush=True)
+            for p in work.glob(f"messages-{n}.db*"):
+                p.unlink()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
