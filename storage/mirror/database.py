@@ -25,6 +25,7 @@ from operator import itemgetter
 from pathlib import Path
 
 from storage.mirror.db_thread import DatabaseThread
+from storage.mirror.migrate import migrate_v1
 from storage.mirror.rows import BatchDecoder, Resolved, resolve
 from storage.mirror.schema import (MESSAGE_COLUMNS, NEW_DATABASE_PRAGMAS, SCHEMA, SCHEMA_VERSION,
                                    WRITER_PRAGMAS)
@@ -37,65 +38,82 @@ _IDS = "(SELECT value FROM json_each(?))"
 _EVENT_SHORT = "INSERT INTO message_events (id, message, queue, event, at) VALUES (?, ?, ?, ?, ?)"
 _EVENT_LONG = ("INSERT INTO message_events (id, message, queue, event, at, consumer_tag, "
                "delivery_count) VALUES (?, ?, ?, ?, ?, ?, ?)")
-_UPDATE_STATE = "UPDATE messages SET state = ?, finished_at = ? WHERE id = ?"
+_UPDATE_STATE = "UPDATE message_rows SET state = ?, finished_at = ? WHERE id = ?"
 _WATERMARK = ("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?), (?, ?), (?, ?), "
               "(?, ?)")
-_LOOKUP = ("SELECT (SELECT json_group_array(json_array(id, queue_count)) FROM messages "
+_LOOKUP = ("SELECT (SELECT json_group_array(json_array(id, queue_count)) FROM message_rows "
            f"        WHERE id IN {_IDS}),"
            "       (SELECT json_group_array(json_array(id, message, queue, event, at)) "
            "        FROM message_events WHERE message IN "
-           f"        (SELECT id FROM messages WHERE id IN {_IDS} AND queue_count > 1))")
+           f"        (SELECT id FROM message_rows WHERE id IN {_IDS} AND queue_count > 1))")
 _COLUMNS = len(MESSAGE_COLUMNS)
 _BODY = MESSAGE_COLUMNS.index("body")
 _FINISHED = MESSAGE_COLUMNS.index("finished_at")
 _FIRST_PROPERTY = MESSAGE_COLUMNS.index("message_id")
-#: (key, statement, itemgetter) per shape of message row, see ``_shape``
+_QUEUE = _COLUMNS + 1          # a decoded row: MESSAGE_COLUMNS, property mask, queue
+_INSERT_BODIES = "INSERT OR IGNORE INTO message_bodies (id, body) VALUES (?, ?)"
+_INSERT_QUEUES = "INSERT OR IGNORE INTO message_queues (message, queue) VALUES (?, ?)"
+#: statement and itemgetter per shape of message row, see ``_shape``
 _shapes: dict[tuple, tuple[str, itemgetter]] = {}
 
 
 def _shape(key: tuple) -> tuple[str, itemgetter]:
-    """The INSERT for message rows whose present (non-NULL) columns are
-    ``key`` = (property mask, body present, finished_at present), and the
-    itemgetter that picks those columns from a row."""
+    """The INSERT into message_rows for decoded rows whose present
+    (non-NULL) columns are ``key`` = (property mask, finished_at present,
+    queue present), and the itemgetter that picks those columns from a
+    row."""
     found = _shapes.get(key)
     if found is None:
-        mask, body, finished = key
-        present = []
-        for i in range(_COLUMNS):
+        mask, finished, queue = key
+        present, names = [], []
+        for i, name in enumerate(MESSAGE_COLUMNS):
             if _FIRST_PROPERTY <= i < _FIRST_PROPERTY + 13:
                 if not mask >> (i - _FIRST_PROPERTY) & 1:
                     continue
-            elif (i == _BODY and not body) or (i == _FINISHED and not finished):
+            elif i == _BODY or (i == _FINISHED and not finished):
                 continue
             present.append(i)
+            names.append(name)
+        if queue:
+            present.append(_QUEUE)
+            names.append("queue")
         # OR IGNORE: a second MESSAGE record for an id already stored (a WAL
         # compaction copy) never replaces or fails on the first one.
         # ``resolve`` already drops those; this keeps a batch from failing if
         # one slips by.
-        sql = (f"INSERT OR IGNORE INTO messages ({', '.join(MESSAGE_COLUMNS[i] for i in present)}) "
+        sql = (f"INSERT OR IGNORE INTO message_rows ({', '.join(names)}) "
                f"VALUES ({', '.join('?' * len(present))})")
         found = _shapes[key] = (sql, itemgetter(*present))
     return found
 
 
 def insert_messages(db: sqlite3.Connection, rows: list) -> None:
-    """Insert message rows (lists in ``MESSAGE_COLUMNS`` order, optionally
-    followed by the property mask ``rows.BatchDecoder`` appends), one
-    ``executemany`` per shape of present columns."""
+    """Insert message rows: lists in ``MESSAGE_COLUMNS`` order, optionally
+    followed by the property mask and the queue name (or None) as
+    ``rows.BatchDecoder`` makes them. One ``executemany`` into message_rows
+    per shape of present columns, one into message_bodies for the bodies
+    (a NULL body is no row there)."""
     groups: dict[tuple, list] = {}
+    bodies = []
     for row in rows:
         if len(row) > _COLUMNS:
-            mask = row[_COLUMNS]
+            mask, queue = row[_COLUMNS], row[_QUEUE]
         else:
             mask = sum(1 << k for k in range(13) if row[_FIRST_PROPERTY + k] is not None)
-        key = (mask, row[_BODY] is not None, row[_FINISHED] is not None)
+            row = [*row, mask, None]
+            queue = None
+        key = (mask, row[_FINISHED] is not None, queue is not None)
         group = groups.get(key)
         if group is None:
             group = groups[key] = []
         group.append(row)
+        if row[_BODY] is not None:
+            bodies.append((row[0], row[_BODY]))
     for key, group in groups.items():
         sql, pick = _shape(key)
         db.executemany(sql, map(pick, group))
+    if bodies:
+        db.executemany(_INSERT_BODIES, bodies)
 
 
 def _ids_json(ids) -> str:
@@ -133,7 +151,8 @@ def _insert_events(db: sqlite3.Connection, events: list) -> None:
 
 def write(db: sqlite3.Connection, out: Resolved, last: tuple, mode: str,
           bodies_missing: int) -> None:
-    """One transaction: the new message rows, the events, the state
+    """One transaction: the new message rows (and bodies, and the queues
+    of those routed to several), the events, the state
     updates, and the watermark ``last`` (segment, offset, length of the
     batch's last WAL record) with the current ``mode`` and the count of
     messages stored without their body in metadata-only mode. Rolls back
@@ -142,6 +161,8 @@ def write(db: sqlite3.Connection, out: Resolved, last: tuple, mode: str,
         db.execute("BEGIN")
         if out.messages:
             insert_messages(db, out.messages)
+        if out.queues:
+            db.executemany(_INSERT_QUEUES, out.queues)
         if out.events:
             _insert_events(db, out.events)
         if out.updates:
@@ -191,13 +212,15 @@ def _open(path: Path, body_limit: int) -> tuple[sqlite3.Connection, tuple[dict, 
         if db.execute("SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone():
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             version = meta.get("schema_version")
-            if version != SCHEMA_VERSION:
+            if version == 1:
+                migrate_v1(db)
+            elif version != SCHEMA_VERSION:
                 raise ValueError(f"schema version {version!r}, expected {SCHEMA_VERSION}")
         db.executescript(SCHEMA)
         with db:
             db.executemany(_SET_META, [("schema_version", SCHEMA_VERSION),
                                        ("body_limit", body_limit)])
-        rows = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+        rows = db.execute("SELECT count(*) FROM message_rows").fetchone()[0]
     except BaseException:
         db.close()
         raise

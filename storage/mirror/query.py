@@ -100,8 +100,9 @@ def find(db_path: Path | str, vhost: str | None = None, queue: str | None = None
             where.append(f"{column} = ?")
             params.append(value)
     if queue is not None:
-        where.append("id IN (SELECT message FROM message_events WHERE queue = ?)")
-        params.append(queue)
+        # schema 2: the one queue in messages.queue, several in message_queues
+        where.append("(queue = ? OR id IN (SELECT message FROM message_queues WHERE queue = ?))")
+        params += [queue, queue]
     for key, value in (headers or {}).items():
         path = _json_path(str(key))
         if isinstance(value, str):

@@ -66,7 +66,7 @@ class RetentionMixin:
         """Delete the ``limit`` oldest finished messages matching
         ``condition`` and their events, in one transaction (one statement
         per table: the same deterministic SELECT picks the same ids)."""
-        pick = (f"SELECT id FROM messages WHERE finished_at IS NOT NULL AND {condition} "
+        pick = (f"SELECT id FROM message_rows WHERE finished_at IS NOT NULL AND {condition} "
                 "ORDER BY finished_at, id LIMIT ?")
         async with self._lock:
             if self._dbt is None:
@@ -77,12 +77,16 @@ class RetentionMixin:
 
 
 def _delete(db, pick: str, params: tuple) -> int:
-    """On the database thread: delete the messages ``pick`` selects and
-    their events in one transaction; returns how many messages."""
+    """On the database thread: delete the messages ``pick`` selects, with
+    their bodies, queues and events, in one transaction (one statement per
+    table: the same deterministic SELECT picks the same ids); returns how
+    many messages."""
     try:
         db.execute("BEGIN")
-        db.execute(f"DELETE FROM message_events WHERE message IN ({pick})", params)
-        n = db.execute(f"DELETE FROM messages WHERE id IN ({pick})", params).rowcount
+        for table, key in (("message_events", "message"), ("message_queues", "message"),
+                           ("message_bodies", "id")):
+            db.execute(f"DELETE FROM {table} WHERE {key} IN ({pick})", params)
+        n = db.execute(f"DELETE FROM message_rows WHERE id IN ({pick})", params).rowcount
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:

@@ -111,7 +111,8 @@ class BatchDecoder:
         records. An op is ``(OP_MESSAGE, id, row, queues, at_ms)`` with
         ``row`` a list in ``schema.MESSAGE_COLUMNS`` order (state and
         finished_at still None) followed by the mask of the present
-        property columns (``BatchDecoder.properties``), or ``(OP_EVENT, id, queue, event, at_ms,
+        property columns (``BatchDecoder.properties``) and the queue (None
+        unless exactly one), or ``(OP_EVENT, id, queue, event, at_ms,
         consumer_tag, delivery_count)``; a batched record gives one event op
         per message, so timelines read as with single records. Other record
         types are skipped; a malformed payload is skipped with a warning
@@ -130,8 +131,10 @@ class BatchDecoder:
                     if store_bodies and length <= body_limit:
                         body = payload[offset:]
                     props, mask = self.properties(header)
-                    row = [mid, route[0], route[1], route[2], len(route[3]),
-                           *props, length, body, at, None, None, mask]
+                    queues = route[3]
+                    row = [mid, route[0], route[1], route[2], len(queues),
+                           *props, length, body, at, None, None, mask,
+                           queues[0] if len(queues) == 1 else None]
                     append((OP_MESSAGE, mid, row, route[3], at))
                 elif rtype == ACK:
                     e = decode_ack(payload)
@@ -185,19 +188,22 @@ def derive_state(queues: dict) -> tuple[str, int | None]:
 class Resolved:
     """What one batch writes: ``messages`` (new rows, complete),
     ``events`` (message_events rows without id), ``updates`` ((id, state,
-    finished_at) for messages already in the database), and the counts
+    finished_at) for messages already in the database), ``queues``
+    ((message, queue) for the new messages routed to several queues), and
+    the counts
     ``duplicates`` (MESSAGE records for ids already known, and the
     DELIVERED records that come with them: a WAL compaction copy) and
     ``orphans`` (events for unknown messages). ``copy_of``: the id of the
     compaction copy the last op belonged to, or None; carried from one
     batch to the next."""
 
-    __slots__ = ("messages", "events", "updates", "duplicates", "orphans", "copy_of")
+    __slots__ = ("messages", "events", "updates", "queues", "duplicates", "orphans", "copy_of")
 
     def __init__(self, copy_of: int | None = None):
         self.messages: list[list] = []
         self.events: list[tuple] = []
         self.updates: list[tuple] = []
+        self.queues: list[tuple] = []
         self.duplicates = 0
         self.orphans = 0
         self.copy_of = copy_of
@@ -244,6 +250,8 @@ def resolve(ops: list[tuple], known: dict[int, int], history: list[tuple], out: 
             counts[mid] = len(queues)
             new_rows[mid] = row
             out.messages.append(row)
+            if len(queues) > 1:
+                out.queues.extend([(mid, q) for q in queues])
             st = status[mid] = {}
             for q in queues:
                 events.append((mid, q, "routed", at, None, None))

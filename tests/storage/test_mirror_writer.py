@@ -183,4 +183,4 @@ async def test_records_from_a_real_wal_in_batches(tmp_path):
     stats = mirror.stats
     assert stats["applied"] == 30_000 and stats["messages"] == 15_000
     assert stats["batches"] >= 6
-    assert dump(db)[0][-1][-2:] == ("acked", BASE)
+    assert dump(db)[0][-1][-3:-1] == ("acked", BASE)
