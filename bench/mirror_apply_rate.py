@@ -17,14 +17,17 @@ deliveries) and an ACK_MANY per 250 messages (a ``multiple`` ack), acks
     .venv/bin/python bench/mirror_apply_rate.py [--messages 200000] [--body 1024]
         [--consume] [--repeat 3] [--dir DIR]
 
-Prints one line per repeat: messages/s, records/s, database bytes per
-message, the mirror's mode switches.
+Prints one line per repeat: messages/s, records/s, CPU time per message
+(user + system, all threads: on a shared machine the steadier figure, and
+the rate one free core would give), database bytes per message, the
+mirror's mode switches.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import shutil
 import sys
 import tempfile
@@ -94,11 +97,18 @@ def write_wal(wal_dir: Path, messages: int, body_size: int, consume: bool, deliv
     return records, durable
 
 
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def apply(wal_dir: Path, db: Path, durable: tuple[int, int]) -> tuple[float, dict]:
     """Seconds for the follower and mirror to apply the whole WAL; stats."""
     mirror = MessageMirror(db)
     await mirror.start()
     follower = WalFollower(mirror, wal_dir)
+    cpu0 = _cpu()
     t0 = time.perf_counter()
     follower.tell(*durable)
     while not follower.caught_up():
@@ -106,6 +116,7 @@ async def apply(wal_dir: Path, db: Path, durable: tuple[int, int]) -> tuple[floa
     await mirror.flush()
     seconds = time.perf_counter() - t0
     stats = mirror.stats
+    stats["cpu_seconds"] = _cpu() - cpu0
     await mirror.stop()
     return seconds, stats
 
@@ -132,10 +143,15 @@ def main() -> None:
         for n in range(args.repeat):
             db = work / f"messages-{n}.db"
             seconds, stats = run(apply(work / "wal", db, durable))
+            if stats["failed"] or stats["applied"] != records:
+                print(f"FAILED: {stats['applied']} of {records} records applied", flush=True)
+                sys.exit(1)
             size = sum(p.stat().st_size for p in work.glob(f"messages-{n}.db*"))
             print(f"{args.messages} messages ({records} records, body {args.body} B, consumer "
                   f"{'on' if args.consume else 'off'}): {seconds:.2f} s, "
                   f"{args.messages / seconds:,.0f} messages/s, {records / seconds:,.0f} records/s,"
+                  f" CPU {stats['cpu_seconds'] * 1e6 / args.messages:.1f} us/message "
+                  f"({args.messages / stats['cpu_seconds']:,.0f} messages per CPU second),"
                   f" {size / args.messages:,.0f} B/message on disk, mode switches "
                   f"{stats['mode_switches']}, bodies missing "
                   f"{stats.get('bodies_missing', 'n/a')}", flush=True)

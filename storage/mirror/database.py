@@ -135,8 +135,13 @@ def lookup(db: sqlite3.Connection, ops: list) -> tuple[dict, list]:
 
 
 def _insert_events(db: sqlite3.Connection, events: list) -> None:
-    """Events get explicit ids, next after the largest, in WAL order."""
-    first = db.execute("SELECT coalesce(max(id), 0) + 1 FROM message_events").fetchone()[0]
+    """Events get explicit ids in WAL order, from ``meta.next_event`` (kept
+    in the same transaction: the events table is keyed by (message, id),
+    so max(id) would be a scan); a database without it (new, or migrated
+    from schema 1) starts after the largest id once."""
+    found = db.execute("SELECT value FROM meta WHERE key = 'next_event'").fetchone()
+    first = found[0] if found else db.execute(
+        "SELECT coalesce(max(id), 0) + 1 FROM message_events").fetchone()[0]
     short, long = [], []
     for n, e in enumerate(events, first):
         if e[4] is None and e[5] is None:
@@ -147,6 +152,7 @@ def _insert_events(db: sqlite3.Connection, events: list) -> None:
         db.executemany(_EVENT_SHORT, short)
     if long:
         db.executemany(_EVENT_LONG, long)
+    db.execute(_SET_META, ("next_event", first + len(events)))
 
 
 def write(db: sqlite3.Connection, out: Resolved, last: tuple, mode: str,

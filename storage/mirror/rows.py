@@ -28,6 +28,11 @@ OP_MESSAGE = 0
 OP_EVENT = 1
 _NO_PROPERTIES = ((None,) * 13, 0)
 _CACHE_MAX = 4096
+#: (AMQP property flag bit, mask bit of its column in schema.PROPERTY_COLUMNS)
+_FLAG_COLUMNS = ((0x0080, 1 << 0), (0x0400, 1 << 1), (0x8000, 1 << 2), (0x4000, 1 << 3),
+                 (0x0020, 1 << 4), (0x0008, 1 << 5), (0x0010, 1 << 6), (0x0040, 1 << 7),
+                 (0x0800, 1 << 8), (0x0100, 1 << 9), (0x1000, 1 << 10), (0x0200, 1 << 11),
+                 (0x2000, 1 << 12))
 _ID_AT = struct.Struct(">QQ").unpack_from
 _U32 = struct.Struct(">I").unpack_from
 _STATE = MESSAGE_COLUMNS.index("state")
@@ -43,36 +48,52 @@ class BatchDecoder:
 
     def __init__(self):
         self._cache: dict[bytes, tuple] = {}
-        self._masks: dict[bytes, int] = {}
+        self._masks: dict[int, int] = {}
+        self._hits = 0
+        self._uncached = 0
         self._routes: dict[bytes, tuple] = {}
         self.errors = 0
         self.header_errors = 0
 
     def properties(self, header: bytes) -> tuple[tuple, int]:
         """(the 13 property columns, mask of the present ones: bit k for
-        column k) of a content header, cached by its property bytes."""
+        column k) of a content header, cached by its property bytes. When
+        headers hardly repeat (a distinct message-id each, the usual case)
+        the cache is left alone for a while: its upkeep cost more than its
+        hits saved."""
+        if self._uncached:
+            self._uncached -= 1
+            return self._decode(header)
         key = header[12:]              # class id, weight, body size come first
         found = self._cache.get(key)
-        if found is None:
-            try:
-                props = fast_properties(header)
-            except Exception as exc:   # pamqp raises ValueError, struct.error, IndexError...
-                self.header_errors += 1
-                if self.header_errors <= 10:
-                    log.warning("message database: undecodable content header (%r); "
-                                "properties left empty", exc)
-                return _NO_PROPERTIES
-            flags = key[:2]
-            mask = self._masks.get(flags)
-            if mask is None or flags[1] & 1:
-                # present properties decode to non-None values: one mask per flag word
-                mask = sum(1 << k for k, v in enumerate(props) if v is not None)
-                self._masks[flags] = mask
-            found = (props, mask)
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            self._cache[key] = found
+        if found is not None:
+            self._hits += 1
+            return found
+        found = self._decode(header)
+        if len(self._cache) >= _CACHE_MAX:
+            if self._hits < _CACHE_MAX // 4:
+                self._uncached = 8 * _CACHE_MAX
+            self._cache.clear()
+            self._hits = 0
+        self._cache[key] = found
         return found
+
+    def _decode(self, header: bytes) -> tuple[tuple, int]:
+        try:
+            props = fast_properties(header)
+        except Exception as exc:   # pamqp raises ValueError, struct.error, IndexError...
+            self.header_errors += 1
+            if self.header_errors <= 10:
+                log.warning("message database: undecodable content header (%r); "
+                            "properties left empty", exc)
+            return _NO_PROPERTIES
+        flags = header[12] << 8 | header[13]
+        if flags & 1:                  # a second flag word: go by the values
+            return props, sum(1 << k for k, v in enumerate(props) if v is not None)
+        mask = self._masks.get(flags)
+        if mask is None:
+            mask = self._masks[flags] = sum(col for bit, col in _FLAG_COLUMNS if flags & bit)
+        return props, mask
 
     def message(self, payload: bytes) -> tuple[int, int, tuple, bytes, int, int]:
         """(message id, at_ms, (vhost, exchange, routing key, queues),

@@ -100,7 +100,8 @@ database and its watermark never disagree); ``mode``: ``full`` or
 ``metadata-only`` (bodies are not being stored because the mirror fell
 behind); ``bodies_missing``: how many messages were stored without their
 body in metadata-only mode (bodies within the limit, not empty);
-``body_limit``: the body size limit in bytes.
+``body_limit``: the body size limit in bytes; ``next_event``: the id the
+next event gets.
 
 Indexes (each one costs every insert; these are what the queries of
 ``query.py`` need, measured at 10 million rows in docs/message-database.md):

@@ -62,7 +62,7 @@ class MessageMirror(WriterLoopMixin, RetentionMixin):
     """
 
     def __init__(self, db_path: Path | str, body_limit: int = 64 * 1024,
-                 max_backlog: int = 200_000, batch_size: int = 5000,
+                 max_backlog: int = 200_000, batch_size: int = 10_000,
                  retention_seconds: float = 7 * 86400, retention_rows: int = 10_000_000,
                  *, flush_interval: float = 0.05, cleanup_interval: float = 60.0):
         self.db_path = Path(db_path)
