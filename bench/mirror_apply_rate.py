@@ -54,22 +54,35 @@ def content_header(i: int, body_size: int) -> bytes:
     return header.ContentHeader(0, body_size, props).marshal()
 
 
+#: --body-mix: body sizes cycled (bytes), and one 200 KB body per MIX_LARGE messages
+MIX_SIZES = (64, 256, 1024, 4096)
+MIX_LARGE = 500
+
+
+def body_size_of(i: int, body_size: int, mix: bool) -> int:
+    if not mix:
+        return body_size
+    return 200_000 if i % MIX_LARGE == 0 else MIX_SIZES[i % len(MIX_SIZES)]
+
+
 def write_wal(wal_dir: Path, messages: int, body_size: int, consume: bool, deliver_batch: int,
-              ack_after: int) -> tuple[int, tuple[int, int]]:
+              ack_after: int, mix: bool = False) -> tuple[int, tuple[int, int]]:
     """Write the WAL; returns (records, durable end)."""
     wal = WriteAheadLog(wal_dir, fsync=False)
     wal.open().drain()
-    body = b"x" * body_size
-    template = content_header(0, body_size)
-    prefix, suffix = template[:-12], template[-12:]
-    assert suffix == b"0" * 12
+    made: dict[int, tuple[bytes, bytes]] = {}      # size -> (header prefix, body)
     at = time.time_ns() // 1_000_000
     records = 0
     delivered = acked = 0
     for i in range(1, messages + 1):
-        head = prefix + b"%012d" % i
-        wal.append(MESSAGE, encode_message(i, "/", "", QUEUE, [QUEUE], head, body,
-                                           at_ms=at + i // 100))
+        size = body_size_of(i, body_size, mix)
+        if size not in made:
+            template = content_header(0, size)
+            assert template[-12:] == b"0" * 12
+            made[size] = (template[:-12], b"x" * size)
+        prefix, body = made[size]
+        wal.append(MESSAGE, encode_message(i, "/", "", QUEUE, [QUEUE], prefix + b"%012d" % i,
+                                           body, at_ms=at + i // 100))
         records += 1
         if not consume:
             continue
@@ -103,9 +116,10 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def apply(wal_dir: Path, db: Path, durable: tuple[int, int]) -> tuple[float, dict]:
+async def apply(wal_dir: Path, db: Path, durable: tuple[int, int],
+                body_limit: int) -> tuple[float, dict]:
     """Seconds for the follower and mirror to apply the whole WAL; stats."""
-    mirror = MessageMirror(db)
+    mirror = MessageMirror(db, body_limit=body_limit)
     await mirror.start()
     follower = WalFollower(mirror, wal_dir)
     cpu0 = _cpu()
@@ -126,6 +140,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--body", type=int, default=1024, help="body size, bytes")
     parser.add_argument("--consume", action="store_true")
+    parser.add_argument("--body-mix", action="store_true",
+                        help="bodies of 64 B to 4 KiB, one of 200 KB per 500 (instead of --body)")
+    parser.add_argument("--body-limit", type=int, default=65536,
+                        help="the mirror's body limit, bytes (0: no bodies)")
     parser.add_argument("--deliver-batch", type=int, default=1000)
     parser.add_argument("--ack-after", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=1)
@@ -139,20 +157,27 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="leveret-apply-", dir=args.dir))
     try:
         records, durable = write_wal(work / "wal", args.messages, args.body, args.consume,
-                                     args.deliver_batch, args.ack_after)
+                                     args.deliver_batch, args.ack_after, args.body_mix)
+        sizes = [body_size_of(i, args.body, args.body_mix) for i in range(1, args.messages + 1)]
+        stored = sum(n for n in sizes if n <= args.body_limit)
         for n in range(args.repeat):
             db = work / f"messages-{n}.db"
-            seconds, stats = run(apply(work / "wal", db, durable))
+            seconds, stats = run(apply(work / "wal", db, durable, args.body_limit))
             if stats["failed"] or stats["applied"] != records:
                 print(f"FAILED: {stats['applied']} of {records} records applied", flush=True)
                 sys.exit(1)
             size = sum(p.stat().st_size for p in work.glob(f"messages-{n}.db*"))
-            print(f"{args.messages} messages ({records} records, body {args.body} B, consumer "
+            body = "64 B-4 KiB + 200 KB" if args.body_mix else f"{args.body} B"
+            print(f"{args.messages} messages ({records} records, body {body}, body limit "
+                  f"{args.body_limit}, consumer "
                   f"{'on' if args.consume else 'off'}): {seconds:.2f} s, "
                   f"{args.messages / seconds:,.0f} messages/s, {records / seconds:,.0f} records/s,"
                   f" CPU {stats['cpu_seconds'] * 1e6 / args.messages:.1f} us/message "
                   f"({args.messages / stats['cpu_seconds']:,.0f} messages per CPU second),"
-                  f" {size / args.messages:,.0f} B/message on disk, mode switches "
+                  f" {size / args.messages:,.0f} B/message on disk (bodies stored "
+                  f"{stored / args.messages:,.0f} B/message: fixed cost "
+                  f"{(size - stored) / args.messages:,.0f} B/message, "
+                  f"{size / max(1, stored):.2f}x the bodies), mode switches "
                   f"{stats['mode_switches']}, bodies missing "
                   f"{stats.get('bodies_missing', 'n/a')}", flush=True)
             for p in work.glob(f"messages-{n}.db*"):
