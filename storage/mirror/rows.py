@@ -150,7 +150,9 @@ class BatchDecoder:
                     mid, at, route, header, offset, length = self.message(payload)
                     body = None
                     if store_bodies and length <= body_limit:
-                        body = payload[offset:]
+                        # a bytearray: the sqlite3 module binds it without the
+                        # adaptation lookup that bytes (and None) cost
+                        body = bytearray(memoryview(payload)[offset:])
                     props, mask = self.properties(header)
                     queues = route[3]
                     row = [mid, route[0], route[1], route[2], len(queues),
