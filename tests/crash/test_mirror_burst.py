@@ -17,8 +17,8 @@ from pamqp.header import ContentHeader
 
 from tests.interop.mirror_scenario import sql, wait_until
 
-COUNT = 30_000
-KILL_AFTER = 8_000      # confirms received before the SIGKILL
+COUNT = 20_000
+KILL_AFTER = 5_000      # confirms received before the SIGKILL
 CHUNK = 500             # publishes written per loop pass
 BODY = 1024
 
