@@ -65,8 +65,9 @@ WITH RECURSIVE c(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM c WHERE i < ?2)
 INSERT INTO message_bodies (id, body) SELECT i, zeroblob(?3) FROM c"""
 _QUEUES = """
 WITH RECURSIVE c(i) AS (SELECT ?1 UNION ALL SELECT i + 100 FROM c WHERE i + 100 <= ?2)
-INSERT INTO message_queues (message, queue)
-SELECT i, 'orders-' || (i % 20) FROM c UNION ALL SELECT i, 'orders-' || ((i + 1) % 20) FROM c"""
+INSERT INTO message_queues (message, queue, published_at)
+SELECT i, 'orders-' || (i % 20), ?3 + i * ?4 / ?5 FROM c
+UNION ALL SELECT i, 'orders-' || ((i + 1) % 20), ?3 + i * ?4 / ?5 FROM c"""
 #: routed, delivered, acked/rejected per message (three ids per message)
 _EVENTS = """
 WITH RECURSIVE c(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM c WHERE i < ?2)
@@ -104,7 +105,7 @@ def build(path: Path, total: int, body_size: int) -> None:
         conn.execute("BEGIN")
         conn.execute(_ROWS, (start, end, body_size, T0, WEEK_MS, total))
         conn.execute(_BODIES, (start, end, body_size))
-        conn.execute(_QUEUES, (start - start % 100 + 100, end))
+        conn.execute(_QUEUES, (start - start % 100 + 100, end, T0, WEEK_MS, total))
         conn.execute(_EVENTS, (start, end, T0, WEEK_MS, total))
         conn.execute("DELETE FROM message_events WHERE message % 1000 = 0 AND message BETWEEN ? "
                      "AND ?", (start, end))

@@ -52,7 +52,8 @@ _FINISHED = MESSAGE_COLUMNS.index("finished_at")
 _FIRST_PROPERTY = MESSAGE_COLUMNS.index("message_id")
 _QUEUE = _COLUMNS + 1          # a decoded row: MESSAGE_COLUMNS, property mask, queue
 _INSERT_BODIES = "INSERT OR IGNORE INTO message_bodies (id, body) VALUES (?, ?)"
-_INSERT_QUEUES = "INSERT OR IGNORE INTO message_queues (message, queue) VALUES (?, ?)"
+_INSERT_QUEUES = ("INSERT OR IGNORE INTO message_queues (message, queue, published_at) "
+                  "VALUES (?, ?, ?)")
 #: statement and itemgetter per shape of message row, see ``_shape``
 _shapes: dict[tuple, tuple[str, itemgetter]] = {}
 

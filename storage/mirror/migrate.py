@@ -39,9 +39,10 @@ UPDATE message_rows SET queue = (SELECT e.queue FROM message_events e
                                  WHERE e.message = message_rows.id AND e.event = 'routed'
                                  ORDER BY e.id LIMIT 1)
     WHERE queue_count = 1;
-INSERT OR IGNORE INTO message_queues (message, queue)
-    SELECT message, queue FROM message_events
-    WHERE event = 'routed' AND message IN (SELECT id FROM message_rows WHERE queue_count > 1);
+INSERT OR IGNORE INTO message_queues (message, queue, published_at)
+    SELECT e.message, e.queue, r.published_at FROM message_events e
+    JOIN message_rows r ON r.id = e.message
+    WHERE e.event = 'routed' AND r.queue_count > 1;
 """
 
 

@@ -199,7 +199,6 @@ def main(argv: list[str]) -> int:
     handler.setFormatter(logging.Formatter(config.get("log_format")))
     level = getattr(logging, str(config.get("log_level", "INFO")).upper(), logging.INFO)
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, level))
     try:
         import uvloop
     except ImportError:

@@ -212,7 +212,8 @@ class Resolved:
     """What one batch writes: ``messages`` (new rows, complete),
     ``events`` (message_events rows without id), ``updates`` ((id, state,
     finished_at) for messages already in the database), ``queues``
-    ((message, queue) for the new messages routed to several queues), and
+    ((message, queue, published_at) for the new messages routed to
+    several queues), and
     the counts
     ``duplicates`` (MESSAGE records for ids already known, and the
     DELIVERED records that come with them: a WAL compaction copy) and
@@ -274,7 +275,7 @@ def resolve(ops: list[tuple], known: dict[int, int], history: list[tuple], out: 
             new_rows[mid] = row
             out.messages.append(row)
             if len(queues) > 1:
-                out.queues.extend([(mid, q) for q in queues])
+                out.queues.extend([(mid, q, at) for q in queues])
             st = status[mid] = {}
             for q in queues:
                 events.append((mid, q, "routed", at, None, None))

@@ -55,7 +55,8 @@ finished_at         INTEGER: time (ms) of the event that finished the message
                     in any queue. Retention deletes by this column.
 queue               TEXT: the queue, for a message routed to exactly one
                     durable queue; NULL when routed to several (their names
-                    are in table ``message_queues (message, queue)``) or none
+                    are in table ``message_queues (message, queue,
+                    published_at)``, indexed by queue and time) or none
 ==================  =========================================================
 
 State rule. Per queue the message is *ready* after ``routed`` or
@@ -107,7 +108,7 @@ Indexes (each one costs every insert; these are what the queries of
 ``query.py`` need, measured at 10 million rows in docs/message-database.md):
 ``message_rows`` by message_id and correlation_id (partial: non-NULL only),
 published_at, (queue, state, published_at), finished_at (partial, for
-retention); ``message_queues`` by (queue, message). Schema 1 (bodies in
+retention); ``message_queues`` by (queue, published_at). Schema 1 (bodies in
 ``messages``, rowid events, indexes by state and exchange) is migrated in
 place at open (migrate.py).
 """
@@ -187,11 +188,12 @@ CREATE TABLE IF NOT EXISTS message_bodies (
 );
 
 CREATE TABLE IF NOT EXISTS message_queues (
-    message INTEGER NOT NULL,
-    queue   TEXT NOT NULL,
+    message      INTEGER NOT NULL,
+    queue        TEXT NOT NULL,
+    published_at INTEGER NOT NULL,
     PRIMARY KEY (message, queue)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS message_queues_queue ON message_queues(queue, message);
+CREATE INDEX IF NOT EXISTS message_queues_queue ON message_queues(queue, published_at);
 
 CREATE TABLE IF NOT EXISTS message_events (
     id             INTEGER NOT NULL,
