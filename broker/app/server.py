@@ -1,6 +1,11 @@
-"""The broker process: listening socket, vhosts, users, the message
-database mirror, signal handling and shutdown (connection.close 320
-CONNECTION_FORCED to every client, as RabbitMQ does on shutdown)."""
+"""The broker process: listeners, vhosts, users, the message database
+mirror, signal handling and shutdown (connection.close 320
+CONNECTION_FORCED to every client, as RabbitMQ does on shutdown).
+
+Start order: every listener is bound first (broker.app.listeners), then
+recovery runs, then the listeners accept. Exit statuses of ``serve``: 0
+after SIGTERM/SIGINT, 1 another start-up failure, 3 a damaged WAL,
+``listeners.EXIT_CANNOT_LISTEN`` (4) a listener that cannot be opened."""
 
 from __future__ import annotations
 
@@ -14,8 +19,9 @@ import signal
 import aiosqlite
 
 from broker import __version__
+from broker.app import listeners
 from broker.app.config import LOG_FORMAT, Config
-from broker.transport.asyncio_protocol import AMQPProtocol
+from broker.transport.asyncio_protocol import AMQPProtocol, TLSAcceptor
 from broker.persistence.recovery import recover
 from broker.persistence.dedup_journal import FILE_NAME as DEDUP_FILE
 from broker.persistence.dedup_journal import DedupJournal
@@ -72,7 +78,7 @@ class Server:
         #: opened by ``start``; a no-op when the file cannot be used
         self.dedup_journal = DedupJournal(config.data_dir / DEDUP_FILE)
         self.vhosts: dict[str, VHost] = {config.default_vhost: self.make_vhost(config.default_vhost)}
-        self._listener: asyncio.base_events.Server | None = None
+        self.listeners: list[listeners.Listener] = []
         self._compactor: asyncio.Task | None = None
         self.mirror: MirrorSupervisor | None = None
 
@@ -87,6 +93,13 @@ class Server:
         expected = self.users.get(username)
         return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
 
+    def authenticate_external(self, username: str) -> bool:
+        """SASL EXTERNAL: True when ``username`` (the CN of a client
+        certificate the TLS layer verified) is a known user; no password
+        (rabbitmq.com/docs/ssl, "Using Client Certificates for
+        Authentication")."""
+        return username in self.users
+
     def server_properties(self) -> dict:
         """connection.start server-properties, as RabbitMQ announces them."""
         return {
@@ -100,9 +113,15 @@ class Server:
         }
 
     async def start(self) -> None:
-        """Open the message database, storage, recover, and listen. Raises
-        OSError when the port is taken, broker.persistence.store.WalCorruptError
-        when the WAL is damaged (the message database is closed again first)."""
+        """Bind the listeners, then open the message database and storage,
+        recover, and accept. Raises broker.app.listeners.ListenError when a
+        listener cannot be opened (before any recovery work),
+        broker.persistence.store.WalCorruptError when the WAL is damaged
+        (the listeners and the message database are closed again first)."""
+        tls = listeners.tls_context(self.config) if self.config.tls_cert is not None else None
+        self.listeners = await listeners.open_listeners(
+            self.config, lambda: AMQPProtocol(self),
+            None if tls is None else lambda: TLSAcceptor(self, tls, self.config.handshake_timeout))
         if not self.storage.fsync:
             log.warning("fsync = never: publisher confirms do not wait for the disk; a power loss can lose "
                         "confirmed messages (UNSAFE, for benchmarks only)")
@@ -128,15 +147,14 @@ class Server:
             # the start marker must be on disk before the first delivery, or a
             # crash right after it could pass for a clean shutdown
             await self.storage.sync()
-            loop = asyncio.get_running_loop()
-            self._listener = await loop.create_server(lambda: AMQPProtocol(self), self.config.host,
-                                                      self.config.port, reuse_address=True, backlog=1024)
+            await listeners.start_serving(self.listeners)
         except BaseException:
+            listeners.close(self.listeners)
             await self._stop_mirror()
             raise
-        self._compactor = loop.create_task(self._compact_forever())
-        log.info("Leveret %s listening on %s:%d (AMQP 0-9-1), data dir %s", __version__, self.config.host,
-                 self.config.port, self.config.data_dir.resolve())
+        self._compactor = asyncio.get_running_loop().create_task(self._compact_forever())
+        log.info("Leveret %s listening on %s, data dir %s", __version__, listeners.describe(self.listeners),
+                 self.config.data_dir.resolve())
 
     async def _open_dedup_journal(self) -> None:
         """Give the disk-persisted deduplication caches (x-cache-persistence
@@ -201,8 +219,7 @@ class Server:
 
     async def stop(self) -> None:
         """Stop accepting, close every connection with 320, wait briefly."""
-        if self._listener is not None:
-            self._listener.close()
+        listeners.close(self.listeners)
         if self._compactor is not None:
             self._compactor.cancel()
         log.info("shutting down: closing %d connections", len(self.connections))
@@ -234,8 +251,11 @@ async def serve(config: Config) -> int:
     server = Server(config)
     try:
         await server.start()
+    except listeners.ListenError as exc:
+        log.error("%s", exc)
+        return listeners.EXIT_CANNOT_LISTEN
     except OSError as exc:
-        log.error("cannot start on %s:%d: %s", config.host, config.port, exc)
+        log.error("cannot start: %s", exc)
         return 1
     except WalError as exc:
         log.error("cannot recover from the write-ahead log: %s", exc)
