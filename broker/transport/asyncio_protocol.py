@@ -79,22 +79,36 @@ class TLSAcceptor(asyncio.Protocol):
         self.server = server
         self.context = context
         self.timeout = timeout
+        #: bytes read before start_tls took the socket over
+        self._early = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # not one byte is read here: the ClientHello belongs to the TLS layer
+        # the ClientHello belongs to the TLS layer; uvloop starts reading
+        # after connection_made whatever it did, hence also ``data_received``
         transport.pause_reading()  # type: ignore[attr-defined]
         task = asyncio.get_running_loop().create_task(self._handshake(transport))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    def data_received(self, data: bytes) -> None:
+        self._early += data
 
     async def _handshake(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername") or ("?", 0)
         local = transport.get_extra_info("sockname") or ("?", 0)
         name = f"connection {peer[0]}:{peer[1]} -> {local[0]}:{local[1]}"
         protocol = AMQPProtocol(self.server)
+        starting = asyncio.get_running_loop().create_task(asyncio.get_running_loop().start_tls(
+            transport, protocol, self.context, server_side=True, ssl_handshake_timeout=self.timeout))
+        # ready callbacks run in order: once this task resumes, start_tls has
+        # paused the socket and installed its TLS protocol, which has not
+        # read anything yet; the bytes this acceptor read go to it first
+        await asyncio.sleep(0)
+        if self._early and transport.get_protocol() is not self:  # type: ignore[attr-defined]
+            _feed(transport.get_protocol(), self._early)  # type: ignore[attr-defined]
+            self._early = b""
         try:
-            tls = await asyncio.get_running_loop().start_tls(
-                transport, protocol, self.context, server_side=True, ssl_handshake_timeout=self.timeout)
+            tls = await starting
         except (OSError, asyncio.TimeoutError) as exc:
             _log_failure(name, exc)
             transport.close()
@@ -105,6 +119,22 @@ class TLSAcceptor(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The socket went before the handshake began; ``_handshake`` logs it."""
+
+
+def _feed(protocol: asyncio.BaseProtocol, data: bytes) -> None:
+    """Give ``data`` to ``protocol`` as its transport would: through
+    ``get_buffer``/``buffer_updated`` for a buffered protocol (asyncio's and
+    uvloop's TLS protocols are), else ``data_received``."""
+    if not hasattr(protocol, "buffer_updated"):
+        protocol.data_received(data)  # type: ignore[attr-defined]
+        return
+    view = memoryview(data)
+    while view:
+        buffer = protocol.get_buffer(len(view))  # type: ignore[attr-defined]
+        size = min(len(buffer), len(view))
+        buffer[:size] = view[:size]
+        protocol.buffer_updated(size)  # type: ignore[attr-defined]
+        view = view[size:]
 
 
 def _log_failure(name: str, exc: BaseException) -> None:
