@@ -63,8 +63,10 @@ class Server:
     table, the open ``connections``, the store (``storage``:
     broker.persistence.store.Store), the publish ``flow`` control, the
     deduplication journal and the supervisor of the message database
-    process, ``mirror`` (None when off). The flow control and the journal
-    exist before any vhost: ``make_vhost`` hands them to each one."""
+    process, ``mirror`` (None when off), and the ``listeners``
+    (broker.app.listeners.Listener, bound by ``start``). The flow control
+    and the journal exist before any vhost: ``make_vhost`` hands them to
+    each one."""
 
     def __init__(self, config: Config):
         self.config = config
