@@ -203,6 +203,8 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
             default = "on" if default else "off"
         elif isinstance(default, tuple):
             default = ",".join(default)
+        elif default is None:
+            default = "none"
         # a list-valued setting (--host) gathers every use of its flag
         action = "extend" if isinstance(getattr(defaults, field), tuple) else "store"
         group.add_argument(flag, dest=field, metavar=metavar, type=parse, default=argparse.SUPPRESS,
