@@ -44,13 +44,16 @@ CLIENT_PROPERTIES = {
 
 #: CA file of the amqps connections made without ``tls_ca`` (None: plain AMQP)
 DEFAULT_TLS_CA: str | None = None
+#: socket timeout (seconds) of the connections made without ``timeout``
+DEFAULT_TIMEOUT = 60.0
 
 
-def use_tls(ca_file: str | None) -> None:
+def use_tls(ca_file: str | None, timeout: float = 60.0) -> None:
     """Make later connections (in this process and the ones it forks) speak
-    TLS with ``ca_file`` as their trusted CA; None: plain AMQP again."""
-    global DEFAULT_TLS_CA
-    DEFAULT_TLS_CA = ca_file
+    TLS with ``ca_file`` as their trusted CA (None: plain AMQP again), with
+    a socket timeout of ``timeout`` seconds."""
+    global DEFAULT_TLS_CA, DEFAULT_TIMEOUT
+    DEFAULT_TLS_CA, DEFAULT_TIMEOUT = ca_file, timeout
 
 
 def tls_client_context(ca_file: str) -> ssl.SSLContext:
@@ -81,8 +84,8 @@ class Connection:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 5672, user: str = "guest",
                  password: str = "guest", vhost: str = "/", frame_max: int = 131072,
-                 buffer_size: int = 4 << 20, timeout: float = 60.0, tls_ca: str | None = None):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+                 buffer_size: int = 4 << 20, timeout: float | None = None, tls_ca: str | None = None):
+        self.sock = socket.create_connection((host, port), timeout=timeout or DEFAULT_TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)

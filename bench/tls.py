@@ -38,6 +38,10 @@ from tests.interop.server_process import free_port  # noqa: E402
 from tests.interop.tls_certs import make_pki  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "tls.jsonl"
+#: seconds a client waits on RabbitMQ's socket: over TLS on a busy machine
+#: its flow control stopped reading an unpaced publisher for more than the
+#: default 60 s (connection state "flow", queue nearly empty)
+REFERENCE_TIMEOUT = 600.0
 TLS_SCENARIOS = ("publish", "pubsub")
 
 
@@ -96,7 +100,7 @@ def main(argv=None) -> int:
                 finally:
                     leveret.stop()
                 if reference is not None:
-                    amqp_client.use_tls(reference[1])
+                    amqp_client.use_tls(reference[1], timeout=REFERENCE_TIMEOUT)
                     rows += run_one(module, reference[0], size, params, run_id, notes)
     amqp_client.use_tls(None)
     elapsed = time.monotonic() - started
