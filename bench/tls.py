@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import amqp_client, report  # noqa: E402
-from bench.run import PROFILES, git_commit, machine, run_one  # noqa: E402
+from bench.run import PROFILES, git_commit, run_one  # noqa: E402
 from bench.scenarios import SCENARIOS  # noqa: E402
 from bench.targets import REFERENCE_TOOL, Leveret, Reference  # noqa: E402
 from tests.interop.server_process import free_port  # noqa: E402
