@@ -5,13 +5,15 @@ while the broker runs.
 ``find`` prints a table (``--columns`` picks any columns; wide cells are
 cut; ``showing N of M`` when ``--limit`` left messages out) or JSON.
 ``show`` takes the internal id, a message-id or a correlation-id. Exit
-status: 0 done (also when nothing matched), 1 no database or no such
-message, 2 a bad argument.
+status: 0 done (also when nothing matched, or when the reader of the
+output went away), 1 no database, a damaged one, or no such message, 2 a
+bad argument.
 """
 
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable
 
@@ -115,7 +117,9 @@ def run_messages(args: argparse.Namespace, config: Config) -> int:
     path = db_path(config.data_dir)
     try:
         return _show(args, path) if args.action == "show" else _find(args, path)
-    except (MirrorNotFound, ValueError, OSError) as exc:
+    except BrokenPipeError:
+        raise  # the reader went away: cli._quiet_on_closed_pipe ends quietly
+    except (MirrorNotFound, sqlite3.Error, ValueError, OSError) as exc:
         print(f"leveret: {exc}", file=sys.stderr)
         return 1
 
