@@ -22,6 +22,10 @@ from broker.access import AccessControl
 from broker.admin import AdminService
 from broker.app import listeners
 from broker.app.config import LOG_FORMAT, Config
+from broker.app.data_dir import EXIT_DATA_DIR, DataDirError, check_data_dir
+from broker.control.address import socket_path
+from broker.control.socket_server import ControlServer
+from broker.control.standard import standard_registry
 from broker.transport.asyncio_protocol import AMQPProtocol, TLSAcceptor
 from broker.persistence.access_store import load_access
 from broker.persistence.recovery import recover
@@ -91,6 +95,8 @@ class Server:
         self.listeners: list[listeners.Listener] = []
         self._compactor: asyncio.Task | None = None
         self.mirror: MirrorSupervisor | None = None
+        #: the local control channel (leveret queues list ...), started after recovery
+        self.control = ControlServer(socket_path(config.data_dir), standard_registry(), self)
 
     def make_vhost(self, name: str) -> VHost:
         """A new vhost ``name`` with the server's store, publish flow
@@ -157,9 +163,12 @@ class Server:
             # the start marker must be on disk before the first delivery, or a
             # crash right after it could pass for a clean shutdown
             await self.storage.sync()
+            # before the AMQP listeners accept: once clients can connect, so can the CLI
+            await self.control.start()
             await listeners.start_serving(self.listeners)
         except BaseException:
             listeners.close(self.listeners)
+            await self.control.close()
             await self._stop_mirror()
             raise
         self._compactor = asyncio.get_running_loop().create_task(self._compact_forever())
@@ -230,6 +239,7 @@ class Server:
     async def stop(self) -> None:
         """Stop accepting, close every connection with 320, wait briefly."""
         listeners.close(self.listeners)
+        await self.control.close()
         if self._compactor is not None:
             self._compactor.cancel()
         log.info("shutting down: closing %d connections", len(self.connections))
@@ -257,7 +267,15 @@ class Server:
 
 
 async def serve(config: Config) -> int:
-    """Run until SIGTERM or SIGINT; returns the process exit code."""
+    """Run until SIGTERM or SIGINT; returns the process exit code (0; 1
+    cannot start; 3 damaged WAL; ``listeners.EXIT_CANNOT_LISTEN`` a
+    listener cannot be opened; ``data_dir.EXIT_DATA_DIR`` data directory
+    unusable)."""
+    try:
+        check_data_dir(config.data_dir)
+    except DataDirError as exc:
+        log.error("%s", exc)
+        return EXIT_DATA_DIR
     server = Server(config)
     try:
         await server.start()
