@@ -17,6 +17,7 @@
             [--limit N] [--json]
     leveret messages show ID [--data-dir D] [--json]
     leveret db rebuild [--data-dir D]
+    leveret queues list [--data-dir D] [--vhost V] [--json]
 
 With no subcommand, or when the first argument is an option, the broker
 serves: ``leveret --port 5673`` is ``leveret serve --port 5673``. The
@@ -24,6 +25,8 @@ serves: ``leveret --port 5673`` is ``leveret serve --port 5673``. The
 directory (``--data-dir``, else ``LEVERET_DATA_DIR``, else ``./data``) and
 accept no server option. ``messages find/show`` read it while the broker
 runs; ``db rebuild`` needs the broker stopped (``broker.app.cli_tools``).
+``queues list`` asks the broker running on the data directory, through its
+control socket (``broker.app.cli_control``).
 
 Each setting comes from, in order: the command-line flag, the ``LEVERET_*``
 environment variable (``Config.from_env``), the default in
@@ -40,7 +43,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from broker.app.cli_tools import add_tool_commands, check_tool_args, run_tool, tool_data_dir  # noqa: F401
+from broker.app.cli_control import add_control_commands, run_control
+from broker.app.cli_tools import (add_data_dir_option, add_tool_commands, check_tool_args, run_tool,
+                                  tool_data_dir)
 from broker.app.config import LOG_FORMAT, Config, env_name, parse_on_off
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -49,8 +54,11 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 FRAME_MIN_SIZE = 4096
 
 #: subcommands; ``serve`` is the one run when none is named
-COMMANDS = ("serve", "messages", "db")
+COMMANDS = ("serve", "messages", "db", "queues")
 DEFAULT_COMMAND = "serve"
+#: commands that work on a data directory (the message database, or the
+#: broker running on it) instead of serving
+TOOL_COMMANDS = ("messages", "db", "queues")
 
 
 # --- value checks (shared by flags and environment variables) ---------------
@@ -210,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Run the broker until SIGTERM or SIGINT.")
     _add_serve_options(serve)
     add_tool_commands(commands, _path)
+    add_control_commands(commands, lambda command_parser: add_data_dir_option(command_parser, _path))
     return parser
 
 
@@ -292,16 +301,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     Parses ``argv`` (``sys.argv[1:]`` when None), sets up logging and runs the
     chosen command. For ``serve`` that is ``broker.app.server.run(config)``, which
     blocks until SIGTERM/SIGINT; its return value becomes the process exit
-    status. ``messages``/``db`` run ``run_tool`` (exit 0 or 1). Exits with
-    status 2 on a usage error.
+    status. ``messages``/``db`` run ``run_tool``, ``queues`` ``run_control``
+    (exit 0 or 1). Exits with status 2 on a usage error.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("messages", "db"):
+    if args.command in TOOL_COMMANDS:
         _check_tool_args(args, parser)
         setup_logging("warning")
-        sys.exit(run_tool(args, os.environ))
+        sys.exit(_quiet_on_closed_pipe(lambda: run_control(args, tool_data_dir(args, os.environ))
+                                       if args.command == "queues" else run_tool(args, os.environ)))
     command, config = parse_command_line(argv)
     setup_logging(config.log_level)
     if command == "serve":
@@ -311,3 +321,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{k}={v}" for k, v in dataclasses.asdict(config).items() if k != "default_pass"))
         sys.exit(server.run(config))
     raise AssertionError(f"unhandled command {command!r}")  # argparse only accepts COMMANDS
+
+
+def _quiet_on_closed_pipe(run: Callable[[], int]) -> int:
+    """``run()``'s exit status; when the reader of stdout went away
+    (``leveret messages find | head -1``), stop quietly with status 0, as
+    a shell tool does, instead of "[Errno 32] Broken pipe"."""
+    try:
+        status = run()
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that
+        # flush does not fail a second time
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0

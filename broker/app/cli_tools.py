@@ -55,15 +55,19 @@ def _int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def add_data_dir_option(parser: argparse.ArgumentParser, path_type: Callable[[str], Path]) -> None:
+    """Add ``--data-dir D`` (checked by ``path_type``) to a command's parser."""
+    parser.add_argument("--data-dir", dest="data_dir", metavar="D", type=path_type,
+                        default=argparse.SUPPRESS,
+                        help=f"the broker's data directory [env {_DATA_DIR_ENV}, default ./data]")
+
+
 def add_tool_commands(commands, path_type: Callable[[str], Path]) -> None:
     """Add the ``messages`` and ``db`` commands to the subparsers
     ``commands``; ``path_type`` checks ``--data-dir``."""
 
     def data_dir_option(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--data-dir", dest="data_dir", metavar="D", type=path_type,
-                            default=argparse.SUPPRESS,
-                            help=f"the broker's data directory [env {_DATA_DIR_ENV}, "
-                                 "default ./data]")
+        add_data_dir_option(parser, path_type)
 
     messages = commands.add_parser(
         "messages", prog="leveret messages", help="query the message database",

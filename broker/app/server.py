@@ -15,6 +15,9 @@ import aiosqlite
 
 from broker import __version__
 from broker.app.config import LOG_FORMAT, Config
+from broker.control.address import socket_path
+from broker.control.socket_server import ControlServer
+from broker.control.standard import standard_registry
 from broker.transport.asyncio_protocol import AMQPProtocol
 from broker.persistence.recovery import recover
 from broker.persistence.dedup_journal import FILE_NAME as DEDUP_FILE
@@ -75,6 +78,8 @@ class Server:
         self._listener: asyncio.base_events.Server | None = None
         self._compactor: asyncio.Task | None = None
         self.mirror: MirrorSupervisor | None = None
+        #: the local control channel (leveret queues list ...), started after recovery
+        self.control = ControlServer(socket_path(config.data_dir), standard_registry(), self)
 
     def make_vhost(self, name: str) -> VHost:
         """A new vhost ``name`` with the server's store, publish flow
@@ -128,10 +133,13 @@ class Server:
             # the start marker must be on disk before the first delivery, or a
             # crash right after it could pass for a clean shutdown
             await self.storage.sync()
+            # before the AMQP listener: once clients can connect, so can the CLI
+            await self.control.start()
             loop = asyncio.get_running_loop()
             self._listener = await loop.create_server(lambda: AMQPProtocol(self), self.config.host,
                                                       self.config.port, reuse_address=True, backlog=1024)
         except BaseException:
+            await self.control.close()
             await self._stop_mirror()
             raise
         self._compactor = loop.create_task(self._compact_forever())
@@ -203,6 +211,7 @@ class Server:
         """Stop accepting, close every connection with 320, wait briefly."""
         if self._listener is not None:
             self._listener.close()
+        await self.control.close()
         if self._compactor is not None:
             self._compactor.cancel()
         log.info("shutting down: closing %d connections", len(self.connections))
