@@ -18,6 +18,10 @@
     leveret messages show ID [--data-dir D] [--json]
     leveret db rebuild [--data-dir D]
     leveret queues list [--data-dir D] [--vhost V] [--json]
+    leveret users list|add|delete|set-password|set-tags ...   [--data-dir D]
+    leveret permissions list|set|clear ...                    [--data-dir D]
+    leveret vhosts list|add|delete ...                        [--data-dir D]
+    leveret definitions export [FILE] | import FILE           [--data-dir D]
 
 With no subcommand, or when the first argument is an option, the broker
 serves: ``leveret --port 5673`` is ``leveret serve --port 5673``. The
@@ -26,7 +30,9 @@ directory (``--data-dir``, else ``LEVERET_DATA_DIR``, else ``./data``) and
 accept no server option. ``messages find/show`` read it while the broker
 runs; ``db rebuild`` needs the broker stopped (``broker.app.cli_tools``).
 ``queues list`` asks the broker running on the data directory, through its
-control socket (``broker.app.cli_control``).
+control socket (``broker.app.cli_control``), and so do the admin commands
+``users``, ``permissions``, ``vhosts`` and ``definitions``
+(``broker.app.cli_admin``).
 
 Each setting comes from, in order: the command-line flag, the ``LEVERET_*``
 environment variable (``Config.from_env``), the default in
@@ -43,6 +49,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from broker.app.cli_admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.app.cli_control import add_control_commands, run_control
 from broker.app.cli_tools import (add_data_dir_option, add_tool_commands, check_tool_args, run_tool,
                                   tool_data_dir)
@@ -54,11 +61,11 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 FRAME_MIN_SIZE = 4096
 
 #: subcommands; ``serve`` is the one run when none is named
-COMMANDS = ("serve", "messages", "db", "queues")
+COMMANDS = ("serve", "messages", "db", "queues", *ADMIN_COMMANDS)
 DEFAULT_COMMAND = "serve"
 #: commands that work on a data directory (the message database, or the
 #: broker running on it) instead of serving
-TOOL_COMMANDS = ("messages", "db", "queues")
+TOOL_COMMANDS = ("messages", "db", "queues", *ADMIN_COMMANDS)
 
 
 # --- value checks (shared by flags and environment variables) ---------------
@@ -219,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_options(serve)
     add_tool_commands(commands, _path)
     add_control_commands(commands, lambda command_parser: add_data_dir_option(command_parser, _path))
+    add_admin_commands(commands, lambda command_parser: add_data_dir_option(command_parser, _path))
     return parser
 
 
@@ -310,8 +318,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command in TOOL_COMMANDS:
         _check_tool_args(args, parser)
         setup_logging("warning")
-        sys.exit(_quiet_on_closed_pipe(lambda: run_control(args, tool_data_dir(args, os.environ))
-                                       if args.command == "queues" else run_tool(args, os.environ)))
+        sys.exit(_quiet_on_closed_pipe(lambda: _run_tool_command(args)))
     command, config = parse_command_line(argv)
     setup_logging(config.log_level)
     if command == "serve":
@@ -321,6 +328,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{k}={v}" for k, v in dataclasses.asdict(config).items() if k != "default_pass"))
         sys.exit(server.run(config))
     raise AssertionError(f"unhandled command {command!r}")  # argparse only accepts COMMANDS
+
+
+def _run_tool_command(args: argparse.Namespace) -> int:
+    """Run a TOOL_COMMANDS command; returns its exit status."""
+    if args.command == "queues":
+        return run_control(args, tool_data_dir(args, os.environ))
+    if args.command in ADMIN_COMMANDS:
+        return run_admin(args, tool_data_dir(args, os.environ))
+    return run_tool(args, os.environ)
 
 
 def _quiet_on_closed_pipe(run: Callable[[], int]) -> int:
