@@ -36,25 +36,29 @@ class HandshakeRefused(Exception):
 class Handshake:
     """Drives one connection from its first byte to connection.open-ok.
 
-    ``authenticate(username, password) -> bool`` and
-    ``vhost_exists(name) -> bool`` are supplied by the broker. The tune
-    proposal is ``channel_max`` (channels), ``frame_max`` (bytes) and
-    ``heartbeat`` (seconds); after tune-ok the negotiated values are in the
-    attributes of the same names. Errors: 403 ACCESS_REFUSED for a failed
-    login, 530 NOT_ALLOWED for an unknown vhost or a frame_max outside
-    [4096, proposal], 503 COMMAND_INVALID for a method out of order; all are
-    connection errors.
+    ``authenticate(username, password) -> bool`` and ``open_vhost(name)``
+    (raises AMQPError: 530 NOT_ALLOWED for a vhost that does not exist or
+    that the user may not open, or a connection limit) are supplied by the
+    broker. The tune proposal is ``channel_max`` (channels), ``frame_max``
+    (bytes) and ``heartbeat`` (seconds); after tune-ok the negotiated values
+    are in the attributes of the same names. Errors: a failed login is 403
+    ACCESS_REFUSED when the client announced the
+    ``authentication_failure_close`` capability, else HandshakeRefused (the
+    socket is closed without a frame, as RabbitMQ does:
+    rabbitmq.com/auth-notification.html); 530 NOT_ALLOWED for a frame_max
+    outside [4096, proposal], 503 COMMAND_INVALID for a method out of
+    order; all are connection errors.
     """
 
     def __init__(self, server_properties: dict, channel_max: int, frame_max: int, heartbeat: int,
-                 authenticate: Callable[[str, str], bool], vhost_exists: Callable[[str], bool]):
+                 authenticate: Callable[[str, str], bool], open_vhost: Callable[[str], None]):
         self.state = AWAIT_PROTOCOL_HEADER
         self.server_properties = server_properties
         self.channel_max = channel_max
         self.frame_max = frame_max
         self.heartbeat = heartbeat
         self._authenticate = authenticate
-        self._vhost_exists = vhost_exists
+        self._open_vhost = open_vhost
         self.username = ""
         self.vhost = ""
         self.client_properties: dict = {}
@@ -91,6 +95,9 @@ class Handshake:
             raise HandshakeRefused(f"unsupported authentication mechanism '{method.mechanism}'")
         credentials = parse_response(method.mechanism, method.response or b"")
         if credentials is None or not self._authenticate(*credentials):
+            capabilities = self.client_properties.get("capabilities") or {}
+            if not capabilities.get("authentication_failure_close"):
+                raise HandshakeRefused(f"login refused using authentication mechanism {method.mechanism}")
             raise connection_error(
                 reply_codes.ACCESS_REFUSED,
                 f"Login was refused using authentication mechanism {method.mechanism}. "
@@ -122,8 +129,10 @@ class Handshake:
         return b""
 
     def _on_open(self, method: commands.Connection.Open) -> bytes:
-        if not self._vhost_exists(method.virtual_host):
-            raise self._error(reply_codes.NOT_ALLOWED, f"vhost {method.virtual_host} not found", method)
+        try:
+            self._open_vhost(method.virtual_host)
+        except AMQPError as error:
+            raise error.for_method(method.index >> 16, method.index & 0xFFFF) from None
         self.vhost = method.virtual_host
         self.state = OPEN
         return encode_method(0, commands.Connection.OpenOk())

@@ -31,6 +31,9 @@ class Config:
     default_user: str = "guest"
     default_pass: str = "guest"
     default_vhost: str = "/"
+    #: users who may log in from a loopback address only (RabbitMQ's
+    #: loopback_users); LEVERET_LOOPBACK_USERS is comma-separated, "" for none
+    loopback_users: tuple = ("guest",)
     frame_max: int = 131072
     channel_max: int = 2047
     heartbeat: int = 60
@@ -111,6 +114,8 @@ def _coerce(type_name: object, raw: str) -> object:
         return float(raw)
     if name == "Path":
         return Path(raw)
+    if name == "tuple":  # a comma-separated list: LEVERET_LOOPBACK_USERS=guest,admin
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     return raw
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hmac
 import logging
 import platform
 import signal
@@ -14,11 +13,14 @@ import signal
 import aiosqlite
 
 from broker import __version__
+from broker.access import AccessControl
+from broker.admin import AdminService
 from broker.app.config import LOG_FORMAT, Config
 from broker.control.address import socket_path
 from broker.control.socket_server import ControlServer
 from broker.control.standard import standard_registry
 from broker.transport.asyncio_protocol import AMQPProtocol
+from broker.persistence.access_store import load_access
 from broker.persistence.recovery import recover
 from broker.persistence.dedup_journal import FILE_NAME as DEDUP_FILE
 from broker.persistence.dedup_journal import DedupJournal
@@ -56,8 +58,10 @@ CAPABILITIES = ("publisher_confirms", "exchange_exchange_bindings", "basic.nack"
 
 
 class Server:
-    """Everything one broker process holds: ``vhosts`` by name, the user
-    table, the open ``connections``, the store (``storage``:
+    """Everything one broker process holds: ``vhosts`` by name, access
+    control (``access``: users, permissions, limits; loaded by ``start``),
+    the admin service (``admin``: broker.admin.AdminService), the open
+    ``connections``, the store (``storage``:
     broker.persistence.store.Store), the publish ``flow`` control, the
     deduplication journal and the supervisor of the message database
     process, ``mirror`` (None when off). The flow control and the journal
@@ -69,12 +73,16 @@ class Server:
             raise ValueError(f"fsync must be 'always' or 'never', not {config.fsync!r}")
         self.storage = Store.in_directory(config.data_dir, fsync=config.fsync == "always",
                                           segment_size=config.wal_segment_size)
-        self.users: dict[str, str] = {config.default_user: config.default_pass}
+        #: replaced by the stored one in ``start`` (after recovery opened the
+        #: topology database); empty until then: no login succeeds
+        self.access = AccessControl(None, config.loopback_users)
+        self.admin = AdminService(self)
         self.connections: set = set()
         self.flow = PublishFlow(self.connections)
         #: opened by ``start``; a no-op when the file cannot be used
         self.dedup_journal = DedupJournal(config.data_dir / DEDUP_FILE)
-        self.vhosts: dict[str, VHost] = {config.default_vhost: self.make_vhost(config.default_vhost)}
+        #: the vhosts of the topology and of access control, made by ``start``
+        self.vhosts: dict[str, VHost] = {}
         self._listener: asyncio.base_events.Server | None = None
         self._compactor: asyncio.Task | None = None
         self.mirror: MirrorSupervisor | None = None
@@ -87,10 +95,16 @@ class Server:
         in the stored topology with it)."""
         return VHost(name, storage=self.storage, flow=self.flow, dedup_journal=self.dedup_journal)
 
-    def authenticate(self, username: str, password: str) -> bool:
-        """True when the password matches the user's (constant-time compare)."""
-        expected = self.users.get(username)
-        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+    def _load_access(self) -> None:
+        """Access control from the topology database (seeded with the
+        default user and vhost on a fresh data directory), and a VHost for
+        every vhost it names."""
+        config = self.config
+        self.access = load_access(self.storage, list(self.vhosts), config.default_user, config.default_pass,
+                                  config.default_vhost, config.loopback_users)
+        for name in self.access.vhosts:
+            if name not in self.vhosts:
+                self.vhosts[name] = self.make_vhost(name)
 
     def server_properties(self) -> dict:
         """connection.start server-properties, as RabbitMQ announces them."""
@@ -126,6 +140,7 @@ class Server:
                 gc.freeze()
                 gc.set_threshold(*GC_THRESHOLDS)
                 gc.enable()
+            self._load_access()
             await self._open_dedup_journal()
             # started once recovery has cut any damaged WAL tail, so the
             # process only ever reads a WAL that the broker has checked

@@ -60,13 +60,18 @@ class Connection:
         self.name = f"connection {peer[0]}:{peer[1]} -> {local[0]}:{local[1]}"
         self.state = HANDSHAKE
         self.reader = FrameReader(config.frame_max)
+        self.peer_address = peer[0]
         self.handshake = Handshake(server.server_properties(), config.channel_max, config.frame_max,
-                                   config.heartbeat, server.authenticate, server.vhosts.__contains__)
+                                   config.heartbeat, self._authenticate, self._open_vhost)
         self.frame_max = config.frame_max
         self.channel_max = config.channel_max
         self.heartbeat = 0
         self.username = ""
         self.vhost = None
+        #: the user's permissions in the vhost (broker.access.Grant), set by connection.open
+        self.grant = None
+        #: counted by access control as open (connection limits), until connection_lost
+        self._counted = False
         self.cancel_notify = False
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: set[Queue] = set()
@@ -211,8 +216,31 @@ class Connection:
                 reply_codes.NOT_ALLOWED,
                 f"number of channels opened ({len(self.channels)}) has reached the negotiated "
                 f"channel_max ({self.channel_max})")
+        self.server.access.open_channel(self.username)  # 530 at the user's max-channels
         self.channels[number] = Channel(self, number)
         self.send(encode_method(number, commands.Channel.OpenOk()))
+
+    def _authenticate(self, username: str, password: str) -> bool:
+        """The handshake's login check (broker.access.AccessControl.authenticate);
+        a refusal is logged with the user, the client address and the
+        reason, never the password."""
+        user, reason = self.server.access.authenticate(username, password, self.peer_address)
+        if user is None:
+            log.warning("%s: login refused for user '%s' (mechanism %s): %s", self.name, username,
+                        self.handshake.mechanism, reason)
+        return user is not None
+
+    def _open_vhost(self, vhost: str) -> None:
+        """The handshake's connection.open check: limits, the vhost and the
+        user's access to it (530 NOT_ALLOWED, logged with the user and the
+        client address); counts this connection against the limits."""
+        try:
+            self.grant = self.server.access.open_vhost(self.handshake.username, vhost)
+        except AMQPError as error:
+            log.warning("%s: user '%s' refused vhost '%s': %s", self.name, self.handshake.username, vhost,
+                        error.text)
+            raise
+        self._counted = True
 
     def _on_open(self) -> None:
         handshake = self.handshake
@@ -236,6 +264,7 @@ class Connection:
         """Drop a fully closed channel so its number can be reused."""
         if self.channels.get(channel.number) is channel:
             del self.channels[channel.number]
+            self.server.access.channel_closed(self.username)
 
     def add_exclusive_queue(self, queue: "Queue") -> None:
         """``queue`` was declared exclusive to this connection (its
@@ -328,6 +357,8 @@ class Connection:
     def _release_all(self) -> None:
         for channel in self.channels.values():
             channel.release()
+        if self.channels:
+            self.server.access.channel_closed(self.username, len(self.channels))
         self.channels.clear()
         for queue in list(self.exclusive_queues):
             log.info("%s vhost '%s' queue '%s': exclusive queue deleted with its connection", self.name,
@@ -346,6 +377,9 @@ class Connection:
         self.state = CLOSED
         self._timer.cancel()
         self.server.connections.discard(self)
+        if self._counted:
+            self._counted = False
+            self.server.access.connection_closed(self.username, self.handshake.vhost)
 
 
 def _forget_exclusive_queue(queue: "Queue") -> None:
