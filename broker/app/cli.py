@@ -9,7 +9,7 @@
             [--wal-segment-size B] [--compact-interval S] [--mirror on|off]
             [--mirror-body-limit B] [--mirror-retention-days D]
             [--mirror-retention-rows N] [--mirror-max-backlog N]
-            [--consumer-timeout MS]
+            [--consumer-timeout MS] [--definitions FILE]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
@@ -176,6 +176,8 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
      "most messages kept in the message database (oldest finished deleted first)"),
     ("mirror_max_backlog", "--mirror-max-backlog", "N", _int_range(1, 2**63 - 1),
      "WAL records the message database may fall behind before it stores no bodies"),
+    ("definitions", "--definitions", "FILE", _path,
+     "definitions file (RabbitMQ's JSON format) to import at start, as RabbitMQ's load_definitions"),
     ("consumer_timeout", "--consumer-timeout", "MS", _int_range(0, 2**63 - 1),
      "ms a delivery may stay unacknowledged before its channel is closed with 406 (0: never; "
      "x-consumer-timeout overrides it per queue)"),
@@ -194,6 +196,8 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
             default = f"./{default}"
         elif isinstance(default, bool):
             default = "on" if default else "off"
+        elif default is None:
+            default = "none"
         group.add_argument(flag, dest=field, metavar=metavar, type=parse, default=argparse.SUPPRESS,
                            help=f"{text} [env {env_name(field)}, default {default}]")
 

@@ -14,7 +14,9 @@ import aiosqlite
 
 from broker import __version__
 from broker.access import AccessControl
-from broker.admin import AdminService
+from broker.admin import AdminError, AdminService
+from broker.admin.definitions import load_definitions_file
+from broker.admin.definitions_format import DefinitionsError
 from broker.app.config import LOG_FORMAT, Config
 from broker.control.address import socket_path
 from broker.control.socket_server import ControlServer
@@ -141,6 +143,9 @@ class Server:
                 gc.set_threshold(*GC_THRESHOLDS)
                 gc.enable()
             self._load_access()
+            if self.config.definitions is not None:  # RabbitMQ's load_definitions
+                log.info("definitions loaded from %s: %s", self.config.definitions,
+                         load_definitions_file(self, self.config.definitions))
             await self._open_dedup_journal()
             # started once recovery has cut any damaged WAL tail, so the
             # process only ever reads a WAL that the broker has checked
@@ -264,6 +269,9 @@ async def serve(config: Config) -> int:
     except WalError as exc:
         log.error("cannot recover from the write-ahead log: %s", exc)
         return 3
+    except (DefinitionsError, AdminError) as exc:
+        log.error("cannot load the definitions file: %s", exc)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,169 @@
+"""Export and import of a running broker's definitions in RabbitMQ's JSON
+format (rabbitmq.com/docs/definitions; the format: definitions_format.py,
+the topology part: definitions_topology.py), for ``leveret definitions
+export|import`` and ``--definitions FILE`` (RabbitMQ's
+``load_definitions``).
+
+An import is checked whole before anything changes (JSON types, password
+hashes, permission patterns, limits, references to users and vhosts,
+exchange types, queue arguments), then applied in RabbitMQ's order: users,
+vhosts, permissions, limits, exchanges, queues, bindings. Existing users
+are replaced (hash, tags; their permissions stay), permissions are set,
+existing exchanges and queues are left as they are. Every write goes
+through the AdminService (durable, one audit line each).
+
+Not kept: topic permissions, policies, parameters other than
+``vhost-limits`` and global parameters. Leveret has no such features yet:
+each section that holds any is logged once, with its count, and left out.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from broker.access import limits as limit_rules
+from broker.access.passwords import validate_hash
+from broker.access.permissions import compile_pattern
+from broker.admin import definitions_topology as topology
+from broker.admin.audit import Actor
+from broker.admin.definitions_format import (VHOST_LIMITS, Definitions, DefinitionsError, ParameterDef,
+                                             PermissionDef, UserDef, VHostDef, loads, parse, render)
+
+log = logging.getLogger(__name__)
+
+#: sections Leveret reads but does not keep (logged, then left out)
+NOT_KEPT = ("topic_permissions", "policies", "global_parameters")
+
+
+def export_definitions(server) -> dict:
+    """The definitions document of ``server`` (broker.app.server.Server:
+    ``admin``, ``vhosts``): users with their hashes and limits, vhosts,
+    permissions, each vhost's limits as a ``vhost-limits`` parameter (as
+    RabbitMQ writes them), exchanges, queues and bindings."""
+    admin = server.admin
+    user_limits = admin.list_user_limits()
+    vhost_limits = admin.list_vhost_limits()
+    exchanges, queues, bindings = topology.exported_topology(server.vhosts)
+    definitions = Definitions(
+        users=[UserDef(u.name, u.password_hash, u.hashing_algorithm, tuple(u.tags), user_limits.get(u.name, {}))
+               for u in admin.list_users()],
+        vhosts=[VHostDef(v.name, v.description, tuple(v.tags), vhost_limits.get(v.name, {}))
+                for v in admin.list_vhosts()],
+        permissions=[PermissionDef(p.user, p.vhost, p.configure, p.write, p.read)
+                     for p in admin.list_permissions()],
+        parameters=[ParameterDef(name, VHOST_LIMITS, "limits", limits)
+                    for name, limits in sorted(vhost_limits.items())],
+        exchanges=exchanges, queues=queues, bindings=bindings)
+    return render(definitions)
+
+
+def import_definitions(server, actor: Actor, document: object) -> str:
+    """Apply the definitions ``document`` (decoded JSON) to ``server`` as
+    ``actor``; returns a one-line summary. Raises DefinitionsError (nothing
+    changed) for an invalid document; broker.admin.AdminError if a write
+    fails midway (what was applied before stays)."""
+    definitions = parse(document)
+    users = {u.name for u in definitions.users} | set(server.access.users)
+    vhosts = {v.name for v in definitions.vhosts} | set(server.access.vhosts)
+    _check_users(definitions.users)
+    _check_permissions(definitions.permissions, users, vhosts)
+    vhost_limits = _vhost_limits(definitions, vhosts)
+    plan = topology.plan(definitions.exchanges, definitions.queues, definitions.bindings, vhosts.__contains__)
+    _log_not_kept(definitions)
+
+    admin = server.admin
+    for user in definitions.users:
+        password_hash = None if user.password is not None else user.password_hash
+        admin.add_user(actor, user.name, user.password, tags=user.tags, password_hash=password_hash,
+                       hashing_algorithm=user.hashing_algorithm, replace=True)
+        if user.limits:
+            admin.set_user_limits(actor, user.name, dict(user.limits))
+    for vhost in definitions.vhosts:
+        admin.add_vhost(actor, vhost.name, vhost.description, vhost.tags)
+    for name, limits in vhost_limits.items():
+        admin.set_vhost_limits(actor, name, limits)
+    for p in definitions.permissions:
+        admin.set_permissions(actor, p.user, p.vhost, p.configure, p.write, p.read)
+    skipped = topology.apply(plan, server.vhosts)
+    summary = definitions.counts() + (f"; {skipped} topology records skipped (see the log)" if skipped else "")
+    log.info("definitions imported by %s: %s", actor, summary)
+    return summary
+
+
+def load_definitions_file(server, path: Path) -> str:
+    """``--definitions FILE`` at start (RabbitMQ's ``load_definitions``):
+    import ``path`` as the broker itself. Raises DefinitionsError (also for
+    a file that cannot be read) so that the start fails, as RabbitMQ's boot
+    does."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionsError(f"cannot read {path}: {exc}") from None
+    try:
+        return import_definitions(server, Actor("leveret", f"--definitions {path}"), loads(text))
+    except DefinitionsError as exc:
+        raise DefinitionsError(f"{path}: {exc}") from None
+
+
+# ---- checks before anything changes -------------------------------------------
+
+def _check_users(users: list[UserDef]) -> None:
+    for i, user in enumerate(users):
+        where = f"users[{i}] ('{user.name}')"
+        if not user.name:
+            raise DefinitionsError(f"users[{i}]: user name must not be empty")
+        try:
+            if user.password is None:
+                validate_hash(user.password_hash, user.hashing_algorithm)
+            limit_rules.validated("user", dict(user.limits))
+        except ValueError as exc:
+            raise DefinitionsError(f"{where}: {exc}") from None
+
+
+def _check_permissions(permissions: list[PermissionDef], users: set[str], vhosts: set[str]) -> None:
+    for i, p in enumerate(permissions):
+        where = f"permissions[{i}] (user '{p.user}' vhost '{p.vhost}')"
+        if p.user not in users:
+            raise DefinitionsError(f"{where}: no user '{p.user}'")
+        if p.vhost not in vhosts:
+            raise DefinitionsError(f"{where}: no vhost '{p.vhost}'")
+        try:
+            for pattern in (p.configure, p.write, p.read):
+                compile_pattern(pattern)
+        except ValueError as exc:
+            raise DefinitionsError(f"{where}: {exc}") from None
+
+
+def _vhost_limits(definitions: Definitions, vhosts: set[str]) -> dict[str, dict]:
+    """vhost -> limits to set: a vhost record's ``limits`` (RabbitMQ 3.10
+    writes them there too), overridden by its ``vhost-limits`` parameter.
+    Raises DefinitionsError for an unknown vhost, limit or a bad value."""
+    result: dict[str, dict] = {v.name: dict(v.limits) for v in definitions.vhosts if v.limits}
+    for i, parameter in enumerate(definitions.parameters):
+        if parameter.component != VHOST_LIMITS:
+            continue
+        if parameter.vhost not in vhosts:
+            raise DefinitionsError(f"parameters[{i}]: no vhost '{parameter.vhost}'")
+        if not isinstance(parameter.value, dict):
+            raise DefinitionsError(f"parameters[{i}]: vhost-limits value must be an object")
+        result[parameter.vhost] = dict(parameter.value)
+    for name, limits in result.items():
+        try:
+            limit_rules.validated("vhost", limits)
+        except ValueError as exc:
+            raise DefinitionsError(f"vhost '{name}': {exc}") from None
+    return result
+
+
+def _log_not_kept(definitions: Definitions) -> None:
+    for section in NOT_KEPT:
+        count = len(getattr(definitions, section))
+        if count:
+            log.warning("definitions: %d %s not imported: Leveret does not support them yet", count,
+                        section.replace("_", " "))
+    others = [p for p in definitions.parameters if p.component != VHOST_LIMITS]
+    if others:
+        components = ", ".join(sorted({p.component for p in others}))
+        log.warning("definitions: %d parameters (%s) not imported: Leveret does not support them yet",
+                    len(others), components)
