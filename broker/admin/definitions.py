@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 
 from broker.access import limits as limit_rules
-from broker.access.passwords import validate_hash
+from broker.access.passwords import check_password, validate_hash
 from broker.access.permissions import compile_pattern
 from broker.admin import definitions_topology as topology
 from broker.admin.audit import Actor
@@ -63,7 +63,11 @@ def import_definitions(server, actor: Actor, document: object) -> str:
     ``actor``; returns a one-line summary. Raises DefinitionsError (nothing
     changed) for an invalid document; broker.admin.AdminError if a write
     fails midway (what was applied before stays)."""
-    definitions = parse(document)
+    return apply_definitions(server, actor, parse(document))
+
+
+def apply_definitions(server, actor: Actor, definitions: Definitions) -> str:
+    """``import_definitions`` of parsed ``definitions``."""
     users = {u.name for u in definitions.users} | set(server.access.users)
     vhosts = {v.name for v in definitions.vhosts} | set(server.access.vhosts)
     _check_users(definitions.users)
@@ -74,9 +78,9 @@ def import_definitions(server, actor: Actor, document: object) -> str:
 
     admin = server.admin
     for user in definitions.users:
-        password_hash = None if user.password is not None else user.password_hash
-        admin.add_user(actor, user.name, user.password, tags=user.tags, password_hash=password_hash,
-                       hashing_algorithm=user.hashing_algorithm, replace=True)
+        password, password_hash, algorithm = _credentials(server.access.users.get(user.name), user)
+        admin.add_user(actor, user.name, password, tags=user.tags, password_hash=password_hash,
+                       hashing_algorithm=algorithm, replace=True)
         if user.limits:
             admin.set_user_limits(actor, user.name, dict(user.limits))
     for vhost in definitions.vhosts:
@@ -101,9 +105,21 @@ def load_definitions_file(server, path: Path) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionsError(f"cannot read {path}: {exc}") from None
     try:
-        return import_definitions(server, Actor("leveret", f"--definitions {path}"), loads(text))
+        return apply_definitions(server, Actor("leveret", f"--definitions {path}"), loads(text))
     except DefinitionsError as exc:
         raise DefinitionsError(f"{path}: {exc}") from None
+
+
+def _credentials(existing, user: UserDef) -> tuple[str | None, str | None, str]:
+    """(password, password_hash, algorithm) for AdminService.add_user. A
+    clear-text password that the existing user already has keeps its hash:
+    loading the same file at every start (``--definitions``) changes
+    nothing."""
+    if user.password is None:
+        return None, user.password_hash, user.hashing_algorithm
+    if existing is not None and check_password(existing.password_hash, existing.hashing_algorithm, user.password):
+        return None, existing.password_hash, existing.hashing_algorithm
+    return user.password, None, user.hashing_algorithm
 
 
 # ---- checks before anything changes -------------------------------------------

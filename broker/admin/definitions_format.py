@@ -291,12 +291,12 @@ def _exchange(r: _Record) -> ExchangeDef:
 
 
 def _queue(r: _Record) -> QueueDef:
+    name, vhost, durable, auto_delete = r.text("name"), r.text("vhost"), r.flag("durable"), r.flag("auto_delete")
     arguments = r.table("arguments")
     kind = r.text("type", "")
     if kind and "x-queue-type" not in arguments and kind != "classic":
         arguments = {**arguments, "x-queue-type": kind}  # newer exports give the type only as a key
-    return QueueDef(vhost=r.text("vhost"), name=r.text("name"), durable=r.flag("durable"),
-                    auto_delete=r.flag("auto_delete"), arguments=arguments)
+    return QueueDef(vhost=vhost, name=name, durable=durable, auto_delete=auto_delete, arguments=arguments)
 
 
 def _binding(r: _Record) -> BindingDef:
