@@ -61,7 +61,8 @@ class AccessStore(Protocol):
 
 class AccessControl:
     """Users (``users``: name -> User), vhosts (``vhosts``: name ->
-    VirtualHost), ``grants`` ((user, vhost) -> Grant), ``vhost_limits``
+    VirtualHost), ``grants`` ((user, vhost) -> Grant; a revoked one, not
+    ``active``, stands for cleared permissions), ``vhost_limits``
     and ``user_limits`` (name -> {limit: int}), and the live counts the
     limits are checked against (connections per vhost and per user, channels
     per user). ``loopback_users``: names that may log in from a loopback
@@ -93,6 +94,17 @@ class AccessControl:
             return None, UNKNOWN_USER
         if not check_password(user.password_hash, user.hashing_algorithm, password):
             return None, WRONG_PASSWORD
+        if username in self.loopback_users and not is_loopback(address):
+            return None, f"user '{username}' can only connect via localhost"
+        return user, ""
+
+    def authenticate_external(self, username: str, address: str) -> tuple[User | None, str]:
+        """SASL EXTERNAL (the name is the TLS client certificate's CN, checked
+        by the transport): as ``authenticate`` without a password; the user
+        must exist, and a loopback-only user still needs a loopback address."""
+        user = self.users.get(username)
+        if user is None:
+            return None, UNKNOWN_USER
         if username in self.loopback_users and not is_loopback(address):
             return None, f"user '{username}' can only connect via localhost"
         return user, ""
@@ -196,9 +208,11 @@ class AccessControl:
         return grant
 
     def remove_permission(self, user: str, vhost: str) -> None:
+        """Clear the user's permissions in ``vhost``: the Grant stays, revoked
+        (open connections hold it: ``put_permission`` brings them back)."""
         if self.store is not None:
             self.store.delete_permission(user, vhost)
-        grant = self.grants.pop((user, vhost), None)
+        grant = self.grants.get((user, vhost))
         if grant is not None:
             grant.revoke()
 

@@ -159,7 +159,8 @@ class AdminService:
     def list_permissions(self, vhost: str | None = None, user: str | None = None) -> list[PermissionInfo]:
         """Permissions, all or those of one ``vhost`` and/or ``user``."""
         return [PermissionInfo(g.user, g.vhost, g.configure, g.write, g.read) for (u, v), g in
-                self.access.grants.items() if (vhost is None or v == vhost) and (user is None or u == user)]
+                self.access.grants.items()
+                if g.active and (vhost is None or v == vhost) and (user is None or u == user)]
 
     def set_permissions(self, actor: Actor, user: str, vhost: str, configure: str, write: str,
                         read: str) -> PermissionInfo:

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 def consume(channel, method: commands.Basic.Consume) -> None:
     """basic.consume: 403 without read permission on the queue, 404 no
-    queue, 405 exclusive queue of another
-    connection, 403 exclusive-consumer conflicts (channel errors); a reused
+    queue, 405 exclusive queue of another connection, 403
+    exclusive-consumer conflicts (channel errors); a reused
     consumer tag is 530 NOT_ALLOWED on the connection, as in RabbitMQ."""
     queue = resolve_queue(channel, method.queue, "read")
     tag = method.consumer_tag or "amq.ctag-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")

@@ -147,9 +147,8 @@ def _check_new_queue(channel, name: str, arguments: dict) -> None:
 def bind(channel, method: commands.Queue.Bind) -> None:
     """queue.bind: 403 without write on the queue or read on the exchange
     (broker.session.exchange_methods.check_binding), 403 for the default
-    exchange, then 404 for a missing
-    exchange or queue (the exchange is named first, as RabbitMQ), 406 for
-    invalid binding arguments."""
+    exchange, then 404 for a missing exchange or queue (the exchange is
+    named first, as RabbitMQ), 406 for invalid binding arguments."""
     check_binding(channel, method.exchange, "queue", queue_name(channel, method.queue))
     exchange = channel.vhost.exchange_for_binding(method.exchange)
     queue = resolve_queue(channel, method.queue)
@@ -163,9 +162,9 @@ def bind(channel, method: commands.Queue.Bind) -> None:
 
 def unbind(channel, method: commands.Queue.Unbind) -> None:
     """queue.unbind; 403 without write on the queue or read on the
-    exchange (check_binding); a missing exchange, queue or binding is not an error
-    (as RabbitMQ), the default exchange is 403, an exclusive queue of
-    another connection 405."""
+    exchange (check_binding); a missing exchange, queue or binding is not
+    an error (as RabbitMQ), the default exchange is 403, an exclusive queue
+    of another connection 405."""
     vhost = channel.vhost
     check_binding(channel, method.exchange, "queue", queue_name(channel, method.queue))
     exchange = vhost.exchanges.get(method.exchange)
@@ -193,7 +192,8 @@ def purge(channel, method: commands.Queue.Purge) -> None:
 
 def delete(channel, method: commands.Queue.Delete) -> None:
     """queue.delete: 403 without configure permission on the queue;
-    deleting a missing queue succeeds with count 0 (as RabbitMQ). 406 for if-unused with consumers or if-empty with messages."""
+    deleting a missing queue succeeds with count 0 (as RabbitMQ). 406 for
+    if-unused with consumers or if-empty with messages."""
     vhost = channel.vhost
     name = queue_name(channel, method.queue)
     channel.grant.check("configure", "queue", name)
