@@ -51,8 +51,8 @@ from pathlib import Path
 
 from broker.app.cli_admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.app.cli_control import add_control_commands, run_control
-from broker.app.cli_tools import (add_data_dir_option, add_tool_commands, check_tool_args, run_tool,
-                                  tool_data_dir)
+from broker.app.cli_messages import add_messages_command, run_messages
+from broker.app.cli_tools import add_data_dir_option, add_db_command, check_tool_args, run_db
 from broker.app.config import LOG_FORMAT, Config, env_name, parse_on_off
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -64,8 +64,9 @@ FRAME_MIN_SIZE = 4096
 COMMANDS = ("serve", "messages", "db", "queues", *ADMIN_COMMANDS)
 DEFAULT_COMMAND = "serve"
 #: commands that work on a data directory (the message database, or the
-#: broker running on it) instead of serving
-TOOL_COMMANDS = ("messages", "db", "queues", *ADMIN_COMMANDS)
+#: broker running on it) instead of serving: name -> run(args, config)
+TOOL_COMMANDS = {"messages": run_messages, "db": run_db, "queues": run_control,
+                 **{name: run_admin for name in ADMIN_COMMANDS}}
 
 
 # --- value checks (shared by flags and environment variables) ---------------
@@ -228,9 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="run the broker until SIGTERM/SIGINT (the default)",
                                 description="Run the broker until SIGTERM or SIGINT.")
     _add_serve_options(serve)
-    add_tool_commands(commands, _path)
-    add_control_commands(commands, lambda command_parser: add_data_dir_option(command_parser, _path))
-    add_admin_commands(commands, lambda command_parser: add_data_dir_option(command_parser, _path))
+    def data_dir_option(command_parser: argparse.ArgumentParser) -> None:
+        add_data_dir_option(command_parser, _path)
+
+    add_messages_command(commands, data_dir_option)
+    add_db_command(commands, data_dir_option)
+    add_control_commands(commands, data_dir_option)
+    add_admin_commands(commands, data_dir_option)
     return parser
 
 
@@ -242,7 +247,7 @@ def _config_from(args: argparse.Namespace, environ: Mapping[str, str],
     try:
         config = Config.from_env(environ, checks)
     except ValueError as exc:
-        parser.error(f"invalid environment variable {exc}")
+        parser.error(f"environment variable {exc}")
     for field in (f.name for f in dataclasses.fields(Config)):
         if hasattr(args, field):
             setattr(config, field, getattr(args, field))
@@ -272,8 +277,9 @@ def parse_command_line(argv: Sequence[str] | None = None,
     Returns ``(command, config)``; ``command`` is ``"serve"`` when no command
     is named. Raises ``SystemExit(2)`` after printing a usage message for an
     unknown option, a bad value in a flag or a ``LEVERET_*`` variable, and
-    ``SystemExit(0)`` for ``--help``/``--version``. ``messages``/``db``
-    need only the data directory (``tool_data_dir``).
+    ``SystemExit(0)`` for ``--help``/``--version``. The data-directory
+    commands (``TOOL_COMMANDS``) use only ``config.data_dir`` and the
+    ``mirror_*`` settings.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
@@ -313,16 +319,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     Parses ``argv`` (``sys.argv[1:]`` when None), sets up logging and runs the
     chosen command. For ``serve`` that is ``broker.app.server.run(config)``, which
     blocks until SIGTERM/SIGINT; its return value becomes the process exit
-    status. ``messages``/``db`` run ``run_tool``, ``queues`` ``run_control``
-    (exit 0 or 1). Exits with status 2 on a usage error.
+    status. The data-directory commands run their ``TOOL_COMMANDS`` entry
+    (exit 0 or 1). Exits with status 2 on a usage error, a bad flag or
+    environment value.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in TOOL_COMMANDS:
         _check_tool_args(args, parser)
+        config = _config_from(args, os.environ, parser)
         setup_logging("warning")
-        sys.exit(_quiet_on_closed_pipe(lambda: _run_tool_command(args)))
+        sys.exit(_quiet_on_closed_pipe(lambda: TOOL_COMMANDS[args.command](args, config)))
     command, config = parse_command_line(argv)
     setup_logging(config.log_level)
     if command == "serve":
@@ -332,15 +340,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{k}={v}" for k, v in dataclasses.asdict(config).items() if k != "default_pass"))
         sys.exit(server.run(config))
     raise AssertionError(f"unhandled command {command!r}")  # argparse only accepts COMMANDS
-
-
-def _run_tool_command(args: argparse.Namespace) -> int:
-    """Run a TOOL_COMMANDS command; returns its exit status."""
-    if args.command == "queues":
-        return run_control(args, tool_data_dir(args, os.environ))
-    if args.command in ADMIN_COMMANDS:
-        return run_admin(args, tool_data_dir(args, os.environ))
-    return run_tool(args, os.environ)
 
 
 def _quiet_on_closed_pipe(run: Callable[[], int]) -> int:

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from broker.app.config import Config
 from broker.control.client import NoBroker, call
 from broker.control.wire import ControlError
 
@@ -97,11 +98,11 @@ def add_admin_commands(commands, data_dir_option: Callable[[argparse.ArgumentPar
     load.add_argument("file", metavar="FILE", help="file to read (-: stdin)")
 
 
-def run_admin(args: argparse.Namespace, data_dir: Path) -> int:
-    """Run an admin command against the broker serving ``data_dir``; returns
-    the exit status (0, or 1 with the reason on stderr)."""
+def run_admin(args: argparse.Namespace, config: Config) -> int:
+    """Run an admin command against the broker serving ``config.data_dir``;
+    returns the exit status (0, or 1 with the reason on stderr)."""
     try:
-        return _RUNNERS[args.command](args, data_dir)
+        return _RUNNERS[args.command](args, config.data_dir)
     except (NoBroker, ControlError, OSError, ValueError) as exc:
         print(f"leveret: {exc}", file=sys.stderr)
         return 1

@@ -13,8 +13,8 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
+from broker.app.config import Config
 from broker.app.text_table import format_table
 from broker.control.client import NoBroker, call
 from broker.control.wire import ControlError
@@ -38,10 +38,11 @@ def add_control_commands(commands, data_dir_option: Callable[[argparse.ArgumentP
     listing.add_argument("--json", action="store_true", help="print a JSON array")
 
 
-def run_control(args: argparse.Namespace, data_dir: Path) -> int:
-    """Run a control command for ``data_dir``; returns the exit status."""
+def run_control(args: argparse.Namespace, config: Config) -> int:
+    """Run a control command on the broker of ``config.data_dir``; returns
+    the exit status."""
     try:
-        rows = call(data_dir, "queues.list", {"vhost": args.vhost} if args.vhost else {})
+        rows = call(config.data_dir, "queues.list", {"vhost": args.vhost} if args.vhost else {})
     except (NoBroker, ControlError, OSError) as exc:
         print(f"leveret: {exc}", file=sys.stderr)
         return 1

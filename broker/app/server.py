@@ -18,6 +18,7 @@ from broker.admin import AdminError, AdminService
 from broker.admin.definitions import load_definitions_file
 from broker.admin.definitions_format import DefinitionsError
 from broker.app.config import LOG_FORMAT, Config
+from broker.app.data_dir import EXIT_DATA_DIR, DataDirError, check_data_dir
 from broker.control.address import socket_path
 from broker.control.socket_server import ControlServer
 from broker.control.standard import standard_registry
@@ -259,7 +260,14 @@ class Server:
 
 
 async def serve(config: Config) -> int:
-    """Run until SIGTERM or SIGINT; returns the process exit code."""
+    """Run until SIGTERM or SIGINT; returns the process exit code (0; 1
+    cannot start; 3 damaged WAL; ``data_dir.EXIT_DATA_DIR`` data directory
+    unusable)."""
+    try:
+        check_data_dir(config.data_dir)
+    except DataDirError as exc:
+        log.error("%s", exc)
+        return EXIT_DATA_DIR
     server = Server(config)
     try:
         await server.start()
