@@ -1,6 +1,7 @@
 """Export and import of a running broker's definitions in RabbitMQ's JSON
-format (rabbitmq.com/docs/definitions; the format: definitions_format.py,
-the topology part: definitions_topology.py), for ``leveret definitions
+format (rabbitmq.com/docs/definitions; the records: definitions_records.py,
+the JSON: definitions_format.py, the topology part: definitions_topology.py),
+for ``leveret definitions
 export|import`` and ``--definitions FILE`` (RabbitMQ's
 ``load_definitions``).
 
@@ -27,8 +28,9 @@ from broker.access.passwords import check_password, validate_hash
 from broker.access.permissions import compile_pattern
 from broker.admin import definitions_topology as topology
 from broker.admin.audit import Actor
-from broker.admin.definitions_format import (VHOST_LIMITS, Definitions, DefinitionsError, ParameterDef,
-                                             PermissionDef, UserDef, VHostDef, loads, parse, render)
+from broker.admin.definitions_format import loads, parse, render
+from broker.admin.definitions_records import (VHOST_LIMITS, Definitions, DefinitionsError, ParameterDef,
+                                              PermissionDef, UserDef, VHostDef)
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 
-from broker.admin.definitions_format import BindingDef, DefinitionsError, ExchangeDef, QueueDef
+from broker.admin.definitions_records import BindingDef, DefinitionsError, ExchangeDef, QueueDef
 from broker.exchanges import EXCHANGE_TYPES, Exchange
 from broker.queues import arguments as queue_arguments
 from broker.queues.queue import Queue

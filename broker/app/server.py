@@ -16,7 +16,7 @@ from broker import __version__
 from broker.access import AccessControl
 from broker.admin import AdminError, AdminService
 from broker.admin.definitions import load_definitions_file
-from broker.admin.definitions_format import DefinitionsError
+from broker.admin.definitions_records import DefinitionsError
 from broker.app.config import LOG_FORMAT, Config
 from broker.app.data_dir import EXIT_DATA_DIR, DataDirError, check_data_dir
 from broker.control.address import socket_path

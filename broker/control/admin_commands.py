@@ -12,7 +12,7 @@ import logging
 
 from broker.admin import Actor, AdminError
 from broker.admin.definitions import export_definitions, import_definitions
-from broker.admin.definitions_format import DefinitionsError
+from broker.admin.definitions_records import DefinitionsError
 from broker.control.registry import Registry, argument
 from broker.control.wire import BAD_REQUEST, CONFLICT, NOT_FOUND, ControlError
 

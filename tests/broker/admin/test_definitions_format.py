@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.admin.definitions_format import (DefinitionsError, Definitions, QueueDef, dumps, json_value, loads,
-                                             parse, render)
+from broker.admin.definitions_format import dumps, json_value, loads, parse, render
+from broker.admin.definitions_records import Definitions, DefinitionsError, QueueDef
 
 EXPORTED = Path(__file__).with_name("rabbitmq_3_10_definitions.json")
 
