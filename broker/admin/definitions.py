@@ -13,9 +13,11 @@ are replaced (hash, tags; their permissions stay), permissions are set,
 existing exchanges and queues are left as they are. Every write goes
 through the AdminService (durable, one audit line each).
 
-Not kept: topic permissions, policies, parameters other than
-``vhost-limits`` and global parameters. Leveret has no such features yet:
-each section that holds any is logged once, with its count, and left out.
+Kept without effect: topic permissions, policies, parameters other than
+``vhost-limits`` and global parameters. Leveret does not apply them yet; it
+stores them (topology database) so that an export gives them back, logs how
+many it kept, and forgets those of a deleted vhost or user
+(``forget_vhost``, ``forget_user``).
 """
 
 from __future__ import annotations
@@ -29,24 +31,25 @@ from broker.access.permissions import compile_pattern
 from broker.admin import definitions_topology as topology
 from broker.admin.audit import Actor
 from broker.admin.definitions_format import loads, parse, render
+from broker.persistence.kept_definitions import KEPT_SECTIONS, kept_definitions
 from broker.admin.definitions_records import (VHOST_LIMITS, Definitions, DefinitionsError, ParameterDef,
                                               PermissionDef, UserDef, VHostDef)
 
 log = logging.getLogger(__name__)
-
-#: sections Leveret reads but does not keep (logged, then left out)
-NOT_KEPT = ("topic_permissions", "policies", "global_parameters")
 
 
 def export_definitions(server) -> dict:
     """The definitions document of ``server`` (broker.app.server.Server:
     ``admin``, ``vhosts``): users with their hashes and limits, vhosts,
     permissions, each vhost's limits as a ``vhost-limits`` parameter (as
-    RabbitMQ writes them), exchanges, queues and bindings."""
+    RabbitMQ writes them), the kept policies, topic permissions and
+    parameters of vhosts and users that still exist, exchanges, queues and
+    bindings."""
     admin = server.admin
     user_limits = admin.list_user_limits()
     vhost_limits = admin.list_vhost_limits()
     exchanges, queues, bindings = topology.exported_topology(server.vhosts)
+    kept = _kept(server)
     definitions = Definitions(
         users=[UserDef(u.name, u.password_hash, u.hashing_algorithm, tuple(u.tags), user_limits.get(u.name, {}))
                for u in admin.list_users()],
@@ -54,9 +57,10 @@ def export_definitions(server) -> dict:
                 for v in admin.list_vhosts()],
         permissions=[PermissionDef(p.user, p.vhost, p.configure, p.write, p.read)
                      for p in admin.list_permissions()],
+        topic_permissions=kept.topic_permissions, policies=kept.policies,
         parameters=[ParameterDef(name, VHOST_LIMITS, "limits", limits)
-                    for name, limits in sorted(vhost_limits.items())],
-        exchanges=exchanges, queues=queues, bindings=bindings)
+                    for name, limits in sorted(vhost_limits.items())] + kept.parameters,
+        global_parameters=kept.global_parameters, exchanges=exchanges, queues=queues, bindings=bindings)
     return render(definitions)
 
 
@@ -75,8 +79,8 @@ def apply_definitions(server, actor: Actor, definitions: Definitions) -> str:
     _check_users(definitions.users)
     _check_permissions(definitions.permissions, users, vhosts)
     vhost_limits = _vhost_limits(definitions, vhosts)
+    kept = _check_kept(definitions, users, vhosts)
     plan = topology.plan(definitions.exchanges, definitions.queues, definitions.bindings, vhosts.__contains__)
-    _log_not_kept(definitions)
 
     admin = server.admin
     for user in definitions.users:
@@ -91,6 +95,7 @@ def apply_definitions(server, actor: Actor, definitions: Definitions) -> str:
         admin.set_vhost_limits(actor, name, limits)
     for p in definitions.permissions:
         admin.set_permissions(actor, p.user, p.vhost, p.configure, p.write, p.read)
+    _keep(server, kept)
     skipped = topology.apply(plan, server.vhosts)
     summary = definitions.counts() + (f"; {skipped} topology records skipped (see the log)" if skipped else "")
     log.info("definitions imported by %s: %s", actor, summary)
@@ -174,14 +179,62 @@ def _vhost_limits(definitions: Definitions, vhosts: set[str]) -> dict[str, dict]
     return result
 
 
-def _log_not_kept(definitions: Definitions) -> None:
-    for section in NOT_KEPT:
-        count = len(getattr(definitions, section))
-        if count:
-            log.warning("definitions: %d %s not imported: Leveret does not support them yet", count,
-                        section.replace("_", " "))
-    others = [p for p in definitions.parameters if p.component != VHOST_LIMITS]
-    if others:
-        components = ", ".join(sorted({p.component for p in others}))
-        log.warning("definitions: %d parameters (%s) not imported: Leveret does not support them yet",
-                    len(others), components)
+def _check_kept(definitions: Definitions, users: set[str], vhosts: set[str]) -> Definitions:
+    """The records to keep without effect (topic permissions, policies,
+    parameters other than vhost limits, global parameters), checked as
+    RabbitMQ checks them: their vhost and user exist, their patterns are
+    regular expressions. Raises DefinitionsError naming the record."""
+    parameters = [p for p in definitions.parameters if p.component != VHOST_LIMITS]
+    for section, records in (("topic_permissions", definitions.topic_permissions),
+                             ("policies", definitions.policies), ("parameters", parameters)):
+        for i, record in enumerate(records):
+            where = f"{section}[{i}]"
+            if record.vhost not in vhosts:
+                raise DefinitionsError(f"{where}: no vhost '{record.vhost}'")
+            if section == "topic_permissions" and record.user not in users:
+                raise DefinitionsError(f"{where}: no user '{record.user}'")
+            try:
+                for pattern in ((record.write, record.read) if section == "topic_permissions"
+                                else (record.pattern,) if section == "policies" else ()):
+                    compile_pattern(pattern)
+            except ValueError as exc:
+                raise DefinitionsError(f"{where}: {exc}") from None
+    return Definitions(topic_permissions=definitions.topic_permissions, policies=definitions.policies,
+                       parameters=parameters, global_parameters=definitions.global_parameters)
+
+
+def _keep(server, kept: Definitions) -> None:
+    """Store the kept records (replacing those with the same identity) and
+    say in the log that they have no effect."""
+    document = render(kept)
+    table = kept_definitions(server.storage)
+    for section in KEPT_SECTIONS:
+        if document[section]:
+            table.save(section, document[section])
+            log.warning("definitions: %d %s kept but not applied: Leveret does not support them yet",
+                        len(document[section]), section.replace("_", " "))
+
+
+def _kept(server) -> Definitions:
+    """The kept records whose vhost (and user) still exist."""
+    stored = parse(kept_definitions(server.storage).load())
+    vhosts, users = server.access.vhosts, server.access.users
+    stored.topic_permissions = [p for p in stored.topic_permissions if p.vhost in vhosts and p.user in users]
+    stored.policies = [p for p in stored.policies if p.vhost in vhosts]
+    stored.parameters = [p for p in stored.parameters if p.vhost in vhosts]
+    return stored
+
+
+def forget_vhost(server, name: str) -> None:
+    """A vhost was deleted: its kept policies, topic permissions and
+    parameters go too (RabbitMQ deletes them with the vhost)."""
+    count = kept_definitions(server.storage).forget_vhost(name)
+    if count:
+        log.info("definitions: %d kept records of vhost '%s' deleted with it", count, name)
+
+
+def forget_user(server, name: str) -> None:
+    """A user was deleted: its kept topic permissions go too."""
+    count = kept_definitions(server.storage).forget_user(name)
+    if count:
+        log.info("definitions: %d kept topic permissions of user '%s' deleted with it", count, name)

@@ -11,7 +11,7 @@ import getpass
 import logging
 
 from broker.admin import Actor, AdminError
-from broker.admin.definitions import export_definitions, import_definitions
+from broker.admin.definitions import export_definitions, forget_user, forget_vhost, import_definitions
 from broker.admin.definitions_records import DefinitionsError
 from broker.control.registry import Registry, argument
 from broker.control.wire import BAD_REQUEST, CONFLICT, NOT_FOUND, ControlError
@@ -83,7 +83,9 @@ def users_add(context, args: dict) -> None:
 
 def users_delete(context, args: dict) -> None:
     """Delete user ``name``. 404 when absent."""
-    context.admin.delete_user(_actor(), _name(args))
+    name = _name(args)
+    context.admin.delete_user(_actor(), name)
+    forget_user(context, name)
 
 
 def users_set_password(context, args: dict) -> None:
@@ -146,7 +148,9 @@ def vhosts_add(context, args: dict) -> None:
 def vhosts_delete(context, args: dict) -> None:
     """Delete vhost ``name`` with its queues, exchanges, bindings and
     permissions; its connections are closed with 320. 404 when absent."""
-    context.admin.delete_vhost(_actor(), _name(args))
+    name = _name(args)
+    context.admin.delete_vhost(_actor(), name)
+    forget_vhost(context, name)
 
 
 # ---- definitions --------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The definitions round trip with the reference RabbitMQ 3.10: users,
-limits, permissions and topology set up there (names unique to this run),
+limits, permissions, topic permissions, a policy, a global parameter and
+topology set up there (names unique to this run),
 ``rabbitmqctl export_definitions``, imported into a Leveret process,
 exported by Leveret, deleted from RabbitMQ and imported back there with
 ``rabbitmqctl import_definitions``: RabbitMQ's second export equals its
@@ -53,7 +54,8 @@ def mine(document: dict, vhost: str, users: set[str]) -> dict:
         return record.get("vhost") == vhost or record.get("name") in users | {vhost}
 
     picked = {}
-    for section in ("users", "vhosts", "permissions", "parameters", "exchanges", "queues", "bindings"):
+    for section in ("users", "vhosts", "permissions", "topic_permissions", "parameters", "global_parameters",
+                    "policies", "exchanges", "queues", "bindings"):
         records = [dict(r) for r in document.get(section, []) if ours(r)]
         for record in records:
             metadata = record.get("metadata")
@@ -100,6 +102,10 @@ def set_up_on_rabbitmq(reference_url: str, vhost: str, alice: str, bob: str) -> 
     api("PUT", f"/api/vhost-limits/{v}/max-queues", {"value": 50})
     api("PUT", f"/api/user-limits/{bob}/max-connections", {"value": 3})
     api("PUT", f"/api/user-limits/{bob}/max-channels", {"value": 8})
+    api("PUT", f"/api/topic-permissions/{v}/{bob}", {"exchange": "amq.topic", "write": "^a\\.", "read": "^b\\."})
+    api("PUT", f"/api/policies/{v}/h8_ttl", {"pattern": "^h8_pol", "definition": {"message-ttl": 60000},
+                                             "priority": 3, "apply-to": "queues"})
+    api("PUT", f"/api/global-parameters/{vhost}_gp", {"name": f"{vhost}_gp", "value": {"a": 1}})
     url = reference_url.rsplit("/", 1)[0] + "/" + v
     with pika_connection(url) as conn:
         ch = conn.channel()
@@ -136,12 +142,13 @@ def test_definitions_round_trip_with_rabbitmq(reference_url, tmp_path):
         pytest.skip(f"no rabbitmqctl wrapper at {CTL}")
     run = uuid.uuid4().hex[:8]
     vhost, alice, bob = f"h8_rt_{run}", f"h8_rt_{run}_alice", f"h8_rt_{run}_bob"
-    users = {alice, bob}
+    users = {alice, bob, f"{vhost}_gp"}  # the names this run owns (the last: a global parameter)
     leveret = BrokerProcess(tmp_path / "data").start()
     try:
         set_up_on_rabbitmq(reference_url, vhost, alice, bob)
         first = mine(rabbitmq_export(), vhost, users)
         assert len(first["queues"]) == 4 and len(first["bindings"]) == 6 and len(first["users"]) == 2
+        assert len(first["policies"]) == len(first["topic_permissions"]) == len(first["global_parameters"]) == 1
 
         source = tmp_path / "from-rabbitmq.json"
         source.write_text(json.dumps(first))
@@ -158,8 +165,9 @@ def test_definitions_round_trip_with_rabbitmq(reference_url, tmp_path):
         assert from_leveret == first
 
         api("DELETE", f"/api/vhosts/{quote(vhost, safe='')}")
-        for user in users:
+        for user in (alice, bob):
             api("DELETE", f"/api/users/{user}")
+        api("DELETE", f"/api/global-parameters/{vhost}_gp")
         rabbitmq_import(from_leveret)
         deadline = time.monotonic() + IMPORT_DEADLINE
         while not imported(first, mine(api("GET", "/api/definitions"), vhost, users)):
@@ -170,7 +178,8 @@ def test_definitions_round_trip_with_rabbitmq(reference_url, tmp_path):
         assert second == first
     finally:
         leveret.stop()
-        for path in (f"/api/vhosts/{quote(vhost, safe='')}", f"/api/users/{alice}", f"/api/users/{bob}"):
+        for path in (f"/api/vhosts/{quote(vhost, safe='')}", f"/api/users/{alice}", f"/api/users/{bob}",
+                     f"/api/global-parameters/{vhost}_gp"):
             try:
                 api("DELETE", path)
             except urllib.error.HTTPError:  # already gone (404)
