@@ -31,9 +31,9 @@ from broker.access.permissions import compile_pattern
 from broker.admin import definitions_topology as topology
 from broker.admin.audit import Actor
 from broker.admin.definitions_format import loads, parse, render
-from broker.persistence.kept_definitions import KEPT_SECTIONS, kept_definitions
 from broker.admin.definitions_records import (VHOST_LIMITS, Definitions, DefinitionsError, ParameterDef,
                                               PermissionDef, UserDef, VHostDef)
+from broker.persistence.kept_definitions import KEPT_SECTIONS, kept_definitions
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ def apply_definitions(server, actor: Actor, definitions: Definitions) -> str:
     users = {u.name for u in definitions.users} | set(server.access.users)
     vhosts = {v.name for v in definitions.vhosts} | set(server.access.vhosts)
     _check_users(definitions.users)
+    for i, vhost in enumerate(definitions.vhosts):
+        if not vhost.name:
+            raise DefinitionsError(f"vhosts[{i}]: vhost name must not be empty")
     _check_permissions(definitions.permissions, users, vhosts)
     vhost_limits = _vhost_limits(definitions, vhosts)
     kept = _check_kept(definitions, users, vhosts)

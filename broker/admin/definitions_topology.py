@@ -83,7 +83,8 @@ def plan(exchanges: list[ExchangeDef], queues: list[QueueDef], bindings: list[Bi
     Raises DefinitionsError naming the record for: an unknown vhost, an
     unknown exchange type (503 COMMAND_INVALID in exchange.declare), exchange
     arguments its type refuses and invalid queue arguments (406
-    PRECONDITION_FAILED in the declare, with the same text)."""
+    PRECONDITION_FAILED in the declare, with the same text), an empty
+    queue name."""
     checked: list[tuple[ExchangeDef, type[Exchange]]] = []
     for i, record in enumerate(exchanges):
         where = f"exchanges[{i}] ('{record.name}' in vhost '{record.vhost}')"
@@ -99,6 +100,8 @@ def plan(exchanges: list[ExchangeDef], queues: list[QueueDef], bindings: list[Bi
     for i, record in enumerate(queues):
         where = f"queues[{i}] ('{record.name}' in vhost '{record.vhost}')"
         _check_vhost(where, record.vhost, vhost_known)
+        if not record.name:
+            raise DefinitionsError(f"queues[{i}]: queue name must not be empty")
         try:
             queue_arguments.validate(record.name, record.vhost, dict(record.arguments))
         except AMQPError as exc:
@@ -122,8 +125,8 @@ def apply(topology: TopologyPlan, vhosts: Mapping[str, VHost]) -> int:
     for record, cls in topology.exchanges:
         vhost = vhosts[record.vhost]
         if record.name in _STANDARD or record.name.startswith("amq."):
-            log.warning("definitions: vhost '%s' exchange '%s' skipped: names beginning with 'amq.' are reserved",
-                        record.vhost, record.name)
+            log.warning("definitions: vhost '%s' exchange '%s' skipped: the default exchange and names beginning "
+                        "with 'amq.' are reserved", record.vhost, record.name)
             skipped += 1
         elif record.name in vhost.exchanges:
             log.info("definitions: vhost '%s' exchange '%s' exists, left as it is", record.vhost, record.name)
