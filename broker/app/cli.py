@@ -14,8 +14,8 @@
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
             [--header NAME=VALUE ...] [--state S] [--since T] [--until T]
-            [--limit N] [--json]
-    leveret messages show ID [--data-dir D] [--json]
+            [--columns C,C...] [--limit N] [--json]
+    leveret messages show ID|MESSAGE-ID|CORRELATION-ID [--data-dir D] [--json]
     leveret db rebuild [--data-dir D]
     leveret queues list [--data-dir D] [--vhost V] [--json]
     leveret users list|add|delete|set-password|set-tags ...   [--data-dir D]
@@ -28,7 +28,8 @@ serves: ``leveret --port 5673`` is ``leveret serve --port 5673``. The
 ``messages`` and ``db`` commands work on the message database in the data
 directory (``--data-dir``, else ``LEVERET_DATA_DIR``, else ``./data``) and
 accept no server option. ``messages find/show`` read it while the broker
-runs; ``db rebuild`` needs the broker stopped (``broker.app.cli_tools``).
+runs (``broker.app.cli_messages``); ``db rebuild`` needs the broker
+stopped (``broker.app.cli_tools``).
 ``queues list`` asks the broker running on the data directory, through its
 control socket (``broker.app.cli_control``), and so do the admin commands
 ``users``, ``permissions``, ``vhosts`` and ``definitions``
@@ -36,7 +37,9 @@ control socket (``broker.app.cli_control``), and so do the admin commands
 
 Each setting comes from, in order: the command-line flag, the ``LEVERET_*``
 environment variable (``Config.from_env``), the default in
-``broker.app.config.Config``.
+``broker.app.config.Config``. A bad value is a usage error (exit status 2)
+worded alike for both: ``argument --port: not an integer: 'x'``,
+``environment variable LEVERET_PORT: not an integer: 'x'``.
 """
 
 from __future__ import annotations

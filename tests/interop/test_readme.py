@@ -1,8 +1,9 @@
 """The README's examples run as written: its Python code blocks (the pika
 send/receive pair, aio-pika, the Celery app and its caller, each opening
 with a ``# <file>.py`` line) are saved under their names and run against a
-real broker, the Celery worker started with the README's own command. The
-one change is the address: ``localhost:5672`` becomes the test broker's.
+real broker, the Celery worker started with the README's own command; the
+Node block too where node and amqplib are installed. The one change is the
+address: ``localhost:5672`` becomes the test broker's.
 Also: the README names nothing outside the repository."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.server_process import REPO_ROOT, stop_process
+from tests.interop.test_amqplib import NODE_DIR, node  # noqa: F401  (fixture: skips without node/amqplib)
 
 README = (REPO_ROOT / "README.md").read_text()
 #: documents the README links to that other work adds (security, TLS, Docker, clients)
@@ -94,6 +96,15 @@ def test_celery_app_with_the_readmes_worker_command(examples):
         assert (result.returncode, result.stdout) == (0, "5\n"), result.stderr
     finally:
         assert stop_process(worker, 20) == 0, (directory / "worker.log").read_text()[-3000:]
+
+
+def test_node(node, fresh_broker, tmp_path):  # noqa: F811  (the fixture imported above)
+    (block,) = code_blocks("js")
+    broker = fresh_broker()
+    (tmp_path / "hello.js").write_text(for_broker(block, broker.port))
+    result = subprocess.run([node, "hello.js"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, NODE_PATH=str(NODE_DIR / "node_modules")))
+    assert (result.returncode, result.stdout) == (0, "Hello from Node\n"), result.stderr
 
 
 def test_nothing_outside_the_repository():
