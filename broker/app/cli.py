@@ -11,7 +11,7 @@
             [--wal-segment-size B] [--compact-interval S] [--mirror on|off]
             [--mirror-body-limit B] [--mirror-retention-days D]
             [--mirror-retention-rows N] [--mirror-max-backlog N]
-            [--consumer-timeout MS]
+            [--consumer-timeout MS] [--definitions FILE]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
@@ -20,6 +20,10 @@
     leveret messages show ID|MESSAGE-ID|CORRELATION-ID [--data-dir D] [--json]
     leveret db rebuild [--data-dir D]
     leveret queues list [--data-dir D] [--vhost V] [--json]
+    leveret users list|add|delete|set-password|set-tags ...   [--data-dir D]
+    leveret permissions list|set|clear ...                    [--data-dir D]
+    leveret vhosts list|add|delete ...                        [--data-dir D]
+    leveret definitions export [FILE] | import FILE           [--data-dir D]
 
 With no subcommand, or when the first argument is an option, the broker
 serves: ``leveret --port 5673`` is ``leveret serve --port 5673``. The
@@ -29,7 +33,9 @@ accept no server option. ``messages find/show`` read it while the broker
 runs (``broker.app.cli_messages``); ``db rebuild`` needs the broker
 stopped (``broker.app.cli_tools``).
 ``queues list`` asks the broker running on the data directory, through its
-control socket (``broker.app.cli_control``).
+control socket (``broker.app.cli_control``), and so do the admin commands
+``users``, ``permissions``, ``vhosts`` and ``definitions``
+(``broker.app.cli_admin``).
 
 Each setting comes from, in order: the command-line flag, the ``LEVERET_*``
 environment variable (``Config.from_env``), the default in
@@ -48,6 +54,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from broker.app.cli_admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.app.cli_control import add_control_commands, run_control
 from broker.app.cli_messages import add_messages_command, run_messages
 from broker.app.cli_tools import add_data_dir_option, add_db_command, check_tool_args, run_db
@@ -60,11 +67,12 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 FRAME_MIN_SIZE = 4096
 
 #: subcommands; ``serve`` is the one run when none is named
-COMMANDS = ("serve", "messages", "db", "queues")
+COMMANDS = ("serve", "messages", "db", "queues", *ADMIN_COMMANDS)
 DEFAULT_COMMAND = "serve"
 #: commands that work on a data directory (the message database, or the
 #: broker running on it) instead of serving: name -> run(args, config)
-TOOL_COMMANDS = {"messages": run_messages, "db": run_db, "queues": run_control}
+TOOL_COMMANDS = {"messages": run_messages, "db": run_db, "queues": run_control,
+                 **{name: run_admin for name in ADMIN_COMMANDS}}
 
 
 # --- value checks (shared by flags and environment variables) ---------------
@@ -194,6 +202,8 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
      "most messages kept in the message database (oldest finished deleted first)"),
     ("mirror_max_backlog", "--mirror-max-backlog", "N", _int_range(1, 2**63 - 1),
      "WAL records the message database may fall behind before it stores no bodies"),
+    ("definitions", "--definitions", "FILE", _path,
+     "definitions file (RabbitMQ's JSON format) to import at start, as RabbitMQ's load_definitions"),
     ("consumer_timeout", "--consumer-timeout", "MS", _int_range(0, 2**63 - 1),
      "ms a delivery may stay unacknowledged before its channel is closed with 406 (0: never; "
      "x-consumer-timeout overrides it per queue)"),
@@ -254,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_messages_command(commands, data_dir_option)
     add_db_command(commands, data_dir_option)
     add_control_commands(commands, data_dir_option)
+    add_admin_commands(commands, data_dir_option)
     return parser
 
 

@@ -49,6 +49,9 @@ class Config:
     default_user: str = "guest"
     default_pass: str = "guest"
     default_vhost: str = "/"
+    #: a definitions file (RabbitMQ's JSON format) imported at start, as
+    #: RabbitMQ's load_definitions (broker/admin/definitions.py); None: none
+    definitions: Path | None = None
     #: users who may log in from a loopback address only (RabbitMQ's
     #: loopback_users); LEVERET_LOOPBACK_USERS is comma-separated, "" for none
     loopback_users: tuple = ("guest",)

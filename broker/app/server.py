@@ -19,7 +19,9 @@ import aiosqlite
 
 from broker import __version__
 from broker.access import AccessControl
-from broker.admin import AdminService
+from broker.admin import AdminError, AdminService
+from broker.admin.definitions import load_definitions_file
+from broker.admin.definitions_records import DefinitionsError
 from broker.app import listeners
 from broker.app.config import LOG_FORMAT, Config
 from broker.app.data_dir import EXIT_DATA_DIR, DataDirError, check_data_dir
@@ -156,6 +158,9 @@ class Server:
                 gc.set_threshold(*GC_THRESHOLDS)
                 gc.enable()
             self._load_access()
+            if self.config.definitions is not None:  # RabbitMQ's load_definitions
+                log.info("definitions loaded from %s: %s", self.config.definitions,
+                         load_definitions_file(self, self.config.definitions))
             await self._open_dedup_journal()
             # started once recovery has cut any damaged WAL tail, so the
             # process only ever reads a WAL that the broker has checked
@@ -288,6 +293,9 @@ async def serve(config: Config) -> int:
     except WalError as exc:
         log.error("cannot recover from the write-ahead log: %s", exc)
         return 3
+    except (DefinitionsError, AdminError) as exc:
+        log.error("cannot load the definitions file: %s", exc)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

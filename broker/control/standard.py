@@ -4,10 +4,10 @@ commands lists its ``register`` in ``REGISTERS``."""
 
 from __future__ import annotations
 
-from broker.control import queue_commands
+from broker.control import admin_commands, queue_commands
 from broker.control.registry import Registry
 
-REGISTERS = (queue_commands.register,)
+REGISTERS = (queue_commands.register, admin_commands.register)
 
 
 def standard_registry() -> Registry:
