@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.interop.server_process import BrokerProcess
+from tests.log_guard import stop_checked
 
 REFERENCE_ONLY = os.environ.get("LEVERET_DIFF_REFERENCE_ONLY") == "1"
 REFERENCE_URL = os.environ.get("LEVERET_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5682/%2F")
@@ -49,7 +50,7 @@ def leveret_url(reference_url, tmp_path_factory):
     """URL of a private Leveret process shared by the differential tests."""
     proc = BrokerProcess(tmp_path_factory.mktemp("differential") / "data").start()
     yield proc.url
-    proc.stop()
+    stop_checked(proc)
 
 
 @pytest.fixture
