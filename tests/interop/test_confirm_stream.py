@@ -18,6 +18,7 @@ import aio_pika.exceptions
 
 STREAM = 5000          # persistent publishes on one channel, one broker process
 IN_FLIGHT = 200        # unconfirmed publishes at a time
+CONFIRM_GUARD = 30     # seconds: a confirm that never comes is counted as an error, not a hang
 
 
 async def publish_stream(url: str, queue: str) -> dict[str, int]:
@@ -32,7 +33,7 @@ async def publish_stream(url: str, queue: str) -> dict[str, int]:
         async def one(n: int) -> None:
             message = aio_pika.Message(b"%d" % n, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
             try:
-                await channel.default_exchange.publish(message, queue)
+                await channel.default_exchange.publish(message, queue, timeout=CONFIRM_GUARD)
                 kind = "ack"
             except aio_pika.exceptions.DeliveryError:
                 kind = "nack"
