@@ -60,3 +60,34 @@ def test_every_persistent_publish_of_a_long_stream_is_acked_once(fresh_broker, u
     proc = fresh_broker()
     outcomes = asyncio.run(publish_stream(proc.url, unique("stream")))
     assert outcomes == {"ack": STREAM, "queued": STREAM, "in order": 1}, outcomes
+
+
+async def publish_into_a_full_queue(url: str, queue: str) -> list[str]:
+    """Two persistent publishes in one go into a durable x-max-length 1
+    reject-publish queue: the first is stored (confirmed after the fsync),
+    the second refused (nacked at once). Returns each outcome, in order."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.declare_queue(queue, durable=True,
+                                    arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+
+        async def one(n: int) -> str:
+            message = aio_pika.Message(b"%d" % n, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+            try:
+                await channel.default_exchange.publish(message, queue, timeout=CONFIRM_GUARD)
+                return "ack"
+            except aio_pika.exceptions.DeliveryError:
+                return "nack"
+            except asyncio.TimeoutError:
+                return "no confirm"
+        return list(await asyncio.gather(one(1), one(2)))
+
+
+def test_a_nack_does_not_swallow_the_acks_settled_after_it(fresh_broker, unique):
+    """rabbitmq.com/confirms.html: each publish is confirmed once. A
+    multiple ack whose delivery tag was already nacked is dropped whole by
+    aio-pika (aiormq ignores a confirm for an unknown tag), so the broker
+    must name a tag it confirms now, as RabbitMQ does."""
+    proc = fresh_broker()
+    assert asyncio.run(publish_into_a_full_queue(proc.url, unique("full"))) == ["ack", "nack"]
