@@ -163,7 +163,17 @@ class Channel(ChannelDeliveries):
                             connection_level=True)
 
     def send(self, method: Method) -> None:
-        """Queue one method frame for this channel."""
+        """Queue one method frame for this channel; dropped once the channel
+        is closing or closed: RabbitMQ's channel.close (server) and
+        channel.close-ok are the last frames on a channel
+        (rabbit_channel.erl ``send/2`` drops in state closing), so a
+        confirm or basic.cancel due later cannot reach the client, nor a
+        new channel that reuses the number."""
+        if self.state == OPEN:
+            self.connection.send(encode_method(self.number, method))
+
+    def _send_close(self, method: Method) -> None:
+        """channel.close or channel.close-ok, sent whatever the state."""
         self.connection.send(encode_method(self.number, method))
 
     # ---- close -----------------------------------------------------------
@@ -172,18 +182,40 @@ class Channel(ChannelDeliveries):
         """Answer a channel error with channel.close; connection errors go up."""
         if error.connection_level:
             raise error
+        if self.state != OPEN:
+            return  # already closing: the first error's channel.close stands
         log.warning("%s vhost '%s': channel error %s (class %d method %d)", self, self.vhost.name,
                     error.reply_text, error.class_id, error.method_id)
-        self.release()
-        self.state = CLOSING
-        self.send(commands.Channel.Close(reply_code=error.reply_code, reply_text=error.reply_text,
-                                         class_id=error.class_id, method_id=error.method_id))
+        self._stop(CLOSING)
+        self._send_close(commands.Channel.Close(reply_code=error.reply_code, reply_text=error.reply_text,
+                                                class_id=error.class_id, method_id=error.method_id))
 
     def _on_close(self, method: commands.Channel.Close) -> None:
-        self.release()
-        self.state = CLOSED
-        self.send(commands.Channel.CloseOk())
+        self._stop(CLOSED)
+        self._send_close(commands.Channel.CloseOk())
         self.connection.forget_channel(self)
+
+    def shutdown(self) -> None:
+        """The connection is closing (connection.close either way, or the
+        socket is gone): release the channel and send the confirms already
+        due, before the connection's close or close-ok; nothing is sent on
+        it afterwards."""
+        self._stop(CLOSED)
+
+    def _stop(self, state: str) -> None:
+        """Leave the open state for ``state`` (CLOSING or CLOSED): release
+        consumers and unacked messages, and send the publisher confirms
+        settled so far first, as RabbitMQ sends the confirms of the methods
+        it handled before the close (rabbit_channel.erl
+        ``send_confirms_and_nacks`` after each method); confirms still
+        waiting for an fsync are dropped (the client sees the channel close
+        before their answer, rabbitmq.com/confirms.html)."""
+        if self.state != OPEN:
+            return
+        self.release()
+        if self.confirms is not None:
+            self.confirms.emit()
+        self.state = state
 
     def _on_frame_while_closing(self, payload: bytes, class_id: int, method_id: int) -> None:
         # After we sent channel.close everything but close/close-ok is dropped
@@ -194,7 +226,7 @@ class Channel(ChannelDeliveries):
             self.state = CLOSED
             self.connection.forget_channel(self)
         elif method_id == CHANNEL_CLOSE[1]:
-            self.send(commands.Channel.CloseOk())
+            self._send_close(commands.Channel.CloseOk())
 
     def release(self) -> None:
         """Cancel this channel's consumers and requeue its unacknowledged

@@ -67,19 +67,23 @@ class PublisherConfirms:
         self._storage.sync_soon(synced)
 
     def nack(self, seq: int) -> None:
-        """basic.nack one publish (the broker could not take it)."""
+        """basic.nack one publish (the broker could not take it); sent
+        after the acks due, in the same pass."""
         self.emit()
         self.channel.send(commands.Basic.Nack(delivery_tag=seq, multiple=False, requeue=False))
         self.done.add(seq)
         self._advance()
 
     def emit(self) -> None:
-        """Send the acks that are due."""
+        """Send the acks that are due (none once the channel is no longer
+        open: its close or close-ok was the last frame on it)."""
         self.scheduled = False
         fresh = self.fresh
         if not fresh:
             return
         self.fresh = []
+        if self.channel.state != "open":
+            return
         start = self.acked_upto
         if not self.done and min(fresh) == start + 1 and max(fresh) - start == len(fresh):
             # the usual case, a synced window: exactly the numbers after the

@@ -63,7 +63,20 @@ class Consumer:
         """The queue was deleted under this consumer (queue.delete, x-expires,
         auto-delete): its channel forgets it and, when the client announced
         the consumer_cancel_notify capability, sends basic.cancel (nowait)
-        with its consumer tag (rabbitmq.com/consumer-cancel.html)."""
+        with its consumer tag (rabbitmq.com/consumer-cancel.html), just
+        before the connection's next write: after the reply to the method
+        that deleted the queue, as RabbitMQ sends it when the queue process
+        has ended (rabbit_channel.erl ``handle_consuming_queue_down_or_eol``;
+        py-amqp raises ConsumerCancelled inside queue_delete() when the
+        cancel comes first)."""
         channel = self.channel
         if channel.remove_consumer(self.tag) is not None and channel.connection.cancel_notify:
+            channel.connection.before_flush(self._announce_cancel)
+
+    def _announce_cancel(self) -> None:
+        """The deferred basic.cancel of ``queue_deleted``: not when a
+        basic.consume of the same pass took the tag again, and, as every
+        frame, not once the channel is closing or closed (``Channel.send``)."""
+        channel = self.channel
+        if self.tag not in channel.consumers:
             channel.send(commands.Basic.Cancel(consumer_tag=self.tag, nowait=True))

@@ -35,6 +35,9 @@ CLOSED = "closed"
 
 #: seconds to wait for the peer's close-ok before dropping the socket
 CLOSE_OK_TIMEOUT = 3.0
+#: longest wait (seconds) for the client to close its socket after our
+#: connection.close-ok (RabbitMQ's ?CLOSING_TIMEOUT, rabbit_reader.erl)
+CLOSED_SOCKET_TIMEOUT = 30.0
 
 
 class Connection:
@@ -117,6 +120,8 @@ class Connection:
                     self._frame_by_frame(number, payload)
                 elif number == 0:
                     self._on_channel_zero(frame_type, payload)
+                    if self.state == CLOSED:
+                        break  # the frames after connection.close are discarded, unread
                 else:
                     self._open_channel(number, frame_type, payload)
         except AMQPError as error:
@@ -166,10 +171,7 @@ class Connection:
         method = decode_method(payload)
         if isinstance(method, commands.Connection.Close):
             log.info("%s: closed by client (%s %s)", self.name, method.reply_code, method.reply_text)
-            self._release_all()
-            self.send(encode_method(0, commands.Connection.CloseOk()))
-            self.state = CLOSED
-            self._close_transport()
+            self._on_client_close()
             return
         if isinstance(method, commands.Connection.CloseOk):
             self.state = CLOSED
@@ -252,8 +254,9 @@ class Connection:
 
     def pause_reading(self) -> bool:
         """Stop reading the socket (broker.transport.flow_control); True when it was
-        read until now."""
-        if self._reading_paused or self.transport.is_closing():
+        read until now. A closed connection is not paused: it waits for
+        the client's end of file."""
+        if self._reading_paused or self.transport.is_closing() or self.state == CLOSED:
             return False
         self.transport.pause_reading()
         self._reading_paused = True
@@ -316,10 +319,27 @@ class Connection:
             return
         self._release_all()
         self.state = CLOSING
-        self.send(encode_method(0, commands.Connection.Close(reply_code=error.reply_code, reply_text=error.reply_text,
-                                                             class_id=error.class_id, method_id=error.method_id)))
+        self.output.finish(encode_method(0, commands.Connection.Close(
+            reply_code=error.reply_code, reply_text=error.reply_text, class_id=error.class_id,
+            method_id=error.method_id)))
         self._timer.cancel()
         self._timer = self.loop.call_later(CLOSE_OK_TIMEOUT, self._close_transport)
+
+    def _on_client_close(self) -> None:
+        """connection.close from the client: close-ok is the last frame
+        sent (channels send the confirms already due before it), input is
+        discarded from now on, and the socket is left for the client to
+        close, or closed after min(heartbeat, 30) seconds, as RabbitMQ does
+        (rabbit_reader.erl ``close_connection``, ``handle_frame`` in state
+        closed). Closing at once would fail a client whose later writes
+        (amqplib queues publishes per channel, so its close can overtake
+        them) then meet a closed socket."""
+        self._release_all()
+        self.output.finish(encode_method(0, commands.Connection.CloseOk()))
+        self.state = CLOSED
+        self._timer.cancel()
+        wait = self.heartbeat if 0 < self.heartbeat < CLOSED_SOCKET_TIMEOUT else CLOSED_SOCKET_TIMEOUT
+        self._timer = self.loop.call_later(wait, self._close_transport)
 
     def _close_transport(self) -> None:
         self.output.close()
@@ -327,7 +347,7 @@ class Connection:
 
     def _release_all(self) -> None:
         for channel in self.channels.values():
-            channel.release()
+            channel.shutdown()
         self.channels.clear()
         for queue in list(self.exclusive_queues):
             log.info("%s vhost '%s' queue '%s': exclusive queue deleted with its connection", self.name,

@@ -29,7 +29,8 @@ class Output:
     """
 
     __slots__ = ("loop", "transport", "last_send", "paused", "_storage", "_resume_consumers", "_out", "_out_bytes",
-                 "_flush_scheduled", "_before_flush", "_held", "_held_bytes", "_tickets", "_needs_sync", "_starved")
+                 "_flush_scheduled", "_before_flush", "_held", "_held_bytes", "_tickets", "_needs_sync", "_starved",
+                 "_end")
 
     def __init__(self, loop, transport, storage, resume_consumers):
         self.loop = loop
@@ -49,6 +50,8 @@ class Output:
         self._tickets = 0
         self._needs_sync = False
         self._starved = False
+        # after ``finish``: how many of ``_out`` to write, the rest dropped
+        self._end: int | None = None
 
     def send(self, data: bytes) -> None:
         """Queue frame bytes; written at the end of this loop pass."""
@@ -65,6 +68,16 @@ class Output:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
+
+    def finish(self, data: bytes) -> None:
+        """Queue ``data`` as the last frame of the connection (its
+        connection.close or close-ok): anything sent after it, now or in
+        later passes (a confirm or basic.cancel due at the next write), is
+        dropped, as RabbitMQ sends nothing after connection.close-ok
+        (rabbit_reader.erl, state closed). Called again (close-ok after our
+        own close), the new frame is the last one."""
+        self.send(data)
+        self._end = len(self._out)
 
     def hold_for_sync(self) -> None:
         """This pass's output must wait for the WAL fsync of what was
@@ -113,6 +126,11 @@ class Output:
             for callback in callbacks:
                 callback()
         out = self._out
+        if self._end is not None:
+            del out[self._end:]
+            self._end = 0
+            if not out:
+                self._out_bytes = 0
         if out:
             self._out = []
             data = out[0] if len(out) == 1 else b"".join(out)

@@ -155,8 +155,9 @@ class VHost:
 
     def delete_queue(self, queue: "Queue") -> int:
         """Remove ``queue``: its bindings go, each of its consumers is told
-        (``QueueConsumer.queue_deleted``: cancelled, with a server-sent
-        basic.cancel when its client asked for it,
+        (``QueueConsumer.queue_deleted``: cancelled at once, and a
+        server-sent basic.cancel, when its client asked for it, follows the
+        reply to the method that deleted the queue, as in RabbitMQ,
         rabbitmq.com/consumer-cancel.html), its ready messages are dropped,
         then ``queue_deleted`` is emitted with it (its exclusive owner
         forgets it). Returns how many messages were dropped."""
