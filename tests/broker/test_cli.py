@@ -19,6 +19,15 @@ def test_defaults_without_flags_or_environment():
     assert cli.build_config([], {}) == Config()
 
 
+def test_the_default_is_the_safe_fsync_mode():
+    """A confirm means fsynced unless the user asks otherwise (README,
+    "Durability"): comparing defaults with themselves would not notice a
+    flipped default. tests/durability checks what the default does."""
+    assert Config().fsync == "always"
+    assert cli.build_config([], {}).fsync == "always"
+    assert cli.build_config(["--fsync", "never"], {}).fsync == "never"
+
+
 def test_every_flag_sets_its_field():
     config = cli.build_config(
         ["--host", "0.0.0.0", "--port", "5673", "--data-dir", "/tmp/lev", "--log-level", "debug",
