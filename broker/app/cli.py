@@ -10,6 +10,7 @@
             [--mirror-body-limit B] [--mirror-retention-days D]
             [--mirror-retention-rows N] [--mirror-max-backlog N]
             [--consumer-timeout MS] [--definitions FILE]
+            [--management on|off] [--management-host H] [--management-port P]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
@@ -185,6 +186,11 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
     ("consumer_timeout", "--consumer-timeout", "MS", _int_range(0, 2**63 - 1),
      "ms a delivery may stay unacknowledged before its channel is closed with 406 (0: never; "
      "x-consumer-timeout overrides it per queue)"),
+    ("management", "--management", "on|off", _on_off,
+     "serve the RabbitMQ-compatible management HTTP API (docs/management.md)"),
+    ("management_host", "--management-host", "H", _host, "address the management HTTP API listens on"),
+    ("management_port", "--management-port", "P", _int_range(0, 65535),
+     "TCP port of the management HTTP API (0: any free port)"),
 )
 
 

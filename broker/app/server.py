@@ -22,6 +22,7 @@ from broker.app.data_dir import EXIT_DATA_DIR, DataDirError, check_data_dir
 from broker.control.address import socket_path
 from broker.control.socket_server import ControlServer
 from broker.control.standard import standard_registry
+from broker.management import ManagementServer
 from broker.transport.asyncio_protocol import AMQPProtocol
 from broker.persistence.access_store import load_access
 from broker.persistence.recovery import recover
@@ -91,6 +92,8 @@ class Server:
         self.mirror: MirrorSupervisor | None = None
         #: the local control channel (leveret queues list ...), started after recovery
         self.control = ControlServer(socket_path(config.data_dir), standard_registry(), self)
+        #: the management HTTP API (broker/management), None when switched off
+        self.management = ManagementServer(self) if config.management else None
 
     def make_vhost(self, name: str) -> VHost:
         """A new vhost ``name`` with the server's store, publish flow
@@ -108,6 +111,13 @@ class Server:
         for name in self.access.vhosts:
             if name not in self.vhosts:
                 self.vhosts[name] = self.make_vhost(name)
+
+    def amqp_port(self) -> int:
+        """The TCP port the AMQP listener is bound to (``config.port``
+        before it listens; differs from it with port 0)."""
+        if self._listener is not None and self._listener.sockets:
+            return self._listener.sockets[0].getsockname()[1]
+        return self.config.port
 
     def server_properties(self) -> dict:
         """connection.start server-properties, as RabbitMQ announces them."""
@@ -164,6 +174,8 @@ class Server:
             await self._stop_mirror()
             raise
         self._compactor = loop.create_task(self._compact_forever())
+        if self.management is not None:
+            await self.management.start()
         log.info("Leveret %s listening on %s:%d (AMQP 0-9-1), data dir %s", __version__, self.config.host,
                  self.config.port, self.config.data_dir.resolve())
 
@@ -233,6 +245,8 @@ class Server:
         if self._listener is not None:
             self._listener.close()
         await self.control.close()
+        if self.management is not None:
+            await self.management.close()
         if self._compactor is not None:
             self._compactor.cancel()
         log.info("shutting down: closing %d connections", len(self.connections))
