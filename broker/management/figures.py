@@ -18,7 +18,8 @@ import time
 #: the message_stats keys RabbitMQ 3.10 renders (rabbit_mgmt_format, the
 #: fine stats of channels, queues, exchanges and vhosts)
 STATS = ("publish", "publish_in", "publish_out", "confirm", "deliver", "deliver_no_ack", "get", "get_no_ack",
-         "get_empty", "deliver_get", "redeliver", "ack", "return_unroutable", "drop_unroutable")
+         "get_empty", "deliver_get", "redeliver", "ack", "return_unroutable", "drop_unroutable", "disk_reads",
+         "disk_writes")
 
 #: RabbitMQ's default vm_memory_high_watermark (rabbitmq.com/memory.html)
 MEMORY_WATERMARK = 0.4

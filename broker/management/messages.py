@@ -105,7 +105,7 @@ def render_properties(message: Message) -> dict:
     rendered = {}
     for key, name in _PROPERTY_NAMES.items():
         value = getattr(properties, name, None)
-        if value is None:
+        if value is None or (name == "cluster_id" and not value):  # pamqp's default ""
             continue
         if hasattr(value, "timestamp"):
             value = int(value.timestamp())

@@ -21,7 +21,7 @@ from broker.management.topology import node_name
 
 #: the RabbitMQ version whose management API Leveret follows (what
 #: rabbitmqadmin and other clients read in ``rabbitmq_version``)
-RABBITMQ_VERSION = "3.10.0"
+RABBITMQ_VERSION = "3.10.8"
 
 
 def register(routes: Routes) -> None:
