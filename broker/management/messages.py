@@ -113,19 +113,23 @@ def render_properties(message: Message) -> dict:
     return rendered
 
 
+def render_body(body: bytes, encoding: str) -> dict:
+    """``{"payload", "payload_encoding"}``: UTF-8 text when ``encoding`` is
+    "auto" and the body is valid UTF-8, else base64."""
+    if encoding == "auto":
+        try:
+            return {"payload": body.decode("utf-8"), "payload_encoding": "string"}
+        except UnicodeDecodeError:
+            pass
+    return {"payload": base64.b64encode(body).decode(), "payload_encoding": "base64"}
+
+
 def _rendered(entry, left: int, redelivered: bool, encoding: str, truncate: int | None) -> dict:
     message = entry.message
     body = message.body or b""
-    shown = body if truncate is None else body[:truncate]
     row = {"payload_bytes": len(body), "redelivered": redelivered, "exchange": message.exchange,
            "routing_key": message.routing_key, "message_count": left, "properties": render_properties(message)}
-    if encoding == "auto":
-        try:
-            row.update(payload=shown.decode("utf-8"), payload_encoding="string")
-            return row
-        except UnicodeDecodeError:
-            pass
-    row.update(payload=base64.b64encode(shown).decode(), payload_encoding="base64")
+    row.update(render_body(body if truncate is None else body[:truncate], encoding))
     return row
 
 
