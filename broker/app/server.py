@@ -166,16 +166,19 @@ class Server:
             await self.storage.sync()
             # before the AMQP listener: once clients can connect, so can the CLI
             await self.control.start()
+            # before the AMQP listener too: once clients can connect, the API answers
+            if self.management is not None:
+                await self.management.start()
             loop = asyncio.get_running_loop()
             self._listener = await loop.create_server(lambda: AMQPProtocol(self), self.config.host,
                                                       self.config.port, reuse_address=True, backlog=1024)
         except BaseException:
             await self.control.close()
+            if self.management is not None:
+                await self.management.close()
             await self._stop_mirror()
             raise
         self._compactor = loop.create_task(self._compact_forever())
-        if self.management is not None:
-            await self.management.start()
         log.info("Leveret %s listening on %s:%d (AMQP 0-9-1), data dir %s", __version__, self.config.host,
                  self.config.port, self.config.data_dir.resolve())
 

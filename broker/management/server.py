@@ -13,8 +13,8 @@ import logging
 from aiohttp import web
 
 from broker.admin import Actor, AdminError
-from broker.management import (access_routes, connections, health, history, messages, overview, topology,
-                                topology_writes)
+from broker.management import (access_routes, connections, health, history, messages, move, overview,
+                                topology, topology_writes)
 from broker.management.auth import authenticate, authorise
 from broker.management.http import ApiError
 from broker.management.routing import Call, Routes
@@ -27,7 +27,8 @@ _ADMIN_STATUS = {"not_found": 404, "exists": 409, "invalid": 400}
 def build_routes() -> Routes:
     """The route table of every resource module."""
     routes = Routes()
-    for module in (overview, health, connections, topology, topology_writes, messages, history, access_routes):
+    for module in (overview, health, connections, topology, topology_writes, messages, history, move,
+                   access_routes):
         module.register(routes)
     return routes
 
