@@ -13,6 +13,7 @@ from pamqp import commands
 
 from broker.session.channel import Channel
 from broker.session.route_cache import on_publish
+from broker.transport.login import Login
 from broker.transport.output import Output
 from protocol import reply_codes
 from protocol.constants import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, HEARTBEAT_FRAME,
@@ -64,8 +65,10 @@ class Connection:
         self.state = HANDSHAKE
         self.reader = FrameReader(config.frame_max)
         self.peer_address = peer[0]
+        #: login, connection.open and the connection limits (broker.transport.login)
+        self.login = login = Login(self)
         self.handshake = Handshake(server.server_properties(), config.channel_max, config.frame_max,
-                                   config.heartbeat, self._authenticate, self._open_vhost)
+                                   config.heartbeat, login.authenticate, login.open_vhost)
         self.frame_max = config.frame_max
         self.channel_max = config.channel_max
         self.heartbeat = 0
@@ -73,8 +76,6 @@ class Connection:
         self.vhost = None
         #: the user's permissions in the vhost (broker.access.Grant), set by connection.open
         self.grant = None
-        #: counted by access control as open (connection limits), until connection_lost
-        self._counted = False
         self.cancel_notify = False
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: set[Queue] = set()
@@ -221,28 +222,6 @@ class Connection:
         self.server.access.open_channel(self.username)  # 530 at the user's max-channels
         self.channels[number] = Channel(self, number)
         self.send(encode_method(number, commands.Channel.OpenOk()))
-
-    def _authenticate(self, username: str, password: str) -> bool:
-        """The handshake's login check (broker.access.AccessControl.authenticate);
-        a refusal is logged with the user, the client address and the
-        reason, never the password."""
-        user, reason = self.server.access.authenticate(username, password, self.peer_address)
-        if user is None:
-            log.warning("%s: login refused for user '%s' (mechanism %s): %s", self.name, username,
-                        self.handshake.mechanism, reason)
-        return user is not None
-
-    def _open_vhost(self, vhost: str) -> None:
-        """The handshake's connection.open check: limits, the vhost and the
-        user's access to it (530 NOT_ALLOWED, logged with the user and the
-        client address); counts this connection against the limits."""
-        try:
-            self.grant = self.server.access.open_vhost(self.handshake.username, vhost)
-        except AMQPError as error:
-            log.warning("%s: user '%s' refused vhost '%s': %s", self.name, self.handshake.username, vhost,
-                        error.text)
-            raise
-        self._counted = True
 
     def _on_open(self) -> None:
         handshake = self.handshake
@@ -397,9 +376,7 @@ class Connection:
         self.state = CLOSED
         self._timer.cancel()
         self.server.connections.discard(self)
-        if self._counted:
-            self._counted = False
-            self.server.access.connection_closed(self.username, self.handshake.vhost)
+        self.login.closed()
 
 
 def _forget_exclusive_queue(queue: "Queue") -> None:

@@ -128,7 +128,9 @@ def test_main_runs_the_server_with_the_config_and_exits_with_its_code(monkeypatc
 
     fake.run = run
     monkeypatch.setitem(sys.modules, "broker.app.server", fake)
-    monkeypatch.setattr(sys.modules["broker"], "server", fake, raising=False)
+    # ``from broker.app import server`` takes the package attribute when the
+    # real module was imported before (by another test): replace that too
+    monkeypatch.setattr(sys.modules["broker.app"], "server", fake, raising=False)
     root_handlers = logging.getLogger().handlers[:]
     root_level = logging.getLogger().level
     try:

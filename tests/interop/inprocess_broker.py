@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 from broker.admin import Actor
 from broker.app.config import Config
-from broker.app.server import Server
 from tests.interop.server_process import free_port
 
 #: the actor tests name in admin calls (the audit lines say it)
@@ -48,10 +47,11 @@ class InProcessBroker:
         settings.setdefault("management_port", 0)
         self.config = Config(host=self.host, port=self.port, data_dir=Path(data_dir), mirror=False,
                              compact_interval=3600.0, **settings)
-        self.server: Server | None = None
+        self.server = None  # broker.app.server.Server, once started
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._collector = _Collector()
+        self._level = logging.NOTSET
 
     def url(self, user: str = "guest", password: str = "guest", vhost: str = "/") -> str:
         credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
@@ -59,10 +59,16 @@ class InProcessBroker:
 
     def start(self) -> "InProcessBroker":
         """Start the broker and wait until it listens; raises what its start raised."""
-        logging.getLogger("broker").addHandler(self._collector)
-        logging.getLogger("broker").setLevel(logging.DEBUG)
+        logger = logging.getLogger("broker")
+        self._level = logger.level  # given back by stop: other tests read the broker's log level
+        logger.addHandler(self._collector)
+        logger.setLevel(logging.DEBUG)
         started = threading.Event()
         failure: list[BaseException] = []
+
+        # imported here, not at collection: tests/broker/test_cli.py replaces the
+        # module in sys.modules and needs it not imported yet
+        from broker.app.server import Server
 
         def run() -> None:
             self.loop = loop = asyncio.new_event_loop()
@@ -84,7 +90,7 @@ class InProcessBroker:
         self._thread.start()
         started.wait(30)
         if failure:
-            logging.getLogger("broker").removeHandler(self._collector)
+            self._forget_log()
             raise failure[0]
         return self
 
@@ -111,7 +117,12 @@ class InProcessBroker:
         if self._thread is not None and self.loop is not None and self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(30)
-        logging.getLogger("broker").removeHandler(self._collector)
+        self._forget_log()
+
+    def _forget_log(self) -> None:
+        logger = logging.getLogger("broker")
+        logger.removeHandler(self._collector)
+        logger.setLevel(self._level)
 
     def log_lines(self) -> list[str]:
         return list(self._collector.lines)
