@@ -125,8 +125,8 @@ def run_messages(args: argparse.Namespace, config: Config) -> int:
 
 
 def _find(args: argparse.Namespace, path) -> int:
-    from broker.persistence.message_database import (DEFAULT_COLUMNS, NUMERIC_COLUMNS, cell, count, find,
-                                                     to_json)
+    from broker.persistence.message_database import (COUNT_CAP, DEFAULT_COLUMNS, NUMERIC_COLUMNS, cell, count,
+                                                     find, to_json)
 
     filters = dict(vhost=args.vhost, queue=args.queue, exchange=args.exchange,
                    routing_key=args.routing_key, message_id=args.message_id,
@@ -145,7 +145,8 @@ def _find(args: argparse.Namespace, path) -> int:
     if len(rows) == args.limit:
         total = count(path, **filters)
         if total > len(rows):
-            print(f"showing {len(rows)} of {total} (newest first; --limit N shows more)")
+            of = f"more than {COUNT_CAP}" if total > COUNT_CAP else str(total)
+            print(f"showing {len(rows)} of {of} (newest first; --limit N shows more)")
     return 0
 
 

@@ -7,7 +7,7 @@ error that blames the listening address.
 What it checks: the path is a directory (created with its parents when
 missing); a file can be created and removed in it; each file the broker
 keeps there (``topology.db``, ``messages.db``, the WAL segments ...) opens
-for reading and writing. It tries the operations rather than asking
+for reading and writing; ``topology.db`` is an SQLite database. It tries the operations rather than asking
 ``os.access``, so that a read-only file system or an immutable directory is
 found as well as a wrong owner or mode.
 """
@@ -22,6 +22,10 @@ EXIT_DATA_DIR = 5
 
 #: sub-directories whose files are checked too (the WAL segments)
 _SUBDIRECTORIES = ("wal",)
+#: the SQLite file the broker cannot start without (the durable topology),
+#: and how every SQLite database file begins (sqlite.org/fileformat.html, 1.3)
+_TOPOLOGY = "topology.db"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 class DataDirError(Exception):
@@ -42,6 +46,22 @@ def check_data_dir(path: Path) -> None:
     for directory in (path, *(path / name for name in _SUBDIRECTORIES)):
         if directory.is_dir():
             _check_directory(path, directory)
+    _check_sqlite(path, path / _TOPOLOGY)
+
+
+def _check_sqlite(data_dir: Path, file: Path) -> None:
+    """A non-empty ``file`` must start as an SQLite database does (an empty
+    one is a new database to SQLite)."""
+    try:
+        with open(file, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise DataDirError(f"data directory {data_dir}: cannot read {file}: {_cause(exc)}") from None
+    if head and head != _SQLITE_MAGIC:
+        raise DataDirError(f"data directory {data_dir}: {file} is not an SQLite database (damaged, or "
+                           f"not a file of Leveret's)")
 
 
 def _check_directory(data_dir: Path, directory: Path) -> None:

@@ -1,6 +1,11 @@
-"""The broker process: listening socket, vhosts, users, the message
-database mirror, signal handling and shutdown (connection.close 320
-CONNECTION_FORCED to every client, as RabbitMQ does on shutdown)."""
+"""The broker process: listeners, vhosts, users, the message database
+mirror, signal handling and shutdown (connection.close 320
+CONNECTION_FORCED to every client, as RabbitMQ does on shutdown).
+
+Start order: every listener is bound first (broker.app.listeners), then
+recovery runs, then the listeners accept. Exit statuses of ``serve``: 0
+after SIGTERM/SIGINT, 1 another start-up failure, 3 a damaged WAL,
+``listeners.EXIT_CANNOT_LISTEN`` (4) a listener that cannot be opened."""
 
 from __future__ import annotations
 
@@ -17,13 +22,14 @@ from broker.access import AccessControl
 from broker.admin import AdminError, AdminService
 from broker.admin.definitions import load_definitions_file
 from broker.admin.definitions_records import DefinitionsError
+from broker.app import listeners
 from broker.app.config import LOG_FORMAT, Config
 from broker.app.data_dir import EXIT_DATA_DIR, DataDirError, check_data_dir
 from broker.control.address import socket_path
 from broker.control.socket_server import ControlServer
 from broker.control.standard import standard_registry
 from broker.management import ManagementServer
-from broker.transport.asyncio_protocol import AMQPProtocol
+from broker.transport.asyncio_protocol import AMQPProtocol, TLSAcceptor
 from broker.persistence.access_store import load_access
 from broker.persistence.recovery import recover
 from broker.persistence.dedup_journal import FILE_NAME as DEDUP_FILE
@@ -68,8 +74,10 @@ class Server:
     ``connections``, the store (``storage``:
     broker.persistence.store.Store), the publish ``flow`` control, the
     deduplication journal and the supervisor of the message database
-    process, ``mirror`` (None when off). The flow control and the journal
-    exist before any vhost: ``make_vhost`` hands them to each one."""
+    process, ``mirror`` (None when off), and the ``listeners``
+    (broker.app.listeners.Listener, bound by ``start``). The flow control
+    and the journal exist before any vhost: ``make_vhost`` hands them to
+    each one."""
 
     def __init__(self, config: Config):
         self.config = config
@@ -87,7 +95,7 @@ class Server:
         self.dedup_journal = DedupJournal(config.data_dir / DEDUP_FILE)
         #: the vhosts of the topology and of access control, made by ``start``
         self.vhosts: dict[str, VHost] = {}
-        self._listener: asyncio.base_events.Server | None = None
+        self.listeners: list[listeners.Listener] = []
         self._compactor: asyncio.Task | None = None
         self.mirror: MirrorSupervisor | None = None
         #: the local control channel (leveret queues list ...), started after recovery
@@ -112,13 +120,6 @@ class Server:
             if name not in self.vhosts:
                 self.vhosts[name] = self.make_vhost(name)
 
-    def amqp_port(self) -> int:
-        """The TCP port the AMQP listener is bound to (``config.port``
-        before it listens; differs from it with port 0)."""
-        if self._listener is not None and self._listener.sockets:
-            return self._listener.sockets[0].getsockname()[1]
-        return self.config.port
-
     def server_properties(self) -> dict:
         """connection.start server-properties, as RabbitMQ announces them."""
         return {
@@ -132,9 +133,15 @@ class Server:
         }
 
     async def start(self) -> None:
-        """Open the message database, storage, recover, and listen. Raises
-        OSError when the port is taken, broker.persistence.store.WalCorruptError
-        when the WAL is damaged (the message database is closed again first)."""
+        """Bind the listeners, then open the message database and storage,
+        recover, and accept. Raises broker.app.listeners.ListenError when a
+        listener cannot be opened (before any recovery work),
+        broker.persistence.store.WalCorruptError when the WAL is damaged
+        (the listeners and the message database are closed again first)."""
+        tls = listeners.tls_context(self.config) if self.config.tls_cert is not None else None
+        self.listeners = await listeners.open_listeners(
+            self.config, lambda: AMQPProtocol(self),
+            None if tls is None else lambda: TLSAcceptor(self, tls, self.config.handshake_timeout))
         if not self.storage.fsync:
             log.warning("fsync = never: publisher confirms do not wait for the disk; a power loss can lose "
                         "confirmed messages (UNSAFE, for benchmarks only)")
@@ -164,23 +171,22 @@ class Server:
             # the start marker must be on disk before the first delivery, or a
             # crash right after it could pass for a clean shutdown
             await self.storage.sync()
-            # before the AMQP listener: once clients can connect, so can the CLI
+            # before the AMQP listeners accept: once clients can connect, so can the CLI
             await self.control.start()
-            # before the AMQP listener too: once clients can connect, the API answers
+            # before the AMQP listeners accept too: once clients can connect, the API answers
             if self.management is not None:
                 await self.management.start()
-            loop = asyncio.get_running_loop()
-            self._listener = await loop.create_server(lambda: AMQPProtocol(self), self.config.host,
-                                                      self.config.port, reuse_address=True, backlog=1024)
+            await listeners.start_serving(self.listeners)
         except BaseException:
+            listeners.close(self.listeners)
             await self.control.close()
             if self.management is not None:
                 await self.management.close()
             await self._stop_mirror()
             raise
-        self._compactor = loop.create_task(self._compact_forever())
-        log.info("Leveret %s listening on %s:%d (AMQP 0-9-1), data dir %s", __version__, self.config.host,
-                 self.config.port, self.config.data_dir.resolve())
+        self._compactor = asyncio.get_running_loop().create_task(self._compact_forever())
+        log.info("Leveret %s listening on %s, data dir %s", __version__, listeners.describe(self.listeners),
+                 self.config.data_dir.resolve())
 
     async def _open_dedup_journal(self) -> None:
         """Give the disk-persisted deduplication caches (x-cache-persistence
@@ -245,8 +251,7 @@ class Server:
 
     async def stop(self) -> None:
         """Stop accepting, close every connection with 320, wait briefly."""
-        if self._listener is not None:
-            self._listener.close()
+        listeners.close(self.listeners)
         await self.control.close()
         if self.management is not None:
             await self.management.close()
@@ -278,7 +283,8 @@ class Server:
 
 async def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT; returns the process exit code (0; 1
-    cannot start; 3 damaged WAL; ``data_dir.EXIT_DATA_DIR`` data directory
+    cannot start; 3 damaged WAL; ``listeners.EXIT_CANNOT_LISTEN`` a
+    listener cannot be opened; ``data_dir.EXIT_DATA_DIR`` data directory
     unusable)."""
     try:
         check_data_dir(config.data_dir)
@@ -288,8 +294,11 @@ async def serve(config: Config) -> int:
     server = Server(config)
     try:
         await server.start()
+    except listeners.ListenError as exc:
+        log.error("%s", exc)
+        return listeners.EXIT_CANNOT_LISTEN
     except OSError as exc:
-        log.error("cannot start on %s:%d: %s", config.host, config.port, exc)
+        log.error("cannot start: %s", exc)
         return 1
     except WalError as exc:
         log.error("cannot recover from the write-ahead log: %s", exc)

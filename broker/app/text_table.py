@@ -16,7 +16,8 @@ def cut(text: str, width: int = MAX_CELL) -> str:
     """``text`` if it fits in ``width`` characters, else its first
     ``width - 1`` characters and an ellipsis. Line breaks and tabs become
     spaces: one row is one line."""
-    text = text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    if not text.isprintable():  # rare: only then look for line breaks and tabs
+        text = text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
     return text if len(text) <= width else text[:width - 1] + ELLIPSIS
 
 
@@ -26,12 +27,10 @@ def format_table(columns: Sequence[str], rows: Iterable[Sequence[str]], right: I
     columns separated by two spaces; the ``right`` columns (numbers) are
     right-aligned; each cell is cut to ``width`` characters. Trailing
     spaces are stripped."""
-    right = set(right)
     cells = [[cut(value, width) for value in row] for row in rows]
-    widths = [max([len(name)] + [len(row[i]) for row in cells]) for i, name in enumerate(columns)]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(value.rjust(w) if name in right else value.ljust(w)
-                         for name, value, w in zip(columns, values, widths)).rstrip()
-
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
+    widths = [max(len(name), *(len(row[i]) for row in cells)) if cells else len(name)
+              for i, name in enumerate(columns)]
+    # one format string for every line: "{:<8}  {:>5}..." (numbers right-aligned)
+    template = "  ".join(f"{{:{'>' if name in right else '<'}{w}}}" for name, w in zip(columns, widths))
+    return "\n".join(template.format(*values).rstrip()
+                     for values in [columns, ["-" * w for w in widths], *cells])

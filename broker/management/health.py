@@ -17,7 +17,8 @@ from broker.management.routing import Call, Routes
 from broker.queues.queue import Queue
 
 #: the protocol names a listener check accepts for each listener
-_PROTOCOLS = {"amqp": ("amqp", "amqp091", "amqp0-9-1", "amqp0.9.1"), "http": ("http", "management")}
+_PROTOCOLS = {"amqp": ("amqp", "amqp091", "amqp0-9-1", "amqp0.9.1"), "amqp/ssl": ("amqp/ssl", "amqps"),
+              "http": ("http", "management")}
 _UNITS = ("days", "weeks", "months", "years")
 ALIVENESS_QUEUE = "aliveness-test"
 

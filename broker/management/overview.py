@@ -37,8 +37,9 @@ def listeners(server) -> list[dict]:
     """The listening sockets, as RabbitMQ lists them (protocol, ip_address, port)."""
     config = server.config
     node = node_name(server)
-    rows = [{"node": node, "protocol": "amqp", "ip_address": config.host, "port": server.amqp_port(),
-             "socket_opts": {"backlog": 1024, "nodelay": True}}]
+    rows = [{"node": node, "protocol": "amqp/ssl" if listener.kind == "amqps" else "amqp",
+             "ip_address": listener.host, "port": listener.port, "socket_opts": {"backlog": 1024, "nodelay": True}}
+            for listener in server.listeners]
     management = getattr(server, "management", None)
     if management is not None and management.port is not None:
         rows.append({"node": node, "protocol": "http", "ip_address": config.management_host,

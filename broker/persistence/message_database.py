@@ -8,7 +8,7 @@ module (docs/architecture.md, "Layers"):
   ``leveret db rebuild`` (broker/app/cli_tools.py) run: ``find``,
   ``count``, ``lookup``, ``show``, ``rebuild``, ``db_path``, ``to_ms``,
   the column names (``FIND_COLUMNS``, ``DEFAULT_COLUMNS``,
-  ``NUMERIC_COLUMNS``), the states (``STATES``) and the renderers
+  ``NUMERIC_COLUMNS``), ``COUNT_CAP``, the states (``STATES``) and the renderers
   ``cell``, ``format_message``, ``to_json``, re-exported with the errors
   they raise (``MirrorNotFound``, ``RebuildError``, ``WalError``).
 """
@@ -20,12 +20,12 @@ from pathlib import Path
 from broker.persistence.store import Store
 from storage.mirror import (STATES, MirrorNotFound, RebuildError, count, db_path, find, lookup, rebuild, show,
                             to_ms)
-from storage.mirror.query import FIND_COLUMNS
+from storage.mirror.query import COUNT_CAP, FIND_COLUMNS
 from storage.mirror.render import DEFAULT_COLUMNS, NUMERIC_COLUMNS, cell, format_message, to_json
 from storage.mirror.supervisor import MirrorSupervisor
 from storage.wal import WalError
 
-__all__ = ["DEFAULT_COLUMNS", "FIND_COLUMNS", "MirrorNotFound", "MirrorSupervisor", "NUMERIC_COLUMNS",
+__all__ = ["COUNT_CAP", "DEFAULT_COLUMNS", "FIND_COLUMNS", "MirrorNotFound", "MirrorSupervisor", "NUMERIC_COLUMNS",
            "RebuildError", "STATES", "WalError", "cell", "count", "db_path", "find", "format_message",
            "keep_wal_segments", "lookup", "message_database_process", "rebuild", "show", "to_json", "to_ms"]
 

@@ -21,8 +21,9 @@ from protocol.constants import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME
 from protocol.errors import AMQPError, connection_error
 from protocol.framing import PUBLISH_RUN, FrameReader
 from protocol.handshake import (OPEN as HANDSHAKE_OPEN, AWAIT_PROTOCOL_HEADER, BadProtocolHeader, Handshake,
-                                HandshakeRefused)
+                                HandshakeRefused, looks_like_tls)
 from protocol.methods import decode_method, encode_method
+from protocol.sasl import certificate_user
 
 if TYPE_CHECKING:
     from broker.queues.queue import Queue
@@ -68,7 +69,9 @@ class Connection:
         #: login, connection.open and the connection limits (broker.transport.login)
         self.login = login = Login(self)
         self.handshake = Handshake(server.server_properties(), config.channel_max, config.frame_max,
-                                   config.heartbeat, login.authenticate, login.open_vhost)
+                                   config.heartbeat, login.authenticate, login.open_vhost,
+                                   certificate_user(transport.get_extra_info("peercert")),
+                                   login.authenticate_external)
         self.frame_max = config.frame_max
         self.channel_max = config.channel_max
         self.heartbeat = 0
@@ -139,7 +142,8 @@ class Connection:
             self.state = CLOSED
             self._close_transport()
         except BadProtocolHeader as exc:
-            log.warning("%s: bad protocol header %r, answering with AMQP 0-9-1's", self.name, exc.args[0])
+            log.warning("%s: bad protocol header %r%s, answering with AMQP 0-9-1's", self.name, exc.args[0],
+                        " (a TLS handshake: amqps is on the TLS port)" if looks_like_tls(exc.args[0]) else "")
             self.transport.write(PROTOCOL_HEADER)
             self._close_transport()
         except Exception:

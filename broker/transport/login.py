@@ -35,6 +35,19 @@ class Login:
                         connection.handshake.mechanism, reason)
         return user is not None
 
+    def authenticate_external(self, username: str) -> bool:
+        """SASL EXTERNAL: ``username`` is the CN of a client certificate the
+        TLS layer verified; it must be a known user, and a loopback-only
+        user still needs a loopback address (broker.access.AccessControl.
+        authenticate_external; rabbitmq.com/docs/ssl, "Using Client
+        Certificates for Authentication"). A refusal is logged."""
+        connection = self.connection
+        user, reason = connection.server.access.authenticate_external(username, connection.peer_address)
+        if user is None:
+            log.warning("%s: login refused for user '%s' (mechanism EXTERNAL): %s", connection.name, username,
+                        reason)
+        return user is not None
+
     def open_vhost(self, vhost: str) -> None:
         """connection.open: limits, the vhost and the user's access to it
         (530 NOT_ALLOWED, logged with the user and the client address);

@@ -16,11 +16,15 @@ from typing import Any
 from storage.mirror.schema import EVENT_COLUMNS, MESSAGE_COLUMNS
 
 #: columns ``find`` returns: every message column but the body, and
-#: ``queue``: the queues the message went to, comma-separated, in the order
-#: it reached them (empty for an unrouted message)
+#: ``queue``: the queues the message was routed to, comma-separated (None
+#: for an unrouted message): ``messages.queue`` when it went to one, else
+#: its rows of ``message_queues``
 FIND_COLUMNS = tuple(c for c in MESSAGE_COLUMNS if c != "body") + ("queue",)
-_QUEUES_SQL = ("(SELECT group_concat(queue, ',') FROM (SELECT queue FROM message_events "
-               "WHERE message = messages.id GROUP BY queue ORDER BY min(id)))")
+_QUEUES_SQL = ("coalesce(messages.queue, (SELECT group_concat(queue, ',') FROM message_queues "
+               "WHERE message = messages.id))")
+#: ``count`` stops counting past this many messages (a count of every row of
+#: a big database costs seconds; "more than 100000" says enough)
+COUNT_CAP = 100_000
 _SELECT = ", ".join(c if c != "queue" else f"{_QUEUES_SQL} AS queue" for c in FIND_COLUMNS)
 
 
@@ -155,13 +159,15 @@ def find(db_path: Path | str, limit: int | None = 100, **filters: Any) -> list[d
         conn.close()
 
 
-def count(db_path: Path | str, **filters: Any) -> int:
-    """How many messages match ``filters`` (those of ``find``): what a
-    ``limit`` left out can be told. Raises as ``find``."""
+def count(db_path: Path | str, cap: int = COUNT_CAP, **filters: Any) -> int:
+    """How many messages match ``filters`` (those of ``find``), counted up
+    to ``cap + 1``: a result above ``cap`` means "more than ``cap``". Tells
+    what a ``limit`` left out. Raises as ``find``."""
     where, params = _where(**filters)
     conn = connect_ro(db_path)
     try:
-        return conn.execute(f"SELECT count(*) FROM messages{where}", params).fetchone()[0]
+        return conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM messages{where} LIMIT ?)",
+                            [*params, cap + 1]).fetchone()[0]
     finally:
         conn.close()
 

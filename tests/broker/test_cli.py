@@ -19,6 +19,15 @@ def test_defaults_without_flags_or_environment():
     assert cli.build_config([], {}) == Config()
 
 
+def test_the_default_is_the_safe_fsync_mode():
+    """A confirm means fsynced unless the user asks otherwise (README,
+    "Durability"): comparing defaults with themselves would not notice a
+    flipped default. tests/durability checks what the default does."""
+    assert Config().fsync == "always"
+    assert cli.build_config([], {}).fsync == "always"
+    assert cli.build_config(["--fsync", "never"], {}).fsync == "never"
+
+
 def test_every_flag_sets_its_field():
     config = cli.build_config(
         ["--host", "0.0.0.0", "--port", "5673", "--data-dir", "/tmp/lev", "--log-level", "debug",
@@ -26,7 +35,7 @@ def test_every_flag_sets_its_field():
          "--max-message-size", "1048576", "--handshake-timeout", "2.5"],
         {},
     )
-    assert config == Config(host="0.0.0.0", port=5673, data_dir=Path("/tmp/lev"), log_level="debug",
+    assert config == Config(host=("0.0.0.0",), port=5673, data_dir=Path("/tmp/lev"), log_level="debug",
                             heartbeat=5, frame_max=8192, channel_max=16, max_message_size=1048576,
                             handshake_timeout=2.5)
 
@@ -41,7 +50,7 @@ def test_serve_subcommand_is_the_default():
 
 def test_options_before_and_after_serve_combine():
     config = cli.build_config(["--port", "5675", "serve", "--host", "::1"], {})
-    assert (config.port, config.host) == (5675, "::1")
+    assert (config.port, config.host) == (5675, ("::1",))
 
 
 def test_environment_overrides_defaults():
@@ -62,7 +71,7 @@ def test_flag_overrides_environment():
     config = cli.build_config(["--port", "5681", "--log-level", "debug"], environ)
     assert config.port == 5681
     assert config.log_level == "debug"
-    assert config.host == "0.0.0.0"  # no flag: the environment still applies
+    assert config.host == ("0.0.0.0",)  # no flag: the environment still applies
 
 
 def test_flag_equal_to_the_default_still_overrides_environment():

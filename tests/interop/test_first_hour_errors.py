@@ -1,7 +1,8 @@
 """Start-up and command-line mistakes a new user makes, each answered with
 one line that names the path or the value and the cause, and a documented
 exit status (README, "Exit statuses"): a data directory that is a file,
-read-only, unreadable or impossible to create (5); a bad environment value
+read-only, unreadable, impossible to create or holding a damaged topology
+file (5); a bad environment value
 worded as the same flag mistake (2); a closed output pipe (quiet, 0)."""
 
 from __future__ import annotations
@@ -104,6 +105,16 @@ def test_data_directory_with_a_file_the_broker_cannot_read(tmp_path, restore_mod
     assert result.returncode == 5
     assert one_error_line(result) == (f"data directory {path}: cannot open {path / 'topology.db'} "
                                       f"for reading and writing: Permission denied")
+
+
+def test_topology_file_that_is_not_a_database(tmp_path):
+    path = tmp_path / "data"
+    path.mkdir()
+    (path / "topology.db").write_bytes(b"\x00garbage, not SQLite" * 100)
+    result = start_broker(path)
+    assert result.returncode == 5
+    assert one_error_line(result) == (f"data directory {path}: {path / 'topology.db'} is not an SQLite "
+                                      f"database (damaged, or not a file of Leveret's)")
 
 
 def test_bad_environment_value_is_worded_as_the_flag(tmp_path):

@@ -20,8 +20,8 @@ from tests.interop.server_process import REPO_ROOT, stop_process
 from tests.interop.test_amqplib import NODE_DIR, node  # noqa: F401  (fixture: skips without node/amqplib)
 
 README = (REPO_ROOT / "README.md").read_text()
-#: documents the README links to that other work adds (security, TLS, Docker, clients)
-LINKED_ELSEWHERE = {"docs/security.md", "docs/tls.md", "docs/docker.md", "docs/client-compatibility.md"}
+#: documents the README links to that other work adds (access control, TLS)
+LINKED_ELSEWHERE = {"docs/security.md", "docs/tls.md"}
 
 
 def code_blocks(language: str) -> list[str]:

@@ -109,6 +109,7 @@ async def test_queue_column_count_and_lookup(db):
     assert (rows[3]["queue"], rows[1]["queue"], rows[9]["queue"]) == ("audit,mail", "orders", "jobs")
     assert count(db) == 9 and count(db, queue="orders", state="acked") == 3
     assert count(db, headers={"tenant": "acme"}) == 1
+    assert count(db, cap=5) == 6 and count(db, cap=9) == 9   # past the cap: "more than 5"
     assert lookup(db, "3") == [3]                   # the internal id first
     assert lookup(db, "order-2") == [2]             # a message-id
     assert lookup(db, "corr-1") == [3, 1]           # a correlation-id, newest first
