@@ -123,6 +123,14 @@ def _hosts(text: str) -> tuple[str, ...]:
     return hosts
 
 
+def _host(text: str) -> str:
+    """An argparse ``type`` accepting one host name or address (``[::1]`` too)."""
+    host = text.strip().removeprefix("[").removesuffix("]")
+    if not host:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return host
+
+
 def _tls_verify(text: str) -> str:
     """An argparse ``type`` accepting ``peer`` or ``none``."""
     if text not in ("peer", "none"):
