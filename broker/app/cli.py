@@ -12,6 +12,7 @@
             [--mirror-body-limit B] [--mirror-retention-days D]
             [--mirror-retention-rows N] [--mirror-max-backlog N]
             [--consumer-timeout MS] [--definitions FILE]
+            [--management on|off] [--management-host H] [--management-port P]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
@@ -122,6 +123,14 @@ def _hosts(text: str) -> tuple[str, ...]:
     return hosts
 
 
+def _host(text: str) -> str:
+    """An argparse ``type`` accepting one host name or address (``[::1]`` too)."""
+    host = text.strip().removeprefix("[").removesuffix("]")
+    if not host:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return host
+
+
 def _tls_verify(text: str) -> str:
     """An argparse ``type`` accepting ``peer`` or ``none``."""
     if text not in ("peer", "none"):
@@ -207,6 +216,11 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
     ("consumer_timeout", "--consumer-timeout", "MS", _int_range(0, 2**63 - 1),
      "ms a delivery may stay unacknowledged before its channel is closed with 406 (0: never; "
      "x-consumer-timeout overrides it per queue)"),
+    ("management", "--management", "on|off", _on_off,
+     "serve the RabbitMQ-compatible management HTTP API (docs/management.md)"),
+    ("management_host", "--management-host", "H", _host, "address the management HTTP API listens on"),
+    ("management_port", "--management-port", "P", _int_range(0, 65535),
+     "TCP port of the management HTTP API (0: any free port)"),
 )
 
 
