@@ -12,6 +12,7 @@ from broker.exchanges import DirectExchange, Exchange, FanoutExchange, HeadersEx
 from protocol import reply_codes
 from protocol.errors import channel_error
 from broker.model.events import Event
+from broker.model.stats import MessageStats
 
 if TYPE_CHECKING:
     from broker.model.message_store import MessageStore
@@ -39,6 +40,10 @@ class VHost:
         (None outside a server)."""
         self.name = name
         self.storage = storage
+        #: message counters of this vhost's closed channels plus its
+        #: dead-lettering (broker/model/stats.py); the vhost's totals add
+        #: those of its open channels
+        self.stats = MessageStats()
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         #: basic.publish payload -> broker.session.route_cache.Route; cleared on
