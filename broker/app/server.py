@@ -25,6 +25,7 @@ from broker.persistence.store import Store, WalError
 from broker.vhost.deduplication import cache_for
 from broker.transport.flow_control import PublishFlow
 from broker.vhost.namespace import VHost
+from broker.model.stats import ChurnStats
 from protocol import reply_codes
 from protocol.errors import connection_error
 
@@ -68,6 +69,8 @@ class Server:
                                           segment_size=config.wal_segment_size)
         self.users: dict[str, str] = {config.default_user: config.default_pass}
         self.connections: set = set()
+        #: connections and channels opened and closed (broker/model/stats.py)
+        self.churn = ChurnStats()
         self.flow = PublishFlow(self.connections)
         #: opened by ``start``; a no-op when the file cannot be used
         self.dedup_journal = DedupJournal(config.data_dir / DEDUP_FILE)

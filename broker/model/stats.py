@@ -19,12 +19,11 @@ from __future__ import annotations
 #: publisher confirms sent (basic.ack), ``return_unroutable`` mandatory
 #: messages returned, ``drop_unroutable`` unroutable messages dropped,
 #: ``deliver``/``deliver_no_ack`` basic.deliver in manual/automatic ack mode,
-#: ``get``/``get_no_ack`` basic.get-ok likewise, ``redeliver`` deliveries with
-#: the redelivered flag, ``ack`` basic.ack from consumers, ``publish_in`` /
-#: ``publish_out`` messages into / routed out of an exchange, and the
-#: dead-lettered counts per reason (rabbitmq.com/dlx.html)
+#: ``get``/``get_no_ack`` basic.get-ok likewise, ``get_empty`` basic.get-empty,
+#: ``redeliver`` deliveries with the redelivered flag, ``ack`` basic.ack from
+#: consumers, and the dead-lettered counts per reason (rabbitmq.com/dlx.html)
 FIELDS = ("publish", "confirm", "return_unroutable", "drop_unroutable", "deliver", "deliver_no_ack", "get",
-          "get_no_ack", "redeliver", "ack", "publish_in", "publish_out", "dead_lettered_expired",
+          "get_no_ack", "get_empty", "redeliver", "ack", "dead_lettered_expired",
           "dead_lettered_rejected", "dead_lettered_maxlen", "dead_lettered_delivery_limit")
 
 #: seconds between two samples (RabbitMQ's collect_statistics_interval, 5000 ms)
@@ -99,3 +98,22 @@ class MessageStats:
     def delivered(self) -> int:
         """Deliveries and gets, both ack modes."""
         return self.deliver + self.deliver_no_ack + self.get + self.get_no_ack
+
+
+#: object churn counters, as RabbitMQ's ``churn_rates`` keys (/api/overview)
+CHURN_FIELDS = ("connection_created", "connection_closed", "channel_created", "channel_closed", "queue_declared",
+                "queue_created", "queue_deleted")
+
+
+class ChurnStats:
+    """How many connections, channels and queues were opened and closed
+    (``CHURN_FIELDS``, ints, only ever increased): the server keeps the
+    connection and channel counts, each vhost its queue counts
+    (queue.declare methods, queues added, including at recovery, and
+    queues deleted)."""
+
+    __slots__ = CHURN_FIELDS
+
+    def __init__(self) -> None:
+        for name in CHURN_FIELDS:
+            setattr(self, name, 0)

@@ -63,6 +63,7 @@ class Channel(ChannelDeliveries):
         self.vhost = connection.vhost
         #: message counters (broker/model/stats.py), folded into the vhost's when the channel closes
         self.stats = MessageStats()
+        connection.server.churn.channel_created += 1
         self.state = OPEN
         self.assembler = ContentAssembler(connection.server.config.max_message_size)
         self.consumers: dict[str, Consumer] = {}
@@ -221,6 +222,7 @@ class Channel(ChannelDeliveries):
         self.state = state
         # from now on only the vhost's totals hold this channel's counts
         self.vhost.stats.add(self.stats)
+        self.connection.server.churn.channel_closed += 1
 
     def _on_frame_while_closing(self, payload: bytes, class_id: int, method_id: int) -> None:
         # After we sent channel.close everything but close/close-ok is dropped
