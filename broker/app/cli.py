@@ -9,7 +9,8 @@
             [--wal-segment-size B] [--compact-interval S] [--mirror on|off]
             [--mirror-body-limit B] [--mirror-retention-days D]
             [--mirror-retention-rows N] [--mirror-max-backlog N]
-            [--consumer-timeout MS]
+            [--consumer-timeout MS] [--prometheus on|off]
+            [--prometheus-host H] [--prometheus-port P]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
@@ -164,6 +165,11 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
     ("consumer_timeout", "--consumer-timeout", "MS", _int_range(0, 2**63 - 1),
      "ms a delivery may stay unacknowledged before its channel is closed with 406 (0: never; "
      "x-consumer-timeout overrides it per queue)"),
+    ("prometheus", "--prometheus", "on|off", _on_off,
+     "serve Prometheus metrics at /metrics and /metrics/per-object (docs/metrics.md)"),
+    ("prometheus_host", "--prometheus-host", "H", _host, "address the Prometheus endpoint listens on"),
+    ("prometheus_port", "--prometheus-port", "P", _int_range(0, 65535),
+     "TCP port of the Prometheus endpoint (0: any free port)"),
 )
 
 

@@ -56,6 +56,11 @@ class Config:
     #: ms a delivery may stay unacknowledged before its channel is closed
     #: with 406 (rabbitmq.com/consumers.html#acknowledgement-timeout); 0: never
     consumer_timeout: int = 1_800_000
+    #: serve Prometheus metrics (broker/metrics, docs/metrics.md) on
+    #: ``prometheus_host``:``prometheus_port`` (RabbitMQ's plugin port 15692)
+    prometheus: bool = True
+    prometheus_host: str = "127.0.0.1"
+    prometheus_port: int = 15692
 
     def mirror_options(self) -> dict:
         """``storage.mirror.MessageMirror`` keyword arguments from the

@@ -26,6 +26,8 @@ from broker.vhost.deduplication import cache_for
 from broker.transport.flow_control import PublishFlow
 from broker.vhost.namespace import VHost
 from broker.model.stats import ChurnStats
+from broker.metrics.endpoint import MetricsEndpoint
+from broker.metrics.totals import StatsSampler
 from protocol import reply_codes
 from protocol.errors import connection_error
 
@@ -78,6 +80,10 @@ class Server:
         self._listener: asyncio.base_events.Server | None = None
         self._compactor: asyncio.Task | None = None
         self.mirror: MirrorSupervisor | None = None
+        #: message totals and rates every 5 s (broker/metrics/totals.py)
+        self.sampler = StatsSampler(self)
+        #: the Prometheus endpoint (None when off or its port cannot be bound)
+        self.metrics: MetricsEndpoint | None = None
 
     def make_vhost(self, name: str) -> VHost:
         """A new vhost ``name`` with the server's store, publish flow
@@ -138,6 +144,8 @@ class Server:
             await self._stop_mirror()
             raise
         self._compactor = loop.create_task(self._compact_forever())
+        self.sampler.start()
+        await self._start_metrics()
         log.info("Leveret %s listening on %s:%d (AMQP 0-9-1), data dir %s", __version__, self.config.host,
                  self.config.port, self.config.data_dir.resolve())
 
@@ -162,6 +170,22 @@ class Server:
                 continue
             kept = cache_for(vhost, exchange).restore(values)
             log.info("vhost '%s' exchange '%s': %d deduplication values restored", vhost_name, name, kept)
+
+    async def _start_metrics(self) -> None:
+        """Serve Prometheus metrics when ``config.prometheus`` is on. A port
+        that cannot be bound is logged and the broker runs without them:
+        metrics never stop the broker."""
+        config = self.config
+        if not config.prometheus:
+            return
+        endpoint = MetricsEndpoint(self, config.prometheus_host, config.prometheus_port, self.sampler)
+        try:
+            await endpoint.start()
+        except OSError as exc:
+            log.error("Prometheus metrics cannot listen on %s:%d (%s): running without them",
+                      config.prometheus_host, config.prometheus_port, exc)
+            return
+        self.metrics = endpoint
 
     async def _compact_forever(self) -> None:
         """WAL compaction every ``config.compact_interval`` seconds."""
@@ -208,6 +232,9 @@ class Server:
             self._listener.close()
         if self._compactor is not None:
             self._compactor.cancel()
+        self.sampler.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         log.info("shutting down: closing %d connections", len(self.connections))
         for connection in list(self.connections):
             connection.close(connection_error(reply_codes.CONNECTION_FORCED,
