@@ -2,7 +2,9 @@
 
 ::
 
-    leveret [serve] [--host H] [--port P] [--data-dir D]
+    leveret [serve] [--host H ...] [--port P] [--plain on|off] [--data-dir D]
+            [--tls-port P] [--tls-cert FILE] [--tls-key FILE] [--tls-ca FILE]
+            [--tls-verify peer|none]
             [--log-level debug|info|warning|error] [--heartbeat S]
             [--frame-max B] [--channel-max N] [--max-message-size B]
             [--handshake-timeout S] [--fsync always|never]
@@ -43,6 +45,7 @@ from pathlib import Path
 
 from broker.app.cli_tools import add_tool_commands, check_tool_args, run_tool, tool_data_dir  # noqa: F401
 from broker.app.config import LOG_FORMAT, Config, env_name, parse_on_off
+from broker.app.listeners import listener_problem
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -92,11 +95,29 @@ def _log_level(text: str) -> str:
     return value
 
 
+def _hosts(text: str) -> tuple[str, ...]:
+    """An argparse ``type`` accepting a comma-separated list of host names or
+    addresses (an IPv6 address may be bracketed: ``[::1]``)."""
+    hosts = tuple(part.strip().removeprefix("[").removesuffix("]") for part in text.split(","))
+    if not hosts or not all(hosts):
+        raise argparse.ArgumentTypeError(f"must be host names or addresses separated by commas, got {text!r}")
+    return hosts
+
+
 def _host(text: str) -> str:
-    """An argparse ``type`` accepting a non-empty host name or address."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text.strip()
+    """An argparse ``type`` accepting one host name or address (an IPv6
+    address may be bracketed: ``[::1]``)."""
+    host = text.strip().removeprefix("[").removesuffix("]")
+    if not host:
+        raise argparse.ArgumentTypeError(f"must be a host name or address, got {text!r}")
+    return host
+
+
+def _tls_verify(text: str) -> str:
+    """An argparse ``type`` accepting ``peer`` or ``none``."""
+    if text not in ("peer", "none"):
+        raise argparse.ArgumentTypeError(f"must be 'peer' or 'none', got {text!r}")
+    return text
 
 
 def _path(text: str) -> Path:
@@ -132,8 +153,18 @@ def _non_negative_float(text: str) -> float:
 # (config field, flag, metavar, type, help) for every ``serve`` option.
 # Every field listed here is also checked when it comes from LEVERET_<FIELD>.
 SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = (
-    ("host", "--host", "H", _host, "address to listen on"),
+    ("host", "--host", "H", _hosts,
+     "address to listen on; repeat the flag or separate addresses by commas "
+     "(0.0.0.0 and :: for every interface)"),
     ("port", "--port", "P", _int_range(0, 65535), "TCP port to listen on (0: any free port)"),
+    ("plain", "--plain", "on|off", _on_off, "listen for plain AMQP on --port (off: amqps only)"),
+    ("tls_port", "--tls-port", "P", _int_range(0, 65535), "amqps port, used when --tls-cert is given"),
+    ("tls_cert", "--tls-cert", "FILE", _path, "PEM server certificate (chain): turns amqps on"),
+    ("tls_key", "--tls-key", "FILE", _path, "PEM private key of --tls-cert (if not in that file)"),
+    ("tls_ca", "--tls-ca", "FILE", _path, "PEM CA certificates that client certificates must chain to"),
+    ("tls_verify", "--tls-verify", "peer|none", _tls_verify,
+     "peer: clients must present a certificate signed by --tls-ca (SASL EXTERNAL); "
+     "none: no client certificate is asked for"),
     ("data_dir", "--data-dir", "D", _path, "directory for the broker's data"),
     ("log_level", "--log-level", "LEVEL", _log_level, "one of debug, info, warning, error"),
     ("heartbeat", "--heartbeat", "S", _int_range(0, 65535),
@@ -185,8 +216,14 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
             default = f"./{default}"
         elif isinstance(default, bool):
             default = "on" if default else "off"
+        elif isinstance(default, tuple):
+            default = ",".join(default)
+        elif default is None:
+            default = "none"
+        # a list-valued setting (--host) gathers every use of its flag
+        action = "extend" if isinstance(getattr(defaults, field), tuple) else "store"
         group.add_argument(flag, dest=field, metavar=metavar, type=parse, default=argparse.SUPPRESS,
-                           help=f"{text} [env {env_name(field)}, default {default}]")
+                           action=action, help=f"{text} [env {env_name(field)}, default {default}]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,7 +267,8 @@ def _config_from(args: argparse.Namespace, environ: Mapping[str, str],
         parser.error(f"invalid environment variable {exc}")
     for field in (f.name for f in dataclasses.fields(Config)):
         if hasattr(args, field):
-            setattr(config, field, getattr(args, field))
+            value = getattr(args, field)
+            setattr(config, field, tuple(value) if isinstance(value, list) else value)
     return config
 
 
@@ -256,7 +294,8 @@ def parse_command_line(argv: Sequence[str] | None = None,
 
     Returns ``(command, config)``; ``command`` is ``"serve"`` when no command
     is named. Raises ``SystemExit(2)`` after printing a usage message for an
-    unknown option, a bad value in a flag or a ``LEVERET_*`` variable, and
+    unknown option, a bad value in a flag or a ``LEVERET_*`` variable, a
+    listener setup that cannot work (``listeners.listener_problem``), and
     ``SystemExit(0)`` for ``--help``/``--version``. ``messages``/``db``
     need only the data directory (``tool_data_dir``).
     """
@@ -267,7 +306,12 @@ def parse_command_line(argv: Sequence[str] | None = None,
     command = args.command or DEFAULT_COMMAND
     if command != "serve":
         _check_tool_args(args, parser)
-    return command, _config_from(args, environ, parser)
+        return command, _config_from(args, environ, parser)
+    config = _config_from(args, environ, parser)
+    problem = listener_problem(config)
+    if problem is not None:
+        parser.error(problem)
+    return command, config
 
 
 def build_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:

@@ -61,6 +61,12 @@ class Channel(ChannelDeliveries):
         self.connection = connection
         self.number = number
         self.vhost = connection.vhost
+        #: the user's permissions in the vhost (broker.access.Grant): every
+        #: method handler checks through it (RabbitMQ's rabbit_channel mapping)
+        self.grant = connection.grant
+        #: exchange names a publish may go to without a check (the grant's
+        #: ``writable``: the route cache's one set lookup per publish)
+        self.writable = connection.grant.writable
         #: message counters (broker/model/stats.py), folded into the vhost's when the channel closes
         self.stats = MessageStats()
         connection.server.churn.channel_created += 1

@@ -99,23 +99,38 @@ def find(db_path: Path | str, vhost: str | None = None, queue: str | None = None
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
+    since_ms = None if since is None else to_ms(since)
+    until_ms = None if until is None else to_ms(until)
     if queue is not None:
-        where.append("id IN (SELECT message FROM message_events WHERE queue = ?)")
-        params.append(queue)
+        # schema 2: the one queue in messages.queue, several in message_queues
+        # (which has published_at, so the time range bounds that side too)
+        sub, sub_params = "SELECT message FROM message_queues WHERE queue = ?", [queue]
+        for op, bound in ((">=", since_ms), ("<", until_ms)):
+            if bound is not None:
+                sub += f" AND published_at {op} ?"
+                sub_params.append(bound)
+        where.append(f"(queue = ? OR id IN ({sub}))")
+        params += [queue, *sub_params]
     for key, value in (headers or {}).items():
         path = _json_path(str(key))
         if isinstance(value, str):
+            # instr first: a cheap test that skips the JSON parse of most rows;
+            # sound because the stored JSON is compact and unescaped for such
+            # values (the value, or its JSON text, appears verbatim)
+            if not any(c in value for c in '"\\') and value.isprintable():
+                where.append("instr(headers, ?) > 0")
+                params.append(value)
             where.append("(headers ->> ? = ? OR headers -> ? = ?)")
             params += [path, value, path, value]
         else:
             where.append("headers -> ? = json(?)")
             params += [path, json.dumps(value)]
-    if since is not None:
+    if since_ms is not None:
         where.append("published_at >= ?")
-        params.append(to_ms(since))
-    if until is not None:
+        params.append(since_ms)
+    if until_ms is not None:
         where.append("published_at < ?")
-        params.append(to_ms(until))
+        params.append(until_ms)
     sql = f"SELECT {', '.join(FIND_COLUMNS)} FROM messages"
     if where:
         sql += " WHERE " + " AND ".join(where)

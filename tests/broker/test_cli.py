@@ -28,7 +28,7 @@ def test_every_flag_sets_its_field():
          "--max-message-size", "1048576", "--handshake-timeout", "2.5"],
         {},
     )
-    assert config == Config(host="0.0.0.0", port=5673, data_dir=Path("/tmp/lev"), log_level="debug",
+    assert config == Config(host=("0.0.0.0",), port=5673, data_dir=Path("/tmp/lev"), log_level="debug",
                             heartbeat=5, frame_max=8192, channel_max=16, max_message_size=1048576,
                             handshake_timeout=2.5)
 
@@ -43,7 +43,7 @@ def test_serve_subcommand_is_the_default():
 
 def test_options_before_and_after_serve_combine():
     config = cli.build_config(["--port", "5675", "serve", "--host", "::1"], {})
-    assert (config.port, config.host) == (5675, "::1")
+    assert (config.port, config.host) == (5675, ("::1",))
 
 
 def test_environment_overrides_defaults():
@@ -64,7 +64,7 @@ def test_flag_overrides_environment():
     config = cli.build_config(["--port", "5681", "--log-level", "debug"], environ)
     assert config.port == 5681
     assert config.log_level == "debug"
-    assert config.host == "0.0.0.0"  # no flag: the environment still applies
+    assert config.host == ("0.0.0.0",)  # no flag: the environment still applies
 
 
 def test_flag_equal_to_the_default_still_overrides_environment():
@@ -130,7 +130,9 @@ def test_main_runs_the_server_with_the_config_and_exits_with_its_code(monkeypatc
 
     fake.run = run
     monkeypatch.setitem(sys.modules, "broker.app.server", fake)
-    monkeypatch.setattr(sys.modules["broker"], "server", fake, raising=False)
+    # ``from broker.app import server`` takes the package attribute when the
+    # real module was imported before (by another test): replace that too
+    monkeypatch.setattr(sys.modules["broker.app"], "server", fake, raising=False)
     root_handlers = logging.getLogger().handlers[:]
     root_level = logging.getLogger().level
     try:

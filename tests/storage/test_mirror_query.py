@@ -99,7 +99,7 @@ async def test_reads_are_read_only_and_work_while_the_writer_runs(tmp_path):
     assert ids(find(db, message_id="live")) == [1]          # the writer is still open
     conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        conn.execute("DELETE FROM messages")
+        conn.execute("DELETE FROM message_events")
     conn.close()
     await mirror.stop()
 
