@@ -166,14 +166,18 @@ class Server:
             # the start marker must be on disk before the first delivery, or a
             # crash right after it could pass for a clean shutdown
             await self.storage.sync()
+            # metrics answer before AMQP does: a client that sees the AMQP
+            # port accept can scrape at once
+            await self._start_metrics()
             await listeners.start_serving(self.listeners)
         except BaseException:
             listeners.close(self.listeners)
             await self._stop_mirror()
+            if self.metrics is not None:
+                await self.metrics.stop()
             raise
         self._compactor = asyncio.get_running_loop().create_task(self._compact_forever())
         self.sampler.start()
-        await self._start_metrics()
         log.info("Leveret %s listening on %s, data dir %s", __version__, listeners.describe(self.listeners),
                  self.config.data_dir.resolve())
 
