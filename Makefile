@@ -54,7 +54,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q tests $(PYTEST_ARGS)
+	$(BIN)/pytest -q -rs tests --junitxml=.ci/pytest-report.xml $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@if [ -f bench/run.py ]; then \

@@ -11,26 +11,38 @@
             [--wal-segment-size B] [--compact-interval S] [--mirror on|off]
             [--mirror-body-limit B] [--mirror-retention-days D]
             [--mirror-retention-rows N] [--mirror-max-backlog N]
-            [--consumer-timeout MS] [--prometheus on|off]
+            [--consumer-timeout MS] [--definitions FILE] [--prometheus on|off]
             [--prometheus-host H] [--prometheus-port P]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
             [--header NAME=VALUE ...] [--state S] [--since T] [--until T]
-            [--limit N] [--json]
-    leveret messages show ID [--data-dir D] [--json]
+            [--columns C,C...] [--limit N] [--json]
+    leveret messages show ID|MESSAGE-ID|CORRELATION-ID [--data-dir D] [--json]
     leveret db rebuild [--data-dir D]
+    leveret queues list [--data-dir D] [--vhost V] [--json]
+    leveret users list|add|delete|set-password|set-tags ...   [--data-dir D]
+    leveret permissions list|set|clear ...                    [--data-dir D]
+    leveret vhosts list|add|delete ...                        [--data-dir D]
+    leveret definitions export [FILE] | import FILE           [--data-dir D]
 
 With no subcommand, or when the first argument is an option, the broker
 serves: ``leveret --port 5673`` is ``leveret serve --port 5673``. The
 ``messages`` and ``db`` commands work on the message database in the data
 directory (``--data-dir``, else ``LEVERET_DATA_DIR``, else ``./data``) and
 accept no server option. ``messages find/show`` read it while the broker
-runs; ``db rebuild`` needs the broker stopped (``broker.app.cli_tools``).
+runs (``broker.app.cli_messages``); ``db rebuild`` needs the broker
+stopped (``broker.app.cli_tools``).
+``queues list`` asks the broker running on the data directory, through its
+control socket (``broker.app.cli_control``), and so do the admin commands
+``users``, ``permissions``, ``vhosts`` and ``definitions``
+(``broker.app.cli_admin``).
 
 Each setting comes from, in order: the command-line flag, the ``LEVERET_*``
 environment variable (``Config.from_env``), the default in
-``broker.app.config.Config``.
+``broker.app.config.Config``. A bad value is a usage error (exit status 2)
+worded alike for both: ``argument --port: not an integer: 'x'``,
+``environment variable LEVERET_PORT: not an integer: 'x'``.
 """
 
 from __future__ import annotations
@@ -43,7 +55,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from broker.app.cli_tools import add_tool_commands, check_tool_args, run_tool, tool_data_dir  # noqa: F401
+from broker.app.cli_admin import ADMIN_COMMANDS, add_admin_commands, run_admin
+from broker.app.cli_control import add_control_commands, run_control
+from broker.app.cli_messages import add_messages_command, run_messages
+from broker.app.cli_tools import add_data_dir_option, add_db_command, check_tool_args, run_db
 from broker.app.config import LOG_FORMAT, Config, env_name, parse_on_off
 from broker.app.listeners import listener_problem
 
@@ -53,8 +68,12 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 FRAME_MIN_SIZE = 4096
 
 #: subcommands; ``serve`` is the one run when none is named
-COMMANDS = ("serve", "messages", "db")
+COMMANDS = ("serve", "messages", "db", "queues", *ADMIN_COMMANDS)
 DEFAULT_COMMAND = "serve"
+#: commands that work on a data directory (the message database, or the
+#: broker running on it) instead of serving: name -> run(args, config)
+TOOL_COMMANDS = {"messages": run_messages, "db": run_db, "queues": run_control,
+                 **{name: run_admin for name in ADMIN_COMMANDS}}
 
 
 # --- value checks (shared by flags and environment variables) ---------------
@@ -193,6 +212,8 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
      "most messages kept in the message database (oldest finished deleted first)"),
     ("mirror_max_backlog", "--mirror-max-backlog", "N", _int_range(1, 2**63 - 1),
      "WAL records the message database may fall behind before it stores no bodies"),
+    ("definitions", "--definitions", "FILE", _path,
+     "definitions file (RabbitMQ's JSON format) to import at start, as RabbitMQ's load_definitions"),
     ("consumer_timeout", "--consumer-timeout", "MS", _int_range(0, 2**63 - 1),
      "ms a delivery may stay unacknowledged before its channel is closed with 406 (0: never; "
      "x-consumer-timeout overrides it per queue)"),
@@ -252,7 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="run the broker until SIGTERM/SIGINT (the default)",
                                 description="Run the broker until SIGTERM or SIGINT.")
     _add_serve_options(serve)
-    add_tool_commands(commands, _path)
+    def data_dir_option(command_parser: argparse.ArgumentParser) -> None:
+        add_data_dir_option(command_parser, _path)
+
+    add_messages_command(commands, data_dir_option)
+    add_db_command(commands, data_dir_option)
+    add_control_commands(commands, data_dir_option)
+    add_admin_commands(commands, data_dir_option)
     return parser
 
 
@@ -264,7 +291,7 @@ def _config_from(args: argparse.Namespace, environ: Mapping[str, str],
     try:
         config = Config.from_env(environ, checks)
     except ValueError as exc:
-        parser.error(f"invalid environment variable {exc}")
+        parser.error(f"environment variable {exc}")
     for field in (f.name for f in dataclasses.fields(Config)):
         if hasattr(args, field):
             value = getattr(args, field)
@@ -296,8 +323,9 @@ def parse_command_line(argv: Sequence[str] | None = None,
     is named. Raises ``SystemExit(2)`` after printing a usage message for an
     unknown option, a bad value in a flag or a ``LEVERET_*`` variable, a
     listener setup that cannot work (``listeners.listener_problem``), and
-    ``SystemExit(0)`` for ``--help``/``--version``. ``messages``/``db``
-    need only the data directory (``tool_data_dir``).
+    ``SystemExit(0)`` for ``--help``/``--version``. The data-directory
+    commands (``TOOL_COMMANDS``) use only ``config.data_dir`` and the
+    ``mirror_*`` settings.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
@@ -342,16 +370,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     Parses ``argv`` (``sys.argv[1:]`` when None), sets up logging and runs the
     chosen command. For ``serve`` that is ``broker.app.server.run(config)``, which
     blocks until SIGTERM/SIGINT; its return value becomes the process exit
-    status. ``messages``/``db`` run ``run_tool`` (exit 0 or 1). Exits with
-    status 2 on a usage error.
+    status. The data-directory commands run their ``TOOL_COMMANDS`` entry
+    (exit 0 or 1). Exits with status 2 on a usage error, a bad flag or
+    environment value.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("messages", "db"):
+    if args.command in TOOL_COMMANDS:
         _check_tool_args(args, parser)
+        config = _config_from(args, os.environ, parser)
         setup_logging("warning")
-        sys.exit(run_tool(args, os.environ))
+        sys.exit(_quiet_on_closed_pipe(lambda: TOOL_COMMANDS[args.command](args, config)))
     command, config = parse_command_line(argv)
     setup_logging(config.log_level)
     if command == "serve":
@@ -361,3 +391,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{k}={v}" for k, v in dataclasses.asdict(config).items() if k != "default_pass"))
         sys.exit(server.run(config))
     raise AssertionError(f"unhandled command {command!r}")  # argparse only accepts COMMANDS
+
+
+def _quiet_on_closed_pipe(run: Callable[[], int]) -> int:
+    """``run()``'s exit status; when the reader of stdout went away
+    (``leveret messages find | head -1``), stop quietly with status 0, as
+    a shell tool does, instead of "[Errno 32] Broken pipe"."""
+    try:
+        status = run()
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that
+        # flush does not fail a second time
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0

@@ -49,6 +49,9 @@ class Config:
     default_user: str = "guest"
     default_pass: str = "guest"
     default_vhost: str = "/"
+    #: a definitions file (RabbitMQ's JSON format) imported at start, as
+    #: RabbitMQ's load_definitions (broker/admin/definitions.py); None: none
+    definitions: Path | None = None
     #: users who may log in from a loopback address only (RabbitMQ's
     #: loopback_users); LEVERET_LOOPBACK_USERS is comma-separated, "" for none
     loopback_users: tuple = ("guest",)
@@ -101,8 +104,10 @@ class Config:
         and so on. ``parsers``: field name -> function turning the variable's
         text into the value, raising ValueError (the command line's range
         checks, broker.app.cli); other fields are read as their annotated
-        type. Raises ValueError ``LEVERET_<FIELD>='<text>': <reason>`` for the
-        first value that does not parse.
+        type. Raises ValueError ``LEVERET_<FIELD>: <reason>`` for the first
+        value that does not parse; the reason quotes the value, in the words
+        the command line uses for the same mistake in a flag
+        (``not an integer: 'x'``).
         """
         environ = os.environ if environ is None else environ
         parsers = parsers or {}
@@ -116,7 +121,7 @@ class Config:
             try:
                 setattr(config, field.name, parse(raw) if parse is not None else _coerce(field.type, raw))
             except ValueError as exc:
-                raise ValueError(f"{name}={raw!r}: {exc}") from exc
+                raise ValueError(f"{name}: {exc}") from None
         return config
 
 
@@ -132,9 +137,15 @@ def _coerce(type_name: object, raw: str) -> object:
     if name == "bool":
         return parse_on_off(raw)
     if name == "int":
-        return int(raw)
+        try:
+            return int(raw, 10)
+        except ValueError:
+            raise ValueError(f"not an integer: {raw!r}") from None
     if name == "float":
-        return float(raw)
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"not a number: {raw!r}") from None
     if name.startswith("Path"):
         return Path(raw)
     if name.startswith("tuple"):  # a comma-separated list: LEVERET_HOST=127.0.0.1,::1

@@ -19,9 +19,15 @@ import aiosqlite
 
 from broker import __version__
 from broker.access import AccessControl
-from broker.admin import AdminService
+from broker.admin import AdminError, AdminService
+from broker.admin.definitions import load_definitions_file
+from broker.admin.definitions_records import DefinitionsError
 from broker.app import listeners
 from broker.app.config import LOG_FORMAT, Config
+from broker.app.data_dir import EXIT_DATA_DIR, DataDirError, check_data_dir
+from broker.control.address import socket_path
+from broker.control.socket_server import ControlServer
+from broker.control.standard import standard_registry
 from broker.transport.asyncio_protocol import AMQPProtocol, TLSAcceptor
 from broker.persistence.access_store import load_access
 from broker.persistence.recovery import recover
@@ -100,6 +106,8 @@ class Server:
         self.sampler = StatsSampler(self)
         #: the Prometheus endpoint (None when off or its port cannot be bound)
         self.metrics: MetricsEndpoint | None = None
+        #: the local control channel (leveret queues list ...), started after recovery
+        self.control = ControlServer(socket_path(config.data_dir), standard_registry(), self)
 
     def make_vhost(self, name: str) -> VHost:
         """A new vhost ``name`` with the server's store, publish flow
@@ -159,6 +167,9 @@ class Server:
                 gc.set_threshold(*GC_THRESHOLDS)
                 gc.enable()
             self._load_access()
+            if self.config.definitions is not None:  # RabbitMQ's load_definitions
+                log.info("definitions loaded from %s: %s", self.config.definitions,
+                         load_definitions_file(self, self.config.definitions))
             await self._open_dedup_journal()
             # started once recovery has cut any damaged WAL tail, so the
             # process only ever reads a WAL that the broker has checked
@@ -169,9 +180,12 @@ class Server:
             # metrics answer before AMQP does: a client that sees the AMQP
             # port accept can scrape at once
             await self._start_metrics()
+            # before the AMQP listeners accept: once clients can connect, so can the CLI
+            await self.control.start()
             await listeners.start_serving(self.listeners)
         except BaseException:
             listeners.close(self.listeners)
+            await self.control.close()
             await self._stop_mirror()
             if self.metrics is not None:
                 await self.metrics.stop()
@@ -261,6 +275,7 @@ class Server:
     async def stop(self) -> None:
         """Stop accepting, close every connection with 320, wait briefly."""
         listeners.close(self.listeners)
+        await self.control.close()
         if self._compactor is not None:
             self._compactor.cancel()
         self.sampler.stop()
@@ -291,7 +306,15 @@ class Server:
 
 
 async def serve(config: Config) -> int:
-    """Run until SIGTERM or SIGINT; returns the process exit code."""
+    """Run until SIGTERM or SIGINT; returns the process exit code (0; 1
+    cannot start; 3 damaged WAL; ``listeners.EXIT_CANNOT_LISTEN`` a
+    listener cannot be opened; ``data_dir.EXIT_DATA_DIR`` data directory
+    unusable)."""
+    try:
+        check_data_dir(config.data_dir)
+    except DataDirError as exc:
+        log.error("%s", exc)
+        return EXIT_DATA_DIR
     server = Server(config)
     try:
         await server.start()
@@ -304,6 +327,9 @@ async def serve(config: Config) -> int:
     except WalError as exc:
         log.error("cannot recover from the write-ahead log: %s", exc)
         return 3
+    except (DefinitionsError, AdminError) as exc:
+        log.error("cannot load the definitions file: %s", exc)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -50,7 +50,7 @@ def test_tls_flags_and_their_environment_variables(tmp_path):
 @pytest.mark.parametrize("argv, environ, message", [
     (["--host", ""], {}, "--host: must be host names or addresses separated by commas"),
     (["--host", "a,,b"], {}, "--host: must be host names or addresses separated by commas"),
-    ([], {"LEVERET_HOST": ","}, "LEVERET_HOST=','"),
+    ([], {"LEVERET_HOST": ","}, "environment variable LEVERET_HOST: must be host names or addresses separated by commas, got ','"),
     (["--tls-verify", "maybe"], {}, "must be 'peer' or 'none'"),
     (["--plain", "off"], {}, "--plain off needs --tls-cert"),
     (["--tls-key", "k.pem"], {}, "--tls-key needs --tls-cert"),
