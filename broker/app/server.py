@@ -219,8 +219,8 @@ class Server:
 
     async def _start_metrics(self) -> None:
         """Serve Prometheus metrics when ``config.prometheus`` is on. A port
-        that cannot be bound is logged and the broker runs without them:
-        metrics never stop the broker."""
+        that cannot be bound is logged (WARNING) and the broker runs without
+        them: metrics never stop the broker."""
         config = self.config
         if not config.prometheus:
             return
@@ -228,7 +228,9 @@ class Server:
         try:
             await endpoint.start()
         except OSError as exc:
-            log.error("Prometheus metrics cannot listen on %s:%d (%s): running without them",
+            # a warning, not an error: the broker serves AMQP as asked; several
+            # brokers on one host (tests, side-by-side installs) share the default port
+            log.warning("Prometheus metrics cannot listen on %s:%d (%s): running without them",
                       config.prometheus_host, config.prometheus_port, exc)
             return
         self.metrics = endpoint
