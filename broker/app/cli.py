@@ -11,8 +11,9 @@
             [--wal-segment-size B] [--compact-interval S] [--mirror on|off]
             [--mirror-body-limit B] [--mirror-retention-days D]
             [--mirror-retention-rows N] [--mirror-max-backlog N]
-            [--consumer-timeout MS] [--definitions FILE] [--prometheus on|off]
-            [--prometheus-host H] [--prometheus-port P]
+            [--consumer-timeout MS] [--definitions FILE]
+            [--management on|off] [--management-host H] [--management-port P]
+            [--prometheus on|off] [--prometheus-host H] [--prometheus-port P]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
@@ -124,11 +125,10 @@ def _hosts(text: str) -> tuple[str, ...]:
 
 
 def _host(text: str) -> str:
-    """An argparse ``type`` accepting one host name or address (an IPv6
-    address may be bracketed: ``[::1]``)."""
+    """An argparse ``type`` accepting one host name or address (``[::1]`` too)."""
     host = text.strip().removeprefix("[").removesuffix("]")
     if not host:
-        raise argparse.ArgumentTypeError(f"must be a host name or address, got {text!r}")
+        raise argparse.ArgumentTypeError("must not be empty")
     return host
 
 
@@ -217,6 +217,11 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
     ("consumer_timeout", "--consumer-timeout", "MS", _int_range(0, 2**63 - 1),
      "ms a delivery may stay unacknowledged before its channel is closed with 406 (0: never; "
      "x-consumer-timeout overrides it per queue)"),
+    ("management", "--management", "on|off", _on_off,
+     "serve the RabbitMQ-compatible management HTTP API (docs/management.md)"),
+    ("management_host", "--management-host", "H", _host, "address the management HTTP API listens on"),
+    ("management_port", "--management-port", "P", _int_range(0, 65535),
+     "TCP port of the management HTTP API (0: any free port)"),
     ("prometheus", "--prometheus", "on|off", _on_off,
      "serve Prometheus metrics at /metrics and /metrics/per-object (docs/metrics.md)"),
     ("prometheus_host", "--prometheus-host", "H", _host, "address the Prometheus endpoint listens on"),

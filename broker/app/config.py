@@ -80,6 +80,11 @@ class Config:
     #: ms a delivery may stay unacknowledged before its channel is closed
     #: with 406 (rabbitmq.com/consumers.html#acknowledgement-timeout); 0: never
     consumer_timeout: int = 1_800_000
+    #: the management HTTP API (broker/management, RabbitMQ's management
+    #: plugin API): on or off, its address and TCP port (0: any free port)
+    management: bool = True
+    management_host: str = "127.0.0.1"
+    management_port: int = 15672
     #: serve Prometheus metrics (broker/metrics, docs/metrics.md) on
     #: ``prometheus_host``:``prometheus_port`` (RabbitMQ's plugin port 15692)
     prometheus: bool = True

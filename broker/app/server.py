@@ -28,6 +28,7 @@ from broker.app.data_dir import EXIT_DATA_DIR, DataDirError, check_data_dir
 from broker.control.address import socket_path
 from broker.control.socket_server import ControlServer
 from broker.control.standard import standard_registry
+from broker.management import ManagementServer
 from broker.transport.asyncio_protocol import AMQPProtocol, TLSAcceptor
 from broker.persistence.access_store import load_access
 from broker.persistence.recovery import recover
@@ -108,6 +109,8 @@ class Server:
         self.metrics: MetricsEndpoint | None = None
         #: the local control channel (leveret queues list ...), started after recovery
         self.control = ControlServer(socket_path(config.data_dir), standard_registry(), self)
+        #: the management HTTP API (broker/management), None when switched off
+        self.management = ManagementServer(self) if config.management else None
 
     def make_vhost(self, name: str) -> VHost:
         """A new vhost ``name`` with the server's store, publish flow
@@ -182,10 +185,15 @@ class Server:
             await self._start_metrics()
             # before the AMQP listeners accept: once clients can connect, so can the CLI
             await self.control.start()
+            # before the AMQP listeners accept too: once clients can connect, the API answers
+            if self.management is not None:
+                await self.management.start()
             await listeners.start_serving(self.listeners)
         except BaseException:
             listeners.close(self.listeners)
             await self.control.close()
+            if self.management is not None:
+                await self.management.close()
             await self._stop_mirror()
             if self.metrics is not None:
                 await self.metrics.stop()
@@ -278,6 +286,8 @@ class Server:
         """Stop accepting, close every connection with 320, wait briefly."""
         listeners.close(self.listeners)
         await self.control.close()
+        if self.management is not None:
+            await self.management.close()
         if self._compactor is not None:
             self._compactor.cancel()
         self.sampler.stop()

@@ -32,7 +32,7 @@ def list_queues(context, args: dict) -> list[dict]:
         if vhost_name not in vhosts:
             raise ControlError(f"no vhost {vhost_name!r}", NOT_FOUND)
         vhosts = {vhost_name: vhosts[vhost_name]}
-    unacked = _unacked_by_queue(context.connections)
+    unacked = unacked_by_queue(context.connections)
     rows = []
     for name, vhost in sorted(vhosts.items()):
         for queue in sorted(vhost.queues.values(), key=lambda q: q.name):
@@ -47,7 +47,7 @@ def list_queues(context, args: dict) -> list[dict]:
     return rows
 
 
-def _unacked_by_queue(connections) -> dict[int, int]:
+def unacked_by_queue(connections) -> dict[int, int]:
     """id(queue) -> deliveries waiting for an ack on any channel."""
     counts: dict[int, int] = {}
     for connection in list(connections):

@@ -1,0 +1,95 @@
+"""Figures shared by several routes: ``message_stats`` in RabbitMQ's shape
+(a count and ``<name>_details: {"rate": per second}`` per statistic, as
+rabbit_mgmt_format renders them) and the node's resources (memory, disk,
+file descriptors) with the alarm flags.
+
+Counters and rates are read from ``server.counters`` when the broker keeps
+them (a ``snapshot()`` giving ``{stat: (count, rate)}``); until then every
+figure is 0 in the right shape, so that clients reading
+``message_stats.publish_details.rate`` find it."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import time
+
+#: the message_stats keys RabbitMQ 3.10 renders (rabbit_mgmt_format, the
+#: fine stats of channels, queues, exchanges and vhosts)
+STATS = ("publish", "publish_in", "publish_out", "confirm", "deliver", "deliver_no_ack", "get", "get_no_ack",
+         "get_empty", "deliver_get", "redeliver", "ack", "return_unroutable", "drop_unroutable", "disk_reads",
+         "disk_writes")
+
+#: RabbitMQ's default vm_memory_high_watermark (rabbitmq.com/memory.html)
+MEMORY_WATERMARK = 0.4
+#: RabbitMQ's default disk_free_limit, bytes (rabbitmq.com/disk-alarms.html)
+DISK_FREE_LIMIT = 50_000_000
+
+STARTED = time.time()
+
+
+def message_stats(server, scope: object = None) -> dict:
+    """``{stat: count, stat + "_details": {"rate": r}}`` for every STATS
+    name. ``scope``: what the figures are of (None: the whole broker; a
+    queue or exchange object) when ``server.counters`` can tell."""
+    counters = getattr(server, "counters", None)
+    snapshot = {}
+    if counters is not None and hasattr(counters, "snapshot"):
+        try:
+            snapshot = counters.snapshot(scope) or {}
+        except TypeError:
+            snapshot = counters.snapshot() if scope is None else {}
+    result = {}
+    for name in STATS:
+        count, rate = snapshot.get(name, (0, 0.0))
+        result[name] = count
+        result[name + "_details"] = {"rate": float(rate)}
+    return result
+
+
+def total_memory() -> int:
+    """Bytes of physical memory (0 when unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
+
+
+def memory_used() -> int:
+    """Resident set size of the broker process, bytes."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def fds_used() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+def node_resources(server) -> dict:
+    """mem_used, mem_limit, mem_alarm, disk_free, disk_free_limit,
+    disk_free_alarm, fd_used, fd_total, sockets_used, sockets_total,
+    proc_used, proc_total, run_queue, processors, uptime (ms). The alarm
+    flags come from ``server.alarms`` (a set or mapping naming "memory"
+    and "disk") when the broker raises alarms, else false."""
+    alarms = getattr(server, "alarms", None) or ()
+    try:
+        disk_free = shutil.disk_usage(server.config.data_dir).free
+    except OSError:
+        disk_free = 0
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return {
+        "mem_used": memory_used(), "mem_limit": int(total_memory() * MEMORY_WATERMARK),
+        "mem_alarm": "memory" in alarms,
+        "disk_free": disk_free, "disk_free_limit": DISK_FREE_LIMIT, "disk_free_alarm": "disk" in alarms,
+        "fd_used": fds_used(), "fd_total": soft if soft != resource.RLIM_INFINITY else 1 << 20,
+        "sockets_used": len(server.connections), "sockets_total": soft if soft != resource.RLIM_INFINITY else 1 << 20,
+        "proc_used": 1, "proc_total": 1, "run_queue": 0, "processors": os.cpu_count() or 1,
+        "uptime": int((time.time() - STARTED) * 1000),
+    }
