@@ -13,6 +13,7 @@
             [--mirror-retention-rows N] [--mirror-max-backlog N]
             [--consumer-timeout MS] [--definitions FILE]
             [--management on|off] [--management-host H] [--management-port P]
+            [--prometheus on|off] [--prometheus-host H] [--prometheus-port P]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
@@ -221,6 +222,11 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
     ("management_host", "--management-host", "H", _host, "address the management HTTP API listens on"),
     ("management_port", "--management-port", "P", _int_range(0, 65535),
      "TCP port of the management HTTP API (0: any free port)"),
+    ("prometheus", "--prometheus", "on|off", _on_off,
+     "serve Prometheus metrics at /metrics and /metrics/per-object (docs/metrics.md)"),
+    ("prometheus_host", "--prometheus-host", "H", _host, "address the Prometheus endpoint listens on"),
+    ("prometheus_port", "--prometheus-port", "P", _int_range(0, 65535),
+     "TCP port of the Prometheus endpoint (0: any free port)"),
 )
 
 

@@ -85,6 +85,11 @@ class Config:
     management: bool = True
     management_host: str = "127.0.0.1"
     management_port: int = 15672
+    #: serve Prometheus metrics (broker/metrics, docs/metrics.md) on
+    #: ``prometheus_host``:``prometheus_port`` (RabbitMQ's plugin port 15692)
+    prometheus: bool = True
+    prometheus_host: str = "127.0.0.1"
+    prometheus_port: int = 15692
 
     def mirror_options(self) -> dict:
         """``storage.mirror.MessageMirror`` keyword arguments from the

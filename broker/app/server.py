@@ -40,6 +40,9 @@ from broker.persistence.store import Store, WalError
 from broker.vhost.deduplication import cache_for
 from broker.transport.flow_control import PublishFlow
 from broker.vhost.namespace import VHost
+from broker.model.stats import ChurnStats
+from broker.metrics.endpoint import MetricsEndpoint
+from broker.metrics.totals import StatsSampler
 from protocol import reply_codes
 from protocol.errors import connection_error
 
@@ -90,6 +93,8 @@ class Server:
         self.access = AccessControl(None, config.loopback_users)
         self.admin = AdminService(self)
         self.connections: set = set()
+        #: connections and channels opened and closed (broker/model/stats.py)
+        self.churn = ChurnStats()
         self.flow = PublishFlow(self.connections)
         #: opened by ``start``; a no-op when the file cannot be used
         self.dedup_journal = DedupJournal(config.data_dir / DEDUP_FILE)
@@ -98,6 +103,10 @@ class Server:
         self.listeners: list[listeners.Listener] = []
         self._compactor: asyncio.Task | None = None
         self.mirror: MirrorSupervisor | None = None
+        #: message totals and rates every 5 s (broker/metrics/totals.py)
+        self.sampler = StatsSampler(self)
+        #: the Prometheus endpoint (None when off or its port cannot be bound)
+        self.metrics: MetricsEndpoint | None = None
         #: the local control channel (leveret queues list ...), started after recovery
         self.control = ControlServer(socket_path(config.data_dir), standard_registry(), self)
         #: the management HTTP API (broker/management), None when switched off
@@ -171,6 +180,9 @@ class Server:
             # the start marker must be on disk before the first delivery, or a
             # crash right after it could pass for a clean shutdown
             await self.storage.sync()
+            # metrics answer before AMQP does: a client that sees the AMQP
+            # port accept can scrape at once
+            await self._start_metrics()
             # before the AMQP listeners accept: once clients can connect, so can the CLI
             await self.control.start()
             # before the AMQP listeners accept too: once clients can connect, the API answers
@@ -183,8 +195,11 @@ class Server:
             if self.management is not None:
                 await self.management.close()
             await self._stop_mirror()
+            if self.metrics is not None:
+                await self.metrics.stop()
             raise
         self._compactor = asyncio.get_running_loop().create_task(self._compact_forever())
+        self.sampler.start()
         log.info("Leveret %s listening on %s, data dir %s", __version__, listeners.describe(self.listeners),
                  self.config.data_dir.resolve())
 
@@ -209,6 +224,24 @@ class Server:
                 continue
             kept = cache_for(vhost, exchange).restore(values)
             log.info("vhost '%s' exchange '%s': %d deduplication values restored", vhost_name, name, kept)
+
+    async def _start_metrics(self) -> None:
+        """Serve Prometheus metrics when ``config.prometheus`` is on. A port
+        that cannot be bound is logged (WARNING) and the broker runs without
+        them: metrics never stop the broker."""
+        config = self.config
+        if not config.prometheus:
+            return
+        endpoint = MetricsEndpoint(self, config.prometheus_host, config.prometheus_port, self.sampler)
+        try:
+            await endpoint.start()
+        except OSError as exc:
+            # a warning, not an error: the broker serves AMQP as asked; several
+            # brokers on one host (tests, side-by-side installs) share the default port
+            log.warning("Prometheus metrics cannot listen on %s:%d (%s): running without them",
+                      config.prometheus_host, config.prometheus_port, exc)
+            return
+        self.metrics = endpoint
 
     async def _compact_forever(self) -> None:
         """WAL compaction every ``config.compact_interval`` seconds."""
@@ -257,6 +290,9 @@ class Server:
             await self.management.close()
         if self._compactor is not None:
             self._compactor.cancel()
+        self.sampler.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         log.info("shutting down: closing %d connections", len(self.connections))
         for connection in list(self.connections):
             connection.close(connection_error(reply_codes.CONNECTION_FORCED,

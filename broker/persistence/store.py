@@ -121,6 +121,12 @@ class Store:
         WalError."""
         return await self.backend.compact()
 
+    def wal_stats(self) -> dict:
+        """The WAL's counters (storage.wal.log.WriteAheadLog.stats: bytes
+        written, fsyncs, the fsync latency buckets, the deletion floor the
+        message database holds) for the metrics."""
+        return self.backend.wal.stats
+
     def close(self) -> None:
         """Append the clean-shutdown record, fsync the WAL, close the
         topology database. Raises WalError when the last write fails."""

@@ -301,6 +301,9 @@ class QueueLifecycle:
             log.debug("vhost '%s' queue '%s': message %d dead-lettered (%s) to exchange '%s', outcome %d",
                       vhost.name, queue.name, mid, reason, self.dlx, outcome)
             code = REASON_DEAD_LETTERED
+            stats = queue.vhost.stats
+            name = "dead_lettered_" + reason
+            setattr(stats, name, getattr(stats, name) + 1)
         if record and stored and queue.stored:
             queue.vhost.storage.record_removed(mid, queue.name, code)
 

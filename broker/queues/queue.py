@@ -14,6 +14,7 @@ from broker.model.message import Message, QueuedMessage, from_cold, to_cold
 from broker.model.message_headers import has_expiration
 from broker.queues.lifecycle import QueueLifecycle, lifecycle_for
 from broker.model.reasons import REASON_ACKED, REASON_DELETED, REASON_PURGED
+from broker.model.stats import MessageStats
 
 if TYPE_CHECKING:
     from broker.model.interfaces import QueueConsumer as Consumer
@@ -46,6 +47,8 @@ class Queue:
                  auto_delete: bool = False, arguments: dict | None = None):
         self.vhost = vhost
         self.name = name
+        #: message counters (broker/model/stats.py): publish counts enqueued messages
+        self.stats = MessageStats()
         self.durable = durable
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
@@ -91,6 +94,7 @@ class Queue:
         queue has nothing else waiting. In a deep queue a persisted
         message is kept as its id only (its body is in the WAL), a transient
         one as a ``to_cold`` tuple."""
+        self.stats.publish += 1
         ready = self.ready
         lifecycle = self.lifecycle
         if lifecycle is None and has_expiration(message.header):

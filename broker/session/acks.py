@@ -60,6 +60,7 @@ class ChannelDeliveries:
         "Durability contract"). The only writer of ``delivery_tag``."""
         first = tag = self.delivery_tag + 1
         held = False
+        redelivered = 0
         if queue.stored or queue.lifecycle is not None:
             delivered = queue.delivered
             consumer_tag = consumer.tag if consumer is not None else ""
@@ -67,6 +68,7 @@ class ChannelDeliveries:
             delivered = None  # nothing to record: the count is kept inline
         if no_ack:
             for entry in entries:
+                redelivered += entry.redelivered
                 if delivered is None:
                     entry.deliveries += 1
                 else:
@@ -77,6 +79,7 @@ class ChannelDeliveries:
             self.ack_timer.track(entries[0])
             delivered_at = entries[0].delivered_at
             for entry in entries:
+                redelivered += entry.redelivered
                 unacked[tag] = (entry, queue, consumer)
                 entry.delivered_at = delivered_at
                 tag += 1
@@ -87,6 +90,7 @@ class ChannelDeliveries:
             if consumer is not None:
                 consumer.unacked += len(entries)
         self.delivery_tag = tag - 1
+        _count_deliveries(self.stats, queue.stats, consumer is None, no_ack, len(entries), redelivered)
         return first, held
 
     def take_all_unacked(self) -> dict:
@@ -149,10 +153,12 @@ class ChannelDeliveries:
         drained = set()
         if ack and not requeue:
             # basic.ack: the common case, kept to what each entry needs
+            self.stats.ack += len(taken)
             last = None
             for _tag, (entry, queue, consumer) in taken:
                 if consumer is not None:
                     consumer.unacked -= 1
+                queue.stats.ack += 1
                 if queue is not last:
                     drained.add(queue)
                     last = queue
@@ -174,6 +180,23 @@ class ChannelDeliveries:
             drained.update(c.queue for c in self.consumers.values())
         for queue in drained:
             queue.schedule_drain()
+
+
+def _count_deliveries(channel_stats, queue_stats, get: bool, no_ack: bool, count: int, redelivered: int
+                      ) -> None:
+    """Count ``count`` deliveries (``redelivered`` of them with the flag)
+    on the channel's and the queue's MessageStats (broker/model/stats.py)."""
+    for stats in (channel_stats, queue_stats):
+        if get:
+            if no_ack:
+                stats.get_no_ack += count
+            else:
+                stats.get += count
+        elif no_ack:
+            stats.deliver_no_ack += count
+        else:
+            stats.deliver += count
+        stats.redeliver += redelivered
 
 
 def _count_upto(unacked: dict, tag: int) -> int:

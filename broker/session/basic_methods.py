@@ -60,6 +60,7 @@ def get(channel, method: commands.Basic.Get) -> None:
         queue.lifecycle.used()  # x-expires
     entry = queue.get()
     if entry is None:
+        channel.stats.get_empty += 1
         channel.send(commands.Basic.GetEmpty())
         return
     no_ack = bool(method.no_ack)

@@ -18,6 +18,7 @@ from broker.session.acks import OPEN, ChannelDeliveries
 from broker.session.consumer import Consumer
 from broker.session.consumer_timeout import AckTimer
 from broker.model.message import QueuedMessage
+from broker.model.stats import MessageStats
 from protocol import reply_codes
 from protocol.assembler import IDLE, ContentAssembler
 from protocol.constants import (BASIC_ACK, BASIC_NACK, BASIC_PUBLISH, BASIC_REJECT, CHANNEL_CLOSE, CHANNEL_CLOSE_OK,
@@ -66,6 +67,9 @@ class Channel(ChannelDeliveries):
         #: exchange names a publish may go to without a check (the grant's
         #: ``writable``: the route cache's one set lookup per publish)
         self.writable = connection.grant.writable
+        #: message counters (broker/model/stats.py), folded into the vhost's when the channel closes
+        self.stats = MessageStats()
+        connection.server.churn.channel_created += 1
         self.state = OPEN
         self.assembler = ContentAssembler(connection.server.config.max_message_size)
         self.consumers: dict[str, Consumer] = {}
@@ -222,6 +226,9 @@ class Channel(ChannelDeliveries):
         if self.confirms is not None:
             self.confirms.emit()
         self.state = state
+        # from now on only the vhost's totals hold this channel's counts
+        self.vhost.stats.add(self.stats)
+        self.connection.server.churn.channel_closed += 1
 
     def _on_frame_while_closing(self, payload: bytes, class_id: int, method_id: int) -> None:
         # After we sent channel.close everything but close/close-ok is dropped

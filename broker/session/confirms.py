@@ -84,6 +84,7 @@ class PublisherConfirms:
         self.fresh = []
         if self.channel.state != "open":
             return
+        self.channel.stats.confirm += len(fresh)
         start = self.acked_upto
         if not self.done and min(fresh) == start + 1 and max(fresh) - start == len(fresh):
             # the usual case, a synced window: exactly the numbers after the

@@ -21,7 +21,15 @@ def answer(channel, message: "Message", outcome: int, mandatory: bool) -> None:
     confirm mode (rabbitmq.com/confirms.html) the confirm is basic.nack
     when a queue REFUSED it (x-overflow reject-publish,
     rabbitmq.com/maxlength.html), else basic.ack, sent after the WAL fsync
-    when it was STORED, at once otherwise."""
+    when it was STORED, at once otherwise. Counts the publish on the
+    channel's ``stats`` (broker/model/stats.py)."""
+    stats = channel.stats
+    stats.publish += 1
+    if outcome & UNROUTABLE:
+        if mandatory:
+            stats.return_unroutable += 1
+        else:
+            stats.drop_unroutable += 1
     if outcome & UNROUTABLE and mandatory:
         connection = channel.connection
         connection.send(return_frames(channel.number, reply_codes.NO_ROUTE, "NO_ROUTE",

@@ -100,6 +100,7 @@ def declare(channel, method: commands.Queue.Declare) -> None:
     connection, 406 for an inequivalent re-declare (all channel errors)."""
     vhost = channel.vhost
     name = method.queue
+    vhost.churn.queue_declared += 1
     if method.passive:
         queue = resolve_queue(channel, name)
     else:

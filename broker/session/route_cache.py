@@ -127,6 +127,11 @@ def on_publish(channel: "Channel", method: bytes, header: bytes, body: bytes) ->
                 # most publishes need no answer: skip the call then
                 if outcome & UNROUTABLE and route.mandatory or channel.confirms is not None:
                     answer(channel, message, outcome, route.mandatory)
+                else:
+                    stats = channel.stats  # answer() counts the others
+                    stats.publish += 1
+                    if outcome & UNROUTABLE:
+                        stats.drop_unroutable += 1
             except AMQPError as error:
                 channel.fail(error.for_method(*BASIC_PUBLISH))
             return

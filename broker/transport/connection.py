@@ -58,6 +58,7 @@ class Connection:
     def __init__(self, server, transport: asyncio.Transport):
         config = server.config
         self.server = server
+        server.churn.connection_created += 1
         self.transport = transport
         self.loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername") or ("?", 0)
@@ -381,6 +382,7 @@ class Connection:
         self._timer.cancel()
         self.server.connections.discard(self)
         self.login.closed()
+        self.server.churn.connection_closed += 1
 
 
 def _forget_exclusive_queue(queue: "Queue") -> None:

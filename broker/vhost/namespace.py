@@ -12,6 +12,7 @@ from broker.exchanges import DirectExchange, Exchange, FanoutExchange, HeadersEx
 from protocol import reply_codes
 from protocol.errors import channel_error
 from broker.model.events import Event
+from broker.model.stats import ChurnStats, MessageStats
 
 if TYPE_CHECKING:
     from broker.model.message_store import MessageStore
@@ -39,6 +40,12 @@ class VHost:
         (None outside a server)."""
         self.name = name
         self.storage = storage
+        #: message counters of this vhost's closed channels plus its
+        #: dead-lettering (broker/model/stats.py); the vhost's totals add
+        #: those of its open channels
+        self.stats = MessageStats()
+        #: queues declared, created and deleted in this vhost
+        self.churn = ChurnStats()
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         #: basic.publish payload -> broker.session.route_cache.Route; cleared on
@@ -149,6 +156,7 @@ class VHost:
         is stored (it survives a restart, and so do its persistent
         messages)."""
         self.queues[queue.name] = queue
+        self.churn.queue_created += 1
         self.routes.clear()
         if store and queue.stored:
             self.storage.save_queue(self.name, queue)
@@ -164,6 +172,7 @@ class VHost:
         if self.queues.get(queue.name) is not queue:
             return 0
         del self.queues[queue.name]
+        self.churn.queue_deleted += 1
         self.routes.clear()
         if queue.stored:
             self.storage.delete_queue(self.name, queue.name)

@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 import zlib
+from bisect import bisect_left
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +40,9 @@ _running_loop = asyncio._get_running_loop   # None outside a loop, no exception
 _new_tuple = tuple.__new__                   # Position(...) without the Python-level __new__
 _TYPE_CRC_GET = TYPE_CRC.get
 SLOW_FSYNC_MS = 1000.0
+#: upper bounds (ms) of the fsync latency histogram buckets (``stats``:
+#: ``fsync_ms_buckets``, one count per bound and one past the last)
+FSYNC_MS_BOUNDS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
 
 
 class _Batch:
@@ -113,6 +117,8 @@ class WriteAheadLog(SegmentRetention):
                        dir_fsyncs=0, deleted=0)
         self._last_fsync_ms = 0.0
         self._max_fsync_ms = 0.0
+        self._fsync_ms_buckets = [0] * (len(FSYNC_MS_BOUNDS) + 1)
+        self._fsync_ms_sum = 0.0
         #: called as ``on_durable(segment, end)`` on the event loop after each
         #: I/O batch that wrote records: every record of ``segment`` ending at
         #: or before byte ``end``, and of every lower segment, is written and
@@ -407,6 +413,9 @@ class WriteAheadLog(SegmentRetention):
         n["fsyncs"] += batch.fsyncs
         n["dir_fsyncs"] += batch.dir_fsyncs
         if batch.fsyncs:
+            # one observation per batch: the time its fdatasyncs took together
+            self._fsync_ms_buckets[bisect_left(FSYNC_MS_BOUNDS, batch.fsync_ms)] += 1
+            self._fsync_ms_sum += batch.fsync_ms
             self._last_fsync_ms = batch.fsync_ms
             self._max_fsync_ms = max(self._max_fsync_ms, batch.fsync_ms)
             if batch.fsync_ms > SLOW_FSYNC_MS:
@@ -484,7 +493,11 @@ class WriteAheadLog(SegmentRetention):
         written_bytes (segment bytes written by batches), replayed_records, writes
         (pwrite batches), fsyncs (segment file fdatasyncs), dir_fsyncs,
         last_fsync_ms / max_fsync_ms (fdatasync time of the last / slowest
-        batch, ms), deleted_segments, current_segment."""
+        batch, ms), fsync_ms_bounds (FSYNC_MS_BOUNDS), fsync_ms_buckets
+        (write batches per bucket of those upper bounds, not
+        cumulative, the last past the last bound) and fsync_ms_sum,
+        deleted_segments, current_segment, mirror_floor (the deletion floor
+        now, None without one)."""
         n = self._n
         return {
             "segments": len(self._segs), "tombstones": len(self._tombstones),
@@ -496,6 +509,9 @@ class WriteAheadLog(SegmentRetention):
             "last_fsync_ms": round(self._last_fsync_ms, 3),
             "max_fsync_ms": round(self._max_fsync_ms, 3),
             "deleted_segments": n["deleted"], "current_segment": self.current_segment,
+            "fsync_ms_bounds": FSYNC_MS_BOUNDS, "fsync_ms_buckets": list(self._fsync_ms_buckets),
+            "fsync_ms_sum": self._fsync_ms_sum,
+            "mirror_floor": self._floor_now(),
         }
 
     # --------------------------------------------------------------- close

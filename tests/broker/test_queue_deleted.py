@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 from broker.app.config import Config
 from broker.model.message import Message
+from broker.model.stats import ChurnStats
 from broker.queues.queue import Queue
 from broker.transport.connection import Connection
 from broker.vhost.namespace import VHost
@@ -66,7 +67,7 @@ def test_connection_forgets_its_exclusive_queue_when_deleted():
         vhost = VHost("/")
         server = SimpleNamespace(config=Config(), server_properties=dict, authenticate=lambda *a: True,
                                  authenticate_external=lambda user: True, vhosts={"/": vhost}, storage=None,
-                                 connections=set())
+                                 connections=set(), churn=ChurnStats())
         ours, theirs = socket.socketpair()
         transport, _protocol = await loop.connect_accepted_socket(asyncio.Protocol, ours)
         try:
