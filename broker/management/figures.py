@@ -31,20 +31,23 @@ STARTED = time.time()
 
 def message_stats(server, scope: object = None) -> dict:
     """``{stat: count, stat + "_details": {"rate": r}}`` for every STATS
-    name. ``scope``: what the figures are of (None: the whole broker; a
-    queue or exchange object) when ``server.counters`` can tell."""
-    counters = getattr(server, "counters", None)
-    snapshot = {}
-    if counters is not None and hasattr(counters, "snapshot"):
-        try:
-            snapshot = counters.snapshot(scope) or {}
-        except TypeError:
-            snapshot = counters.snapshot() if scope is None else {}
+    name (rates per second, sampled every 5 s as RabbitMQ does:
+    broker/metrics/totals.py). ``scope``: None for the whole broker, a vhost
+    name, or an object with ``stats`` (broker.model.stats.MessageStats: a
+    queue, a channel); anything else (an exchange: no counters yet) gives
+    zeros in the same shape."""
+    sampler = getattr(server, "sampler", None)
+    if scope is None:
+        stats = getattr(sampler, "overall", None)
+    elif isinstance(scope, str):
+        stats = getattr(sampler, "vhosts", {}).get(scope)
+    else:
+        stats = getattr(scope, "stats", None)
+    counted = stats.message_stats() if stats is not None and hasattr(stats, "message_stats") else {}
     result = {}
     for name in STATS:
-        count, rate = snapshot.get(name, (0, 0.0))
-        result[name] = count
-        result[name + "_details"] = {"rate": float(rate)}
+        result[name] = counted.get(name, 0)
+        result[name + "_details"] = counted.get(name + "_details", {"rate": 0.0})
     return result
 
 
