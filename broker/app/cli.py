@@ -9,7 +9,8 @@
             [--wal-segment-size B] [--compact-interval S] [--mirror on|off]
             [--mirror-body-limit B] [--mirror-retention-days D]
             [--mirror-retention-rows N] [--mirror-max-backlog N]
-            [--consumer-timeout MS]
+            [--consumer-timeout MS] [--memory-high-watermark F|B]
+            [--disk-free-limit B] [--max-connections N]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
@@ -128,6 +129,39 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+#: RabbitMQ's size units (rabbitmq.com/configure.html, "memory and disk
+#: limits"): binary for k/kiB/M/MiB/G/GiB, decimal for kB/MB/GB
+_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30,
+          "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+def _byte_size(text: str) -> int:
+    """An argparse ``type`` accepting a size in bytes >= 0, with an
+    optional RabbitMQ unit: ``50000000``, ``50MB``, ``512MiB``, ``2G``."""
+    raw = text.strip()
+    digits = raw.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ").strip()
+    unit = raw[len(digits):].strip().lower()
+    if not digits.isdigit() or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a size in bytes (e.g. 50000000, 50MB, 512MiB): {text!r}")
+    return int(digits) * _UNITS[unit]
+
+
+def _watermark(text: str) -> float:
+    """An argparse ``type`` for ``--memory-high-watermark``: a fraction
+    in [0, 1] of the memory available (``0.4``), or an absolute size above
+    1 byte (``1073741824``, ``1GiB``) as RabbitMQ's
+    ``vm_memory_high_watermark.relative`` / ``.absolute``."""
+    try:
+        value = float(text)
+    except ValueError:
+        return float(_byte_size(text))
+    if 0 <= value <= 1:
+        return value
+    if value == int(value) and value < 2**63:
+        return float(int(value))
+    raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1 or a size in bytes, got {text}")
+
+
 # (config field, flag, metavar, type, help) for every ``serve`` option.
 # Every field listed here is also checked when it comes from LEVERET_<FIELD>.
 SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = (
@@ -164,6 +198,14 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
     ("consumer_timeout", "--consumer-timeout", "MS", _int_range(0, 2**63 - 1),
      "ms a delivery may stay unacknowledged before its channel is closed with 406 (0: never; "
      "x-consumer-timeout overrides it per queue)"),
+    ("memory_high_watermark", "--memory-high-watermark", "F|B", _watermark,
+     "publishers are blocked above this memory use: a fraction of the machine's (or cgroup's) "
+     "memory, or bytes (units as 1GiB, 512MB)"),
+    ("disk_free_limit", "--disk-free-limit", "B", _byte_size,
+     "publishers are blocked when the data directory's disk has less free space, bytes "
+     "(never below two WAL segments)"),
+    ("max_connections", "--max-connections", "N", _int_range(0, 2**31 - 1),
+     "most client connections open at once; connection.open beyond gets 530 (0: no limit)"),
 )
 
 

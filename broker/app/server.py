@@ -14,6 +14,7 @@ import signal
 import aiosqlite
 
 from broker import __version__
+from broker.app.alarms import ResourceAlarms, available_memory, disk_limit, memory_limit
 from broker.app.config import LOG_FORMAT, Config
 from broker.transport.asyncio_protocol import AMQPProtocol
 from broker.persistence.recovery import recover
@@ -56,6 +57,7 @@ class Server:
     """Everything one broker process holds: ``vhosts`` by name, the user
     table, the open ``connections``, the store (``storage``:
     broker.persistence.store.Store), the publish ``flow`` control, the
+    resource ``alarms`` (broker/app/alarms.py), the
     deduplication journal and the supervisor of the message database
     process, ``mirror`` (None when off). The flow control and the journal
     exist before any vhost: ``make_vhost`` hands them to each one."""
@@ -68,7 +70,13 @@ class Server:
                                           segment_size=config.wal_segment_size)
         self.users: dict[str, str] = {config.default_user: config.default_pass}
         self.connections: set = set()
+        #: connections past connection.open-ok (``--max-connections`` counts these)
+        self.open_connections = 0
         self.flow = PublishFlow(self.connections)
+        #: the memory and disk alarms (``alarms.active``: the ones raised now)
+        self.alarms = ResourceAlarms(
+            self.flow, config.data_dir, memory_limit(config.memory_high_watermark, available_memory()),
+            disk_limit(config.disk_free_limit, config.wal_segment_size))
         #: opened by ``start``; a no-op when the file cannot be used
         self.dedup_journal = DedupJournal(config.data_dir / DEDUP_FILE)
         self.vhosts: dict[str, VHost] = {config.default_vhost: self.make_vhost(config.default_vhost)}
@@ -135,6 +143,7 @@ class Server:
             await self._stop_mirror()
             raise
         self._compactor = loop.create_task(self._compact_forever())
+        self.alarms.start()
         log.info("Leveret %s listening on %s:%d (AMQP 0-9-1), data dir %s", __version__, self.config.host,
                  self.config.port, self.config.data_dir.resolve())
 
@@ -205,6 +214,7 @@ class Server:
             self._listener.close()
         if self._compactor is not None:
             self._compactor.cancel()
+        self.alarms.stop()
         log.info("shutting down: closing %d connections", len(self.connections))
         for connection in list(self.connections):
             connection.close(connection_error(reply_codes.CONNECTION_FORCED,

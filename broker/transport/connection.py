@@ -71,6 +71,8 @@ class Connection:
         self.username = ""
         self.vhost = None
         self.cancel_notify = False
+        #: the client announced the connection.blocked capability
+        self.blocked_notify = False
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: set[Queue] = set()
         self.output = output = Output(self.loop, transport, server.storage, self._resume_consumers)
@@ -84,6 +86,8 @@ class Connection:
         #: broker.transport.flow_control may pause reading it
         self.publisher = False
         self._reading_paused = False
+        #: counted in ``server.open_connections`` (from connection.open-ok to the socket's end)
+        self._counted = False
         self._last_recv = self.loop.time()
         self._timer = self.loop.call_later(config.handshake_timeout, self._handshake_timeout)
 
@@ -124,6 +128,8 @@ class Connection:
                         break  # the frames after connection.close are discarded, unread
                 else:
                     self._open_channel(number, frame_type, payload)
+            if self.publisher and self.server.flow.blocked_by and not self._reading_paused:
+                self.server.flow.hold(self)  # it published while publishers are blocked
         except AMQPError as error:
             if self.state == CLOSING:
                 return  # garbage after our connection.close: nothing more to say
@@ -180,8 +186,10 @@ class Connection:
         if self.state == CLOSING:
             return
         if self.state == HANDSHAKE:
-            if isinstance(method, commands.Connection.Open) and self.handshake.state != "awaiting connection.open":
-                raise HandshakeRefused("connection.open before the handshake reached it")
+            if isinstance(method, commands.Connection.Open):
+                if self.handshake.state != "awaiting connection.open":
+                    raise HandshakeRefused("connection.open before the handshake reached it")
+                self._check_connection_limit()
             self.send(self.handshake.on_method(method))
             if self.handshake.state == HANDSHAKE_OPEN:
                 self._on_open()
@@ -196,6 +204,16 @@ class Connection:
             return
         raise connection_error(reply_codes.CHANNEL_ERROR, "unexpected method in connection state running").for_method(
             method.index >> 16, method.index & 0xFFFF)
+
+    def _check_connection_limit(self) -> None:
+        """530 NOT_ALLOWED for connection.open when ``--max-connections``
+        connections are open already (RabbitMQ refuses a vhost's or a user's
+        connection limit so, rabbit_reader.erl ``is_over_vhost_connection_limit``;
+        its node-wide ``connection_max`` stops accepting instead)."""
+        limit = self.server.config.max_connections
+        if limit and self.server.open_connections >= limit:
+            raise connection_error(reply_codes.NOT_ALLOWED, f"connection refused: node connection limit "
+                                   f"({limit}) is reached").for_method(10, 40)
 
     def _open_channel(self, number: int, frame_type: int, payload: bytes) -> None:
         if self.state == CLOSING:
@@ -219,6 +237,8 @@ class Connection:
     def _on_open(self) -> None:
         handshake = self.handshake
         self.state = OPEN
+        self.server.open_connections += 1
+        self._counted = True
         self._timer.cancel()
         self.frame_max = handshake.frame_max
         self.reader.frame_max = handshake.frame_max
@@ -228,6 +248,7 @@ class Connection:
         self.vhost = self.server.vhosts[handshake.vhost]
         capabilities = handshake.client_properties.get("capabilities") or {}
         self.cancel_notify = bool(capabilities.get("consumer_cancel_notify"))
+        self.blocked_notify = bool(capabilities.get("connection.blocked"))
         product = handshake.client_properties.get("product", "?")
         log.info("%s: user '%s' opened vhost '%s' (client %s, heartbeat %ss, frame_max %d)", self.name,
                  self.username, handshake.vhost, product, self.heartbeat, self.frame_max)
@@ -266,8 +287,24 @@ class Connection:
         """Read the socket again after ``pause_reading``."""
         if self._reading_paused:
             self._reading_paused = False
+            # the heartbeat monitor restarts from now (rabbit_heartbeat is
+            # paused while a connection is blocked)
+            self._last_recv = self.loop.time()
             if not self.transport.is_closing():
                 self.transport.resume_reading()
+
+    def send_blocked(self, reason: str) -> None:
+        """connection.blocked with ``reason`` ("low on memory") to a client
+        that announced the capability (rabbitmq.com/connection-blocked.html)."""
+        log.info("%s: blocked (%s)%s", self.name, reason, "" if self.blocked_notify else ", client not told")
+        if self.blocked_notify and self.state == OPEN:
+            self.send(encode_method(0, commands.Connection.Blocked(reason=reason)))
+
+    def send_unblocked(self) -> None:
+        """connection.unblocked after ``send_blocked``."""
+        log.info("%s: unblocked", self.name)
+        if self.blocked_notify and self.state == OPEN:
+            self.send(encode_method(0, commands.Connection.Unblocked()))
 
     def pause_writing(self) -> None:
         """asyncio flow control: the socket's buffer is full."""
@@ -294,6 +331,8 @@ class Connection:
         if self.state in (CLOSED,):
             return
         now = self.loop.time()
+        if self._reading_paused:
+            self._last_recv = now  # not read on purpose: its heartbeats wait in the socket
         if now - self._last_recv > 2 * self.heartbeat:
             log.warning("%s: missed heartbeats from client, timeout: %ss", self.name, self.heartbeat)
             self._release_all()
@@ -363,9 +402,13 @@ class Connection:
         elif self.state != CLOSED:
             log.info("%s: socket closed%s", self.name, f" ({exc})" if exc else "")
         self._release_all()
+        if self._counted:
+            self._counted = False
+            self.server.open_connections -= 1
         self.state = CLOSED
         self._timer.cancel()
         self.server.connections.discard(self)
+        self.server.flow.forget_connection(self)
 
 
 def _forget_exclusive_queue(queue: "Queue") -> None:
