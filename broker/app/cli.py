@@ -157,7 +157,7 @@ def _watermark(text: str) -> float:
         return float(_byte_size(text))
     if 0 <= value <= 1:
         return value
-    if value == int(value) and value < 2**63:
+    if 1 < value < 2**63 and value == int(value):
         return float(int(value))
     raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1 or a size in bytes, got {text}")
 

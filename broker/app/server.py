@@ -90,6 +90,17 @@ class Server:
         in the stored topology with it)."""
         return VHost(name, storage=self.storage, flow=self.flow, dedup_journal=self.dedup_journal)
 
+    def admit_connection(self) -> None:
+        """Raise AMQPError 530 NOT_ALLOWED for a connection.open when
+        ``--max-connections`` connections are open already. RabbitMQ refuses
+        a vhost's or a user's connection limit so (rabbit_reader.erl
+        ``is_over_vhost_connection_limit``); its node-wide ``connection_max``
+        stops accepting sockets instead, which leaves clients hanging."""
+        limit = self.config.max_connections
+        if limit and self.open_connections >= limit:
+            raise connection_error(reply_codes.NOT_ALLOWED, f"connection refused: node connection limit "
+                                   f"({limit}) is reached").for_method(10, 40)
+
     def authenticate(self, username: str, password: str) -> bool:
         """True when the password matches the user's (constant-time compare)."""
         expected = self.users.get(username)

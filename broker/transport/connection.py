@@ -189,7 +189,7 @@ class Connection:
             if isinstance(method, commands.Connection.Open):
                 if self.handshake.state != "awaiting connection.open":
                     raise HandshakeRefused("connection.open before the handshake reached it")
-                self._check_connection_limit()
+                self.server.admit_connection()  # 530 past --max-connections
             self.send(self.handshake.on_method(method))
             if self.handshake.state == HANDSHAKE_OPEN:
                 self._on_open()
@@ -204,16 +204,6 @@ class Connection:
             return
         raise connection_error(reply_codes.CHANNEL_ERROR, "unexpected method in connection state running").for_method(
             method.index >> 16, method.index & 0xFFFF)
-
-    def _check_connection_limit(self) -> None:
-        """530 NOT_ALLOWED for connection.open when ``--max-connections``
-        connections are open already (RabbitMQ refuses a vhost's or a user's
-        connection limit so, rabbit_reader.erl ``is_over_vhost_connection_limit``;
-        its node-wide ``connection_max`` stops accepting instead)."""
-        limit = self.server.config.max_connections
-        if limit and self.server.open_connections >= limit:
-            raise connection_error(reply_codes.NOT_ALLOWED, f"connection refused: node connection limit "
-                                   f"({limit}) is reached").for_method(10, 40)
 
     def _open_channel(self, number: int, frame_type: int, payload: bytes) -> None:
         if self.state == CLOSING:
@@ -292,19 +282,6 @@ class Connection:
             self._last_recv = self.loop.time()
             if not self.transport.is_closing():
                 self.transport.resume_reading()
-
-    def send_blocked(self, reason: str) -> None:
-        """connection.blocked with ``reason`` ("low on memory") to a client
-        that announced the capability (rabbitmq.com/connection-blocked.html)."""
-        log.info("%s: blocked (%s)%s", self.name, reason, "" if self.blocked_notify else ", client not told")
-        if self.blocked_notify and self.state == OPEN:
-            self.send(encode_method(0, commands.Connection.Blocked(reason=reason)))
-
-    def send_unblocked(self) -> None:
-        """connection.unblocked after ``send_blocked``."""
-        log.info("%s: unblocked", self.name)
-        if self.blocked_notify and self.state == OPEN:
-            self.send(encode_method(0, commands.Connection.Unblocked()))
 
     def pause_writing(self) -> None:
         """asyncio flow control: the socket's buffer is full."""

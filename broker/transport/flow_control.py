@@ -34,6 +34,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from pamqp import commands
+
+from protocol.methods import encode_method
+
 log = logging.getLogger(__name__)
 
 LATE = "late"
@@ -54,9 +58,9 @@ class PublishFlow:
     """The publish flow state of one broker.
 
     ``connections``: the server's set of open connections
-    (broker.transport.connection.Connection, seen through ``publisher``,
-    ``pause_reading() -> bool``, ``resume_reading()``,
-    ``send_blocked(reason_text)``, ``send_unblocked()``). ``blocked_by``:
+    (broker.transport.connection.Connection, seen through ``name``,
+    ``state``, ``publisher``, ``blocked_notify``, ``pause_reading() ->
+    bool``, ``resume_reading()`` and ``send(frame_bytes)``). ``blocked_by``:
     the reasons in force; ``paused``: the connections this object paused;
     ``late``: the timers now behind their due work; ``pauses``: how many
     times publishers were paused (for tests and benchmarks)."""
@@ -97,7 +101,7 @@ class PublishFlow:
         self.blocked_by.discard(reason)
         if not self.notified_reason() and self.told:
             for connection in self.told:
-                connection.send_unblocked()
+                _tell(connection, None)
             self.told.clear()
         if self.blocked_by:
             return
@@ -125,7 +129,7 @@ class PublishFlow:
             text = self.notified_reason()
             if text is not None:
                 self.told.add(connection)
-                connection.send_blocked(text)
+                _tell(connection, text)
 
     def forget_connection(self, connection) -> None:
         """``connection`` is closed: drop it from the paused and told sets."""
@@ -166,3 +170,14 @@ class PublishFlow:
             return
         self.unblock(LATE)
         self._read_until = asyncio.get_running_loop().time() + MIN_READ_S
+
+
+def _tell(connection, reason: str | None) -> None:
+    """connection.blocked with ``reason`` ("low on memory"), or
+    connection.unblocked for None, to a client that announced the
+    ``connection.blocked`` capability (rabbitmq.com/connection-blocked.html)."""
+    log.info("%s: %s%s", connection.name, f"blocked ({reason})" if reason else "unblocked",
+             "" if connection.blocked_notify else " (client not told: no connection.blocked capability)")
+    if connection.blocked_notify and connection.state == "open":
+        method = commands.Connection.Blocked(reason=reason) if reason else commands.Connection.Unblocked()
+        connection.send(encode_method(0, method))
