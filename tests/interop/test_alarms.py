@@ -8,7 +8,8 @@
   nothing is lost;
 - a ``--disk-free-limit`` above the real free space: publishers are blocked
   ("low on disk", pika's blocked callback), consumers still get messages;
-- ``--max-connections``: connection.open beyond gets 530 NOT_ALLOWED.
+- ``--max-connections``: connection.open beyond gets 530 NOT_ALLOWED;
+- a consumer that does not read its socket is handed a bounded amount.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 import aio_pika
 import pika
 import pytest
+from pamqp import commands as spec
 
 from tests.interop.pika_helpers import pika_connection
 from tests.interop.raw_client import RawClient
@@ -184,3 +186,43 @@ def test_max_connections_refuses_with_530(fresh_broker):
     # the two closed: a new one is accepted
     with pika_connection(broker) as third:
         assert third.is_open
+
+
+#: what a consumer that reads nothing may have taken out of its queue:
+#: one pass's output budget (1 MiB) + asyncio's write buffer high-water
+#: mark + the kernel's socket buffers on both ends (loopback autotuning:
+#: a few MiB)
+STALLED_BOUND = 16 << 20
+
+
+def test_non_reading_consumer_holds_a_bounded_amount(fresh_broker, unique):
+    """A consumer with no prefetch limit that never reads its socket: the
+    deliveries the broker hands it stop at a buffer size, the rest stay
+    ready in the queue (rather than piling up in the broker's memory)."""
+    broker = fresh_broker()
+    queue_name = unique("h9-stalled")
+    count, size = 1200, 32 * 1024  # 37.5 MiB in all
+    stalled = RawClient.for_broker(broker, timeout=30.0)
+    stalled.handshake()
+    stalled.open_channel(1)
+    stalled.rpc(1, spec.Queue.Declare(queue=queue_name), spec.Queue.DeclareOk)
+    stalled.rpc(1, spec.Basic.Consume(queue=queue_name), spec.Basic.ConsumeOk)
+    before = rss(broker)
+    with pika_connection(broker) as conn:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        for seq in range(count):
+            channel.basic_publish("", queue_name, seq.to_bytes(4, "big") + bytes(size - 4))
+        # the broker has tried to deliver everything it could: wait until
+        # the ready count stops moving
+        readings = [-1]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            readings.append(channel.queue_declare(queue_name, passive=True).method.message_count)
+            if readings[-1] == readings[-2]:
+                break
+            conn.process_data_events(time_limit=0.2)
+        handed_out = count - readings[-1]
+    assert 0 < handed_out * size <= STALLED_BOUND, f"{handed_out} deliveries sent to a consumer that reads nothing"
+    assert rss(broker) - before < count * size + STALLED_BOUND
+    stalled.sock.close()
