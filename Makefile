@@ -6,6 +6,8 @@
 #   make install  create .venv and pip install -e '.[test]' (again only when pyproject.toml changed)
 #   make bench    run the benchmark suite against Leveret and RabbitMQ (bench/run.py; BENCH_ARGS=--smoke for 10 s)
 #   make lint     hadolint on docker/Dockerfile
+#   make image    build the container image leveret:latest (podman, else docker; BASE=image for another base)
+#   make dist     build the sdist and the wheel into dist/ (python -m build)
 #   make clean    remove caches and build leftovers (keeps .venv and ./data)
 #   make distclean  clean, and remove .venv too (./data is never removed)
 
@@ -24,8 +26,14 @@ PORT ?= 5672
 DATA_DIR ?= ./data
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# make image: the container engine (podman needs no daemon), the image's name, the Dockerfile's BASE
+# argument, and extra build options (e.g. --network host)
+ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+IMAGE ?= leveret:latest
+BASE ?= python:3.11-slim
+IMAGE_BUILD_ARGS ?=
 
-.PHONY: help run install test bench lint clean distclean
+.PHONY: help run install test bench lint image dist clean distclean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -56,6 +64,15 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/hadolint docker/Dockerfile
+
+# podman's default (OCI) image format has no HEALTHCHECK: ask for Docker's
+image:
+	@test -n "$(ENGINE)" || { echo "need docker or podman on PATH" >&2; exit 1; }
+	$(ENGINE) build $(if $(findstring podman,$(ENGINE)),--format docker) --build-arg BASE=$(BASE) \
+		$(IMAGE_BUILD_ARGS) -f docker/Dockerfile -t $(IMAGE) .
+
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
 
 clean:
 	rm -rf build dist .pytest_cache *.egg-info $(STAMP)
