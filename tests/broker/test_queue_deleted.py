@@ -11,6 +11,7 @@ from broker.app.config import Config
 from broker.model.message import Message
 from broker.queues.queue import Queue
 from broker.transport.connection import Connection
+from broker.transport.flow_control import PublishFlow
 from broker.vhost.namespace import VHost
 
 
@@ -65,7 +66,7 @@ def test_connection_forgets_its_exclusive_queue_when_deleted():
         loop = asyncio.get_running_loop()
         vhost = VHost("/")
         server = SimpleNamespace(config=Config(), server_properties=dict, authenticate=lambda *a: True,
-                                 vhosts={"/": vhost}, storage=None, connections=set())
+                                 vhosts={"/": vhost}, storage=None, connections=set(), flow=PublishFlow(set()))
         ours, theirs = socket.socketpair()
         transport, _protocol = await loop.connect_accepted_socket(asyncio.Protocol, ours)
         try:
