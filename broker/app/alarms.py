@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import logging
 import os
 from pathlib import Path
@@ -99,8 +98,7 @@ def _malloc_trim():
     """glibc's ``malloc_trim`` (returns freed heap pages to the kernel, so
     that the resident size falls once memory is freed), or None."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
+        return ctypes.CDLL(None).malloc_trim  # the process's own symbols: libc is among them
     except (OSError, AttributeError):
         return None
 
