@@ -8,6 +8,7 @@ import struct
 from pamqp import commands, frame as pamqp_frame
 from pamqp.base import Frame as Method
 
+from protocol import names as _names  # noqa: F401  (RabbitMQ's name rule for pamqp's constructors)
 from protocol import reply_codes
 from protocol.errors import connection_error
 from protocol.wire_check import arguments_end
