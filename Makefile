@@ -1,7 +1,7 @@
 # Leveret: developer commands. Everything runs from the project's own
 # virtualenv in .venv, created on first use.
 #
-#   make run      install (when needed) and start the broker on 127.0.0.1:5672, data in ./data
+#   make run      install (when needed) and start the broker on 127.0.0.1 and ::1, port 5672, data in ./data
 #   make test     install (when needed), check the layer rule (lint-imports) and run the whole test suite
 #   make install  create .venv and pip install -e '.[test]' (again only when pyproject.toml changed)
 #   make bench    run the benchmark suite against Leveret and RabbitMQ (bench/run.py; BENCH_ARGS=--smoke for 10 s)
@@ -21,7 +21,8 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 # the stamp is newer than pyproject.toml once the install for it succeeded
 STAMP := $(VENV)/.installed
 
-HOST ?= 127.0.0.1
+# empty: the broker's default, loopback for IPv4 and IPv6 (127.0.0.1 and ::1)
+HOST ?=
 PORT ?= 5672
 DATA_DIR ?= ./data
 PYTEST_ARGS ?=
@@ -49,11 +50,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/leveret --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+	$(BIN)/leveret $(if $(HOST),--host $(HOST)) --port $(PORT) --data-dir $(DATA_DIR)
 
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q tests $(PYTEST_ARGS)
+	$(BIN)/pytest -q -rs tests --junitxml=.ci/pytest-report.xml $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@if [ -f bench/run.py ]; then \

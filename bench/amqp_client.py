@@ -15,11 +15,18 @@ one reused receive buffer.
 Units: sizes in bytes, timeouts in seconds. Errors: ``AMQPClosed`` when the
 server closes the channel or connection (reply code and text), and
 ``ConnectionError`` when the socket ends.
+
+amqps: ``Connection(..., tls_ca="ca.pem")`` speaks TLS, checking the
+server's certificate against that CA (not its name). ``use_tls(ca)`` makes
+it the default of every later connection, also in worker processes forked
+afterwards (``bench/tls.py`` runs the unchanged scenarios that way).
 """
 
 from __future__ import annotations
 
+import select
 import socket
+import ssl
 import struct
 
 from pamqp import commands
@@ -33,6 +40,28 @@ CLIENT_PROPERTIES = {
     "capabilities": {"publisher_confirms": True, "basic.nack": True,
                      "consumer_cancel_notify": True, "per_consumer_qos": True},
 }
+
+
+#: CA file of the amqps connections made without ``tls_ca`` (None: plain AMQP)
+DEFAULT_TLS_CA: str | None = None
+#: socket timeout (seconds) of the connections made without ``timeout``
+DEFAULT_TIMEOUT = 60.0
+
+
+def use_tls(ca_file: str | None, timeout: float = 60.0) -> None:
+    """Make later connections (in this process and the ones it forks) speak
+    TLS with ``ca_file`` as their trusted CA (None: plain AMQP again), with
+    a socket timeout of ``timeout`` seconds."""
+    global DEFAULT_TLS_CA, DEFAULT_TIMEOUT
+    DEFAULT_TLS_CA, DEFAULT_TIMEOUT = ca_file, timeout
+
+
+def tls_client_context(ca_file: str) -> ssl.SSLContext:
+    """A client context trusting ``ca_file``; the certificate's name is not
+    checked (benchmarks connect to 127.0.0.1)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.check_hostname = False
+    return context
 
 
 class AMQPClosed(Exception):
@@ -55,11 +84,15 @@ class Connection:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 5672, user: str = "guest",
                  password: str = "guest", vhost: str = "/", frame_max: int = 131072,
-                 buffer_size: int = 4 << 20, timeout: float = 60.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+                 buffer_size: int = 4 << 20, timeout: float | None = None, tls_ca: str | None = None):
+        self.sock = socket.create_connection((host, port), timeout=timeout or DEFAULT_TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        tls_ca = tls_ca or DEFAULT_TLS_CA
+        self.tls = tls_ca is not None
+        if self.tls:
+            self.sock = tls_client_context(tls_ca).wrap_socket(self.sock, server_hostname=host)
         self.buf = bytearray(buffer_size)
         self.view = memoryview(self.buf)
         self.pos = self.end = 0
@@ -78,12 +111,26 @@ class Connection:
             self.buf[:remaining] = self.view[self.pos:self.end]
             self.pos, self.end = 0, remaining
         try:
-            n = self.sock.recv_into(self.view[self.end:], 0, 0 if block else socket.MSG_DONTWAIT)
+            n = (self._tls_recv(block) if self.tls else
+                 self.sock.recv_into(self.view[self.end:], 0, 0 if block else socket.MSG_DONTWAIT))
         except BlockingIOError:
             return 0
         if n == 0:
             raise ConnectionError("server closed the connection")
         self.end += n
+        return n
+
+    def _tls_recv(self, block: bool) -> int:
+        """``recv_into`` for a TLS socket (which takes no flags), then what
+        the TLS layer has already decrypted, so that a selector on the
+        socket (``bench.consumer.consume_all``) misses nothing. Raises
+        BlockingIOError when not ``block`` and nothing is waiting."""
+        sock, view = self.sock, self.view
+        if not block and not sock.pending() and not select.select([sock], [], [], 0)[0]:
+            raise BlockingIOError
+        n = sock.recv_into(view[self.end:])
+        while n and sock.pending() and self.end + n < len(view):
+            n += sock.recv_into(view[self.end + n:])
         return n
 
     def next_frame(self) -> tuple[int, int, int, int]:

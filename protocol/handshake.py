@@ -12,7 +12,7 @@ from protocol import reply_codes
 from protocol.constants import FRAME_MIN_SIZE, PROTOCOL_HEADER
 from protocol.errors import AMQPError, connection_error
 from protocol.methods import Method, encode_method
-from protocol.sasl import MECHANISMS, parse_response
+from protocol.sasl import EXTERNAL, offered_mechanisms, parse_response
 
 AWAIT_PROTOCOL_HEADER = "awaiting protocol header"
 AWAIT_START_OK = "awaiting connection.start-ok"
@@ -28,6 +28,13 @@ class BadProtocolHeader(Exception):
     REPLY_HEADER = PROTOCOL_HEADER
 
 
+def looks_like_tls(head: bytes) -> bool:
+    """True when the first bytes of a connection are a TLS handshake record
+    (content type 22, version major 3: RFC 8446 §5.1), i.e. an amqps client
+    on the plain port."""
+    return head[:1] == b"\x16" and head[1:2] in (b"", b"\x03")
+
+
 class HandshakeRefused(Exception):
     """RabbitMQ closes the socket without a frame (unknown SASL mechanism);
     the argument says why, for the log."""
@@ -36,29 +43,41 @@ class HandshakeRefused(Exception):
 class Handshake:
     """Drives one connection from its first byte to connection.open-ok.
 
-    ``authenticate(username, password) -> bool`` and
-    ``vhost_exists(name) -> bool`` are supplied by the broker. The tune
-    proposal is ``channel_max`` (channels), ``frame_max`` (bytes) and
-    ``heartbeat`` (seconds); after tune-ok the negotiated values are in the
-    attributes of the same names. Errors: 403 ACCESS_REFUSED for a failed
-    login, 530 NOT_ALLOWED for an unknown vhost or a frame_max outside
-    [4096, proposal], 503 COMMAND_INVALID for a method out of order; all are
-    connection errors.
+    ``authenticate(username, password) -> bool`` and ``open_vhost(name)``
+    (raises AMQPError: 530 NOT_ALLOWED for a vhost that does not exist or
+    that the user may not open, or a connection limit) are supplied by the
+    broker; so are, on a TLS connection with a verified client certificate,
+    its common name ``certificate_user`` and
+    ``authenticate_external(username) -> bool`` for SASL EXTERNAL (offered
+    only then). The tune proposal is ``channel_max`` (channels), ``frame_max``
+    (bytes) and ``heartbeat`` (seconds); after tune-ok the negotiated values
+    are in the attributes of the same names. Errors: a failed login is 403
+    ACCESS_REFUSED when the client announced the
+    ``authentication_failure_close`` capability, else HandshakeRefused (the
+    socket is closed without a frame, as RabbitMQ does:
+    rabbitmq.com/auth-notification.html); 530 NOT_ALLOWED for a frame_max
+    outside [4096, proposal], 503 COMMAND_INVALID for a method out of
+    order; all are connection errors.
     """
 
     def __init__(self, server_properties: dict, channel_max: int, frame_max: int, heartbeat: int,
-                 authenticate: Callable[[str, str], bool], vhost_exists: Callable[[str], bool]):
+                 authenticate: Callable[[str, str], bool], open_vhost: Callable[[str], None],
+                 certificate_user: str | None = None,
+                 authenticate_external: Callable[[str], bool] | None = None):
         self.state = AWAIT_PROTOCOL_HEADER
         self.server_properties = server_properties
         self.channel_max = channel_max
         self.frame_max = frame_max
         self.heartbeat = heartbeat
         self._authenticate = authenticate
-        self._vhost_exists = vhost_exists
+        self._open_vhost = open_vhost
         self.username = ""
         self.vhost = ""
         self.client_properties: dict = {}
         self.mechanism = ""
+        self.mechanisms = offered_mechanisms(certificate_user if authenticate_external is not None else None)
+        self._certificate_user = certificate_user
+        self._authenticate_external = authenticate_external
 
     def on_protocol_header(self, data: bytes) -> bytes:
         """Check the 8-byte protocol header; return the connection.start frame.
@@ -68,7 +87,7 @@ class Handshake:
         self.state = AWAIT_START_OK
         start = commands.Connection.Start(
             version_major=0, version_minor=9, server_properties=self.server_properties,
-            mechanisms=" ".join(MECHANISMS), locales="en_US")
+            mechanisms=" ".join(self.mechanisms), locales="en_US")
         return encode_method(0, start)
 
     def on_method(self, method: Method) -> bytes:
@@ -87,10 +106,18 @@ class Handshake:
     def _on_start_ok(self, method: commands.Connection.StartOk) -> bytes:
         self.client_properties = method.client_properties or {}
         self.mechanism = method.mechanism
-        if method.mechanism not in MECHANISMS:
+        if method.mechanism not in self.mechanisms:
             raise HandshakeRefused(f"unsupported authentication mechanism '{method.mechanism}'")
-        credentials = parse_response(method.mechanism, method.response or b"")
-        if credentials is None or not self._authenticate(*credentials):
+        if method.mechanism == EXTERNAL:  # the TLS layer verified the certificate: no password
+            credentials = (self._certificate_user, None)
+            accepted = self._authenticate_external(self._certificate_user)
+        else:
+            credentials = parse_response(method.mechanism, method.response or b"")
+            accepted = credentials is not None and self._authenticate(*credentials)
+        if not accepted:
+            capabilities = self.client_properties.get("capabilities") or {}
+            if not capabilities.get("authentication_failure_close"):
+                raise HandshakeRefused(f"login refused using authentication mechanism {method.mechanism}")
             raise connection_error(
                 reply_codes.ACCESS_REFUSED,
                 f"Login was refused using authentication mechanism {method.mechanism}. "
@@ -122,8 +149,10 @@ class Handshake:
         return b""
 
     def _on_open(self, method: commands.Connection.Open) -> bytes:
-        if not self._vhost_exists(method.virtual_host):
-            raise self._error(reply_codes.NOT_ALLOWED, f"vhost {method.virtual_host} not found", method)
+        try:
+            self._open_vhost(method.virtual_host)
+        except AMQPError as error:
+            raise error.for_method(method.index >> 16, method.index & 0xFFFF) from None
         self.vhost = method.virtual_host
         self.state = OPEN
         return encode_method(0, commands.Connection.OpenOk())

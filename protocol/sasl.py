@@ -1,5 +1,8 @@
 """SASL responses of connection.start-ok: PLAIN (RFC 4616) and AMQPLAIN
-(RabbitMQ's field-table mechanism, rabbitmq.com/access-control.html)."""
+(RabbitMQ's field-table mechanism, rabbitmq.com/access-control.html); and
+EXTERNAL (RFC 4422 appendix A), whose user is the common name of the
+client's TLS certificate (rabbitmq.com/docs/ssl, "Using Client
+Certificates for Authentication")."""
 
 from __future__ import annotations
 
@@ -8,6 +11,25 @@ import struct
 from pamqp import decode
 
 MECHANISMS = ("PLAIN", "AMQPLAIN")
+EXTERNAL = "EXTERNAL"
+
+
+def offered_mechanisms(certificate_user: str | None) -> tuple[str, ...]:
+    """The mechanisms connection.start announces: EXTERNAL too when the
+    connection has a verified client certificate with a common name, as
+    RabbitMQ offers it only then (rabbit_auth_mechanism_ssl should_offer)."""
+    return MECHANISMS if certificate_user is None else (*MECHANISMS, EXTERNAL)
+
+
+def certificate_user(peercert: dict | None) -> str | None:
+    """The common name (CN) of the subject of a verified peer certificate,
+    as ``ssl.SSLSocket.getpeercert()`` gives it (``{"subject": ((("commonName",
+    "alice"),), ...)}``); None without a certificate or a CN. With several
+    CNs, the last (most specific) one, as RabbitMQ's ``ssl_cert_login_from =
+    common_name`` takes it."""
+    names = [value for rdn in (peercert or {}).get("subject", ()) for key, value in rdn
+             if key == "commonName"]
+    return names[-1] if names else None
 
 
 def parse_response(mechanism: str, response: bytes | str) -> tuple[str, str] | None:

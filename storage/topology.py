@@ -12,6 +12,9 @@ from typing import NamedTuple
 
 from pamqp import decode, encode
 
+from storage.access_tables import AccessTables
+from storage.kept_definitions import KeptDefinitions
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
     vhost TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
@@ -69,17 +72,27 @@ class TopologyStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
+        #: users, vhosts, permissions, limits (storage/access_tables.py),
+        #: in the same database; set by ``open``
+        self.access: AccessTables | None = None
+        #: policies, topic permissions, parameters kept from imported
+        #: definitions (storage/kept_definitions.py); set by ``open``
+        self.kept: KeptDefinitions | None = None
 
     def open(self) -> None:
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        self.access = AccessTables(self._db)
+        self.kept = KeptDefinitions(self._db)
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+            self.access = None
+            self.kept = None
 
     def _write(self, sql: str, params: tuple) -> None:
         with self._db:

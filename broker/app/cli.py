@@ -2,33 +2,47 @@
 
 ::
 
-    leveret [serve] [--host H] [--port P] [--data-dir D]
+    leveret [serve] [--host H ...] [--port P] [--plain on|off] [--data-dir D]
+            [--tls-port P] [--tls-cert FILE] [--tls-key FILE] [--tls-ca FILE]
+            [--tls-verify peer|none]
             [--log-level debug|info|warning|error] [--heartbeat S]
             [--frame-max B] [--channel-max N] [--max-message-size B]
             [--handshake-timeout S] [--fsync always|never]
             [--wal-segment-size B] [--compact-interval S] [--mirror on|off]
             [--mirror-body-limit B] [--mirror-retention-days D]
             [--mirror-retention-rows N] [--mirror-max-backlog N]
-            [--consumer-timeout MS] [--memory-high-watermark F|B]
+            [--consumer-timeout MS] [--definitions FILE] [--memory-high-watermark F|B]
             [--disk-free-limit B] [--max-connections N]
 
     leveret messages find [--data-dir D] [--vhost V] [--queue Q] [--exchange X]
             [--routing-key K] [--message-id M] [--correlation-id C]
             [--header NAME=VALUE ...] [--state S] [--since T] [--until T]
-            [--limit N] [--json]
-    leveret messages show ID [--data-dir D] [--json]
+            [--columns C,C...] [--limit N] [--json]
+    leveret messages show ID|MESSAGE-ID|CORRELATION-ID [--data-dir D] [--json]
     leveret db rebuild [--data-dir D]
+    leveret queues list [--data-dir D] [--vhost V] [--json]
+    leveret users list|add|delete|set-password|set-tags ...   [--data-dir D]
+    leveret permissions list|set|clear ...                    [--data-dir D]
+    leveret vhosts list|add|delete ...                        [--data-dir D]
+    leveret definitions export [FILE] | import FILE           [--data-dir D]
 
 With no subcommand, or when the first argument is an option, the broker
 serves: ``leveret --port 5673`` is ``leveret serve --port 5673``. The
 ``messages`` and ``db`` commands work on the message database in the data
 directory (``--data-dir``, else ``LEVERET_DATA_DIR``, else ``./data``) and
 accept no server option. ``messages find/show`` read it while the broker
-runs; ``db rebuild`` needs the broker stopped (``broker.app.cli_tools``).
+runs (``broker.app.cli_messages``); ``db rebuild`` needs the broker
+stopped (``broker.app.cli_tools``).
+``queues list`` asks the broker running on the data directory, through its
+control socket (``broker.app.cli_control``), and so do the admin commands
+``users``, ``permissions``, ``vhosts`` and ``definitions``
+(``broker.app.cli_admin``).
 
 Each setting comes from, in order: the command-line flag, the ``LEVERET_*``
 environment variable (``Config.from_env``), the default in
-``broker.app.config.Config``.
+``broker.app.config.Config``. A bad value is a usage error (exit status 2)
+worded alike for both: ``argument --port: not an integer: 'x'``,
+``environment variable LEVERET_PORT: not an integer: 'x'``.
 """
 
 from __future__ import annotations
@@ -41,8 +55,13 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from broker.app.cli_tools import add_tool_commands, check_tool_args, run_tool, tool_data_dir  # noqa: F401
+from broker.app.cli_admin import ADMIN_COMMANDS, add_admin_commands, run_admin
+from broker.app.cli_control import add_control_commands, run_control
+from broker.app.cli_messages import add_messages_command, run_messages
+from broker.app.cli_tools import add_data_dir_option, add_db_command, check_tool_args, run_db
+from broker.app.resource_options import RESOURCE_OPTIONS
 from broker.app.config import LOG_FORMAT, Config, env_name, parse_on_off
+from broker.app.listeners import listener_problem
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -50,8 +69,12 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 FRAME_MIN_SIZE = 4096
 
 #: subcommands; ``serve`` is the one run when none is named
-COMMANDS = ("serve", "messages", "db")
+COMMANDS = ("serve", "messages", "db", "queues", *ADMIN_COMMANDS)
 DEFAULT_COMMAND = "serve"
+#: commands that work on a data directory (the message database, or the
+#: broker running on it) instead of serving: name -> run(args, config)
+TOOL_COMMANDS = {"messages": run_messages, "db": run_db, "queues": run_control,
+                 **{name: run_admin for name in ADMIN_COMMANDS}}
 
 
 # --- value checks (shared by flags and environment variables) ---------------
@@ -92,11 +115,20 @@ def _log_level(text: str) -> str:
     return value
 
 
-def _host(text: str) -> str:
-    """An argparse ``type`` accepting a non-empty host name or address."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text.strip()
+def _hosts(text: str) -> tuple[str, ...]:
+    """An argparse ``type`` accepting a comma-separated list of host names or
+    addresses (an IPv6 address may be bracketed: ``[::1]``)."""
+    hosts = tuple(part.strip().removeprefix("[").removesuffix("]") for part in text.split(","))
+    if not hosts or not all(hosts):
+        raise argparse.ArgumentTypeError(f"must be host names or addresses separated by commas, got {text!r}")
+    return hosts
+
+
+def _tls_verify(text: str) -> str:
+    """An argparse ``type`` accepting ``peer`` or ``none``."""
+    if text not in ("peer", "none"):
+        raise argparse.ArgumentTypeError(f"must be 'peer' or 'none', got {text!r}")
+    return text
 
 
 def _path(text: str) -> Path:
@@ -129,44 +161,21 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-#: RabbitMQ's size units (rabbitmq.com/configure.html, "memory and disk
-#: limits"): binary for k/kiB/M/MiB/G/GiB, decimal for kB/MB/GB
-_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30,
-          "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-
-
-def _byte_size(text: str) -> int:
-    """An argparse ``type`` accepting a size in bytes >= 0, with an
-    optional RabbitMQ unit: ``50000000``, ``50MB``, ``512MiB``, ``2G``."""
-    raw = text.strip()
-    digits = raw.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ").strip()
-    unit = raw[len(digits):].strip().lower()
-    if not digits.isdigit() or unit not in _UNITS:
-        raise argparse.ArgumentTypeError(f"not a size in bytes (e.g. 50000000, 50MB, 512MiB): {text!r}")
-    return int(digits) * _UNITS[unit]
-
-
-def _watermark(text: str) -> float:
-    """An argparse ``type`` for ``--memory-high-watermark``: a fraction
-    in [0, 1] of the memory available (``0.4``), or an absolute size above
-    1 byte (``1073741824``, ``1GiB``) as RabbitMQ's
-    ``vm_memory_high_watermark.relative`` / ``.absolute``."""
-    try:
-        value = float(text)
-    except ValueError:
-        return float(_byte_size(text))
-    if 0 <= value <= 1:
-        return value
-    if 1 < value < 2**63 and value == int(value):
-        return float(int(value))
-    raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1 or a size in bytes, got {text}")
-
-
 # (config field, flag, metavar, type, help) for every ``serve`` option.
 # Every field listed here is also checked when it comes from LEVERET_<FIELD>.
 SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = (
-    ("host", "--host", "H", _host, "address to listen on"),
+    ("host", "--host", "H", _hosts,
+     "address to listen on; repeat the flag or separate addresses by commas "
+     "(0.0.0.0 and :: for every interface)"),
     ("port", "--port", "P", _int_range(0, 65535), "TCP port to listen on (0: any free port)"),
+    ("plain", "--plain", "on|off", _on_off, "listen for plain AMQP on --port (off: amqps only)"),
+    ("tls_port", "--tls-port", "P", _int_range(0, 65535), "amqps port, used when --tls-cert is given"),
+    ("tls_cert", "--tls-cert", "FILE", _path, "PEM server certificate (chain): turns amqps on"),
+    ("tls_key", "--tls-key", "FILE", _path, "PEM private key of --tls-cert (if not in that file)"),
+    ("tls_ca", "--tls-ca", "FILE", _path, "PEM CA certificates that client certificates must chain to"),
+    ("tls_verify", "--tls-verify", "peer|none", _tls_verify,
+     "peer: clients must present a certificate signed by --tls-ca (SASL EXTERNAL); "
+     "none: no client certificate is asked for"),
     ("data_dir", "--data-dir", "D", _path, "directory for the broker's data"),
     ("log_level", "--log-level", "LEVEL", _log_level, "one of debug, info, warning, error"),
     ("heartbeat", "--heartbeat", "S", _int_range(0, 65535),
@@ -195,18 +204,12 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
      "most messages kept in the message database (oldest finished deleted first)"),
     ("mirror_max_backlog", "--mirror-max-backlog", "N", _int_range(1, 2**63 - 1),
      "WAL records the message database may fall behind before it stores no bodies"),
+    ("definitions", "--definitions", "FILE", _path,
+     "definitions file (RabbitMQ's JSON format) to import at start, as RabbitMQ's load_definitions"),
     ("consumer_timeout", "--consumer-timeout", "MS", _int_range(0, 2**63 - 1),
      "ms a delivery may stay unacknowledged before its channel is closed with 406 (0: never; "
      "x-consumer-timeout overrides it per queue)"),
-    ("memory_high_watermark", "--memory-high-watermark", "F|B", _watermark,
-     "publishers are blocked above this memory use: a fraction of the machine's (or cgroup's) "
-     "memory, or bytes (units as 1GiB, 512MB)"),
-    ("disk_free_limit", "--disk-free-limit", "B", _byte_size,
-     "publishers are blocked when the data directory's disk has less free space, bytes "
-     "(never below two WAL segments)"),
-    ("max_connections", "--max-connections", "N", _int_range(0, 2**31 - 1),
-     "most client connections open at once; connection.open beyond gets 530 (0: no limit)"),
-)
+) + RESOURCE_OPTIONS
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
@@ -221,8 +224,14 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
             default = f"./{default}"
         elif isinstance(default, bool):
             default = "on" if default else "off"
+        elif isinstance(default, tuple):
+            default = ",".join(default)
+        elif default is None:
+            default = "none"
+        # a list-valued setting (--host) gathers every use of its flag
+        action = "extend" if isinstance(getattr(defaults, field), tuple) else "store"
         group.add_argument(flag, dest=field, metavar=metavar, type=parse, default=argparse.SUPPRESS,
-                           help=f"{text} [env {env_name(field)}, default {default}]")
+                           action=action, help=f"{text} [env {env_name(field)}, default {default}]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,7 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="run the broker until SIGTERM/SIGINT (the default)",
                                 description="Run the broker until SIGTERM or SIGINT.")
     _add_serve_options(serve)
-    add_tool_commands(commands, _path)
+    def data_dir_option(command_parser: argparse.ArgumentParser) -> None:
+        add_data_dir_option(command_parser, _path)
+
+    add_messages_command(commands, data_dir_option)
+    add_db_command(commands, data_dir_option)
+    add_control_commands(commands, data_dir_option)
+    add_admin_commands(commands, data_dir_option)
     return parser
 
 
@@ -263,10 +278,11 @@ def _config_from(args: argparse.Namespace, environ: Mapping[str, str],
     try:
         config = Config.from_env(environ, checks)
     except ValueError as exc:
-        parser.error(f"invalid environment variable {exc}")
+        parser.error(f"environment variable {exc}")
     for field in (f.name for f in dataclasses.fields(Config)):
         if hasattr(args, field):
-            setattr(config, field, getattr(args, field))
+            value = getattr(args, field)
+            setattr(config, field, tuple(value) if isinstance(value, list) else value)
     return config
 
 
@@ -292,9 +308,11 @@ def parse_command_line(argv: Sequence[str] | None = None,
 
     Returns ``(command, config)``; ``command`` is ``"serve"`` when no command
     is named. Raises ``SystemExit(2)`` after printing a usage message for an
-    unknown option, a bad value in a flag or a ``LEVERET_*`` variable, and
-    ``SystemExit(0)`` for ``--help``/``--version``. ``messages``/``db``
-    need only the data directory (``tool_data_dir``).
+    unknown option, a bad value in a flag or a ``LEVERET_*`` variable, a
+    listener setup that cannot work (``listeners.listener_problem``), and
+    ``SystemExit(0)`` for ``--help``/``--version``. The data-directory
+    commands (``TOOL_COMMANDS``) use only ``config.data_dir`` and the
+    ``mirror_*`` settings.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
@@ -303,7 +321,12 @@ def parse_command_line(argv: Sequence[str] | None = None,
     command = args.command or DEFAULT_COMMAND
     if command != "serve":
         _check_tool_args(args, parser)
-    return command, _config_from(args, environ, parser)
+        return command, _config_from(args, environ, parser)
+    config = _config_from(args, environ, parser)
+    problem = listener_problem(config)
+    if problem is not None:
+        parser.error(problem)
+    return command, config
 
 
 def build_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -334,16 +357,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     Parses ``argv`` (``sys.argv[1:]`` when None), sets up logging and runs the
     chosen command. For ``serve`` that is ``broker.app.server.run(config)``, which
     blocks until SIGTERM/SIGINT; its return value becomes the process exit
-    status. ``messages``/``db`` run ``run_tool`` (exit 0 or 1). Exits with
-    status 2 on a usage error.
+    status. The data-directory commands run their ``TOOL_COMMANDS`` entry
+    (exit 0 or 1). Exits with status 2 on a usage error, a bad flag or
+    environment value.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("messages", "db"):
+    if args.command in TOOL_COMMANDS:
         _check_tool_args(args, parser)
+        config = _config_from(args, os.environ, parser)
         setup_logging("warning")
-        sys.exit(run_tool(args, os.environ))
+        sys.exit(_quiet_on_closed_pipe(lambda: TOOL_COMMANDS[args.command](args, config)))
     command, config = parse_command_line(argv)
     setup_logging(config.log_level)
     if command == "serve":
@@ -353,3 +378,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{k}={v}" for k, v in dataclasses.asdict(config).items() if k != "default_pass"))
         sys.exit(server.run(config))
     raise AssertionError(f"unhandled command {command!r}")  # argparse only accepts COMMANDS
+
+
+def _quiet_on_closed_pipe(run: Callable[[], int]) -> int:
+    """``run()``'s exit status; when the reader of stdout went away
+    (``leveret messages find | head -1``), stop quietly with status 0, as
+    a shell tool does, instead of "[Errno 32] Broken pipe"."""
+    try:
+        status = run()
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that
+        # flush does not fail a second time
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0

@@ -12,6 +12,8 @@ ENV_PREFIX = "LEVERET_"
 #: one line per event: ``2026-11-22 10:00:00,123 INFO broker.app.server: message``
 #: (the broker and the message database process log alike)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: loopback for IPv4 and IPv6, so that ``localhost`` works whatever it resolves to
+DEFAULT_HOSTS = ("127.0.0.1", "::1")
 
 
 @dataclasses.dataclass
@@ -26,13 +28,35 @@ class Config:
     proposes; the client's tune-ok may lower them (AMQP 0-9-1 §1.4.2.6).
     """
 
-    host: str = "127.0.0.1"
+    #: addresses to listen on (plain and TLS alike); the default is loopback
+    #: for both families, ::1 skipped where the machine has no IPv6
+    #: (broker.app.listeners). ``LEVERET_HOST`` is a comma-separated list.
+    host: tuple[str, ...] = DEFAULT_HOSTS
     port: int = 5672
+    #: listen for plain AMQP on ``port`` (off: amqps only)
+    plain: bool = True
+    #: amqps port, used when ``tls_cert`` is set
+    tls_port: int = 5671
+    #: PEM server certificate (chain); None: no TLS listener
+    tls_cert: Path | None = None
+    #: PEM private key; None: the key is in ``tls_cert``
+    tls_key: Path | None = None
+    #: PEM CA certificates that client certificates must chain to
+    tls_ca: Path | None = None
+    #: "peer": a client must present a certificate signed by ``tls_ca``
+    #: (needed for SASL EXTERNAL); "none": no client certificate is asked for
+    tls_verify: str = "none"
     data_dir: Path = Path("./data")
     log_level: str = "info"
     default_user: str = "guest"
     default_pass: str = "guest"
     default_vhost: str = "/"
+    #: a definitions file (RabbitMQ's JSON format) imported at start, as
+    #: RabbitMQ's load_definitions (broker/admin/definitions.py); None: none
+    definitions: Path | None = None
+    #: users who may log in from a loopback address only (RabbitMQ's
+    #: loopback_users); LEVERET_LOOPBACK_USERS is comma-separated, "" for none
+    loopback_users: tuple = ("guest",)
     frame_max: int = 131072
     channel_max: int = 2047
     heartbeat: int = 60
@@ -85,8 +109,10 @@ class Config:
         and so on. ``parsers``: field name -> function turning the variable's
         text into the value, raising ValueError (the command line's range
         checks, broker.app.cli); other fields are read as their annotated
-        type. Raises ValueError ``LEVERET_<FIELD>='<text>': <reason>`` for the
-        first value that does not parse.
+        type. Raises ValueError ``LEVERET_<FIELD>: <reason>`` for the first
+        value that does not parse; the reason quotes the value, in the words
+        the command line uses for the same mistake in a flag
+        (``not an integer: 'x'``).
         """
         environ = os.environ if environ is None else environ
         parsers = parsers or {}
@@ -100,7 +126,7 @@ class Config:
             try:
                 setattr(config, field.name, parse(raw) if parse is not None else _coerce(field.type, raw))
             except ValueError as exc:
-                raise ValueError(f"{name}={raw!r}: {exc}") from exc
+                raise ValueError(f"{name}: {exc}") from None
         return config
 
 
@@ -116,11 +142,19 @@ def _coerce(type_name: object, raw: str) -> object:
     if name == "bool":
         return parse_on_off(raw)
     if name == "int":
-        return int(raw)
+        try:
+            return int(raw, 10)
+        except ValueError:
+            raise ValueError(f"not an integer: {raw!r}") from None
     if name == "float":
-        return float(raw)
-    if name == "Path":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"not a number: {raw!r}") from None
+    if name.startswith("Path"):
         return Path(raw)
+    if name.startswith("tuple"):  # a comma-separated list: LEVERET_HOST=127.0.0.1,::1
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
 
 

@@ -1,12 +1,16 @@
-"""The broker process: listening socket, vhosts, users, the message
-database mirror, signal handling and shutdown (connection.close 320
-CONNECTION_FORCED to every client, as RabbitMQ does on shutdown)."""
+"""The broker process: listeners, vhosts, users, the message database
+mirror, signal handling and shutdown (connection.close 320
+CONNECTION_FORCED to every client, as RabbitMQ does on shutdown).
+
+Start order: every listener is bound first (broker.app.listeners), then
+recovery runs, then the listeners accept. Exit statuses of ``serve``: 0
+after SIGTERM/SIGINT, 1 another start-up failure, 3 a damaged WAL,
+``listeners.EXIT_CANNOT_LISTEN`` (4) a listener that cannot be opened."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import hmac
 import logging
 import platform
 import signal
@@ -15,8 +19,18 @@ import aiosqlite
 
 from broker import __version__
 from broker.app.alarms import ResourceAlarms, available_memory, disk_limit, memory_limit
+from broker.access import AccessControl
+from broker.admin import AdminError, AdminService
+from broker.admin.definitions import load_definitions_file
+from broker.admin.definitions_records import DefinitionsError
+from broker.app import listeners
 from broker.app.config import LOG_FORMAT, Config
-from broker.transport.asyncio_protocol import AMQPProtocol
+from broker.app.data_dir import EXIT_DATA_DIR, DataDirError, check_data_dir
+from broker.control.address import socket_path
+from broker.control.socket_server import ControlServer
+from broker.control.standard import standard_registry
+from broker.transport.asyncio_protocol import AMQPProtocol, TLSAcceptor
+from broker.persistence.access_store import load_access
 from broker.persistence.recovery import recover
 from broker.persistence.dedup_journal import FILE_NAME as DEDUP_FILE
 from broker.persistence.dedup_journal import DedupJournal
@@ -54,13 +68,17 @@ CAPABILITIES = ("publisher_confirms", "exchange_exchange_bindings", "basic.nack"
 
 
 class Server:
-    """Everything one broker process holds: ``vhosts`` by name, the user
-    table, the open ``connections``, the store (``storage``:
+    """Everything one broker process holds: ``vhosts`` by name, access
+    control (``access``: users, permissions, limits; loaded by ``start``),
+    the admin service (``admin``: broker.admin.AdminService), the open
+    ``connections``, the store (``storage``:
     broker.persistence.store.Store), the publish ``flow`` control, the
     resource ``alarms`` (broker/app/alarms.py), the
     deduplication journal and the supervisor of the message database
-    process, ``mirror`` (None when off). The flow control and the journal
-    exist before any vhost: ``make_vhost`` hands them to each one."""
+    process, ``mirror`` (None when off), and the ``listeners``
+    (broker.app.listeners.Listener, bound by ``start``). The flow control
+    and the journal exist before any vhost: ``make_vhost`` hands them to
+    each one."""
 
     def __init__(self, config: Config):
         self.config = config
@@ -68,9 +86,13 @@ class Server:
             raise ValueError(f"fsync must be 'always' or 'never', not {config.fsync!r}")
         self.storage = Store.in_directory(config.data_dir, fsync=config.fsync == "always",
                                           segment_size=config.wal_segment_size)
-        self.users: dict[str, str] = {config.default_user: config.default_pass}
+        #: replaced by the stored one in ``start`` (after recovery opened the
+        #: topology database); empty until then: no login succeeds
+        self.access = AccessControl(None, config.loopback_users)
+        self.admin = AdminService(self)
         self.connections: set = set()
-        #: connections past connection.open-ok (``--max-connections`` counts these)
+        #: connections past connection.open (``--max-connections`` counts these;
+        #: broker.transport.login counts them)
         self.open_connections = 0
         self.flow = PublishFlow(self.connections)
         #: the memory and disk alarms (``alarms.active``: the ones raised now)
@@ -79,10 +101,13 @@ class Server:
             disk_limit(config.disk_free_limit, config.wal_segment_size))
         #: opened by ``start``; a no-op when the file cannot be used
         self.dedup_journal = DedupJournal(config.data_dir / DEDUP_FILE)
-        self.vhosts: dict[str, VHost] = {config.default_vhost: self.make_vhost(config.default_vhost)}
-        self._listener: asyncio.base_events.Server | None = None
+        #: the vhosts of the topology and of access control, made by ``start``
+        self.vhosts: dict[str, VHost] = {}
+        self.listeners: list[listeners.Listener] = []
         self._compactor: asyncio.Task | None = None
         self.mirror: MirrorSupervisor | None = None
+        #: the local control channel (leveret queues list ...), started after recovery
+        self.control = ControlServer(socket_path(config.data_dir), standard_registry(), self)
 
     def make_vhost(self, name: str) -> VHost:
         """A new vhost ``name`` with the server's store, publish flow
@@ -101,10 +126,16 @@ class Server:
             raise connection_error(reply_codes.NOT_ALLOWED, f"connection refused: node connection limit "
                                    f"({limit}) is reached").for_method(10, 40)
 
-    def authenticate(self, username: str, password: str) -> bool:
-        """True when the password matches the user's (constant-time compare)."""
-        expected = self.users.get(username)
-        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+    def _load_access(self) -> None:
+        """Access control from the topology database (seeded with the
+        default user and vhost on a fresh data directory), and a VHost for
+        every vhost it names."""
+        config = self.config
+        self.access = load_access(self.storage, list(self.vhosts), config.default_user, config.default_pass,
+                                  config.default_vhost, config.loopback_users)
+        for name in self.access.vhosts:
+            if name not in self.vhosts:
+                self.vhosts[name] = self.make_vhost(name)
 
     def server_properties(self) -> dict:
         """connection.start server-properties, as RabbitMQ announces them."""
@@ -119,9 +150,15 @@ class Server:
         }
 
     async def start(self) -> None:
-        """Open the message database, storage, recover, and listen. Raises
-        OSError when the port is taken, broker.persistence.store.WalCorruptError
-        when the WAL is damaged (the message database is closed again first)."""
+        """Bind the listeners, then open the message database and storage,
+        recover, and accept. Raises broker.app.listeners.ListenError when a
+        listener cannot be opened (before any recovery work),
+        broker.persistence.store.WalCorruptError when the WAL is damaged
+        (the listeners and the message database are closed again first)."""
+        tls = listeners.tls_context(self.config) if self.config.tls_cert is not None else None
+        self.listeners = await listeners.open_listeners(
+            self.config, lambda: AMQPProtocol(self),
+            None if tls is None else lambda: TLSAcceptor(self, tls, self.config.handshake_timeout))
         if not self.storage.fsync:
             log.warning("fsync = never: publisher confirms do not wait for the disk; a power loss can lose "
                         "confirmed messages (UNSAFE, for benchmarks only)")
@@ -140,6 +177,10 @@ class Server:
                 gc.freeze()
                 gc.set_threshold(*GC_THRESHOLDS)
                 gc.enable()
+            self._load_access()
+            if self.config.definitions is not None:  # RabbitMQ's load_definitions
+                log.info("definitions loaded from %s: %s", self.config.definitions,
+                         load_definitions_file(self, self.config.definitions))
             await self._open_dedup_journal()
             # started once recovery has cut any damaged WAL tail, so the
             # process only ever reads a WAL that the broker has checked
@@ -147,16 +188,18 @@ class Server:
             # the start marker must be on disk before the first delivery, or a
             # crash right after it could pass for a clean shutdown
             await self.storage.sync()
-            loop = asyncio.get_running_loop()
-            self._listener = await loop.create_server(lambda: AMQPProtocol(self), self.config.host,
-                                                      self.config.port, reuse_address=True, backlog=1024)
+            # before the AMQP listeners accept: once clients can connect, so can the CLI
+            await self.control.start()
+            await listeners.start_serving(self.listeners)
         except BaseException:
+            listeners.close(self.listeners)
+            await self.control.close()
             await self._stop_mirror()
             raise
-        self._compactor = loop.create_task(self._compact_forever())
+        self._compactor = asyncio.get_running_loop().create_task(self._compact_forever())
         self.alarms.start()
-        log.info("Leveret %s listening on %s:%d (AMQP 0-9-1), data dir %s", __version__, self.config.host,
-                 self.config.port, self.config.data_dir.resolve())
+        log.info("Leveret %s listening on %s, data dir %s", __version__, listeners.describe(self.listeners),
+                 self.config.data_dir.resolve())
 
     async def _open_dedup_journal(self) -> None:
         """Give the disk-persisted deduplication caches (x-cache-persistence
@@ -221,8 +264,8 @@ class Server:
 
     async def stop(self) -> None:
         """Stop accepting, close every connection with 320, wait briefly."""
-        if self._listener is not None:
-            self._listener.close()
+        listeners.close(self.listeners)
+        await self.control.close()
         if self._compactor is not None:
             self._compactor.cancel()
         self.alarms.stop()
@@ -251,16 +294,30 @@ class Server:
 
 
 async def serve(config: Config) -> int:
-    """Run until SIGTERM or SIGINT; returns the process exit code."""
+    """Run until SIGTERM or SIGINT; returns the process exit code (0; 1
+    cannot start; 3 damaged WAL; ``listeners.EXIT_CANNOT_LISTEN`` a
+    listener cannot be opened; ``data_dir.EXIT_DATA_DIR`` data directory
+    unusable)."""
+    try:
+        check_data_dir(config.data_dir)
+    except DataDirError as exc:
+        log.error("%s", exc)
+        return EXIT_DATA_DIR
     server = Server(config)
     try:
         await server.start()
+    except listeners.ListenError as exc:
+        log.error("%s", exc)
+        return listeners.EXIT_CANNOT_LISTEN
     except OSError as exc:
-        log.error("cannot start on %s:%d: %s", config.host, config.port, exc)
+        log.error("cannot start: %s", exc)
         return 1
     except WalError as exc:
         log.error("cannot recover from the write-ahead log: %s", exc)
         return 3
+    except (DefinitionsError, AdminError) as exc:
+        log.error("cannot load the definitions file: %s", exc)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

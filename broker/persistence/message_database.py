@@ -4,11 +4,13 @@ module (docs/architecture.md, "Layers"):
 
 * the process that follows the WAL and applies it to the database, run by
   the server (``keep_wal_segments``, ``message_database_process``);
-* what ``leveret messages find|show`` and ``leveret db rebuild``
-  (broker/app/cli_tools.py) run: ``find``, ``show``, ``rebuild``,
-  ``db_path``, ``to_ms`` and the renderers ``format_table``,
-  ``format_message``, ``to_json``, re-exported with the errors they raise
-  (``MirrorNotFound``, ``RebuildError``, ``WalError``).
+* what ``leveret messages find|show`` (broker/app/cli_messages.py) and
+  ``leveret db rebuild`` (broker/app/cli_tools.py) run: ``find``,
+  ``count``, ``lookup``, ``show``, ``rebuild``, ``db_path``, ``to_ms``,
+  the column names (``FIND_COLUMNS``, ``DEFAULT_COLUMNS``,
+  ``NUMERIC_COLUMNS``), ``COUNT_CAP``, the states (``STATES``) and the renderers
+  ``cell``, ``format_message``, ``to_json``, re-exported with the errors
+  they raise (``MirrorNotFound``, ``RebuildError``, ``WalError``).
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from broker.persistence.store import Store
-from storage.mirror import MirrorNotFound, RebuildError, db_path, find, rebuild, show, to_ms
-from storage.mirror.render import format_message, format_table, to_json
+from storage.mirror import (STATES, MirrorNotFound, RebuildError, count, db_path, find, lookup, rebuild, show,
+                            to_ms)
+from storage.mirror.query import COUNT_CAP, FIND_COLUMNS
+from storage.mirror.render import DEFAULT_COLUMNS, NUMERIC_COLUMNS, cell, format_message, to_json
 from storage.mirror.supervisor import MirrorSupervisor
 from storage.wal import WalError
 
-__all__ = ["MirrorNotFound", "MirrorSupervisor", "RebuildError", "WalError", "db_path", "find",
-           "format_message", "format_table", "keep_wal_segments", "message_database_process", "rebuild",
-           "show", "to_json", "to_ms"]
+__all__ = ["COUNT_CAP", "DEFAULT_COLUMNS", "FIND_COLUMNS", "MirrorNotFound", "MirrorSupervisor", "NUMERIC_COLUMNS",
+           "RebuildError", "STATES", "WalError", "cell", "count", "db_path", "find", "format_message",
+           "keep_wal_segments", "lookup", "message_database_process", "rebuild", "show", "to_json", "to_ms"]
 
 
 def keep_wal_segments(store: Store) -> None:

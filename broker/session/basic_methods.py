@@ -22,10 +22,11 @@ from protocol.hot_methods import get_ok_frames
 log = logging.getLogger(__name__)
 
 def consume(channel, method: commands.Basic.Consume) -> None:
-    """basic.consume: 404 no queue, 405 exclusive queue of another
-    connection, 403 exclusive-consumer conflicts (channel errors); a reused
+    """basic.consume: 403 without read permission on the queue, 404 no
+    queue, 405 exclusive queue of another connection, 403
+    exclusive-consumer conflicts (channel errors); a reused
     consumer tag is 530 NOT_ALLOWED on the connection, as in RabbitMQ."""
-    queue = resolve_queue(channel, method.queue)
+    queue = resolve_queue(channel, method.queue, "read")
     tag = method.consumer_tag or "amq.ctag-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
     if tag in channel.consumers:
         raise connection_error(reply_codes.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
@@ -52,8 +53,9 @@ def cancel(channel, method: commands.Basic.Cancel) -> None:
 
 
 def get(channel, method: commands.Basic.Get) -> None:
-    """basic.get -> get-ok with the head message, or get-empty."""
-    queue = resolve_queue(channel, method.queue)
+    """basic.get -> get-ok with the head message, or get-empty; 403
+    without read permission on the queue, 404 no queue."""
+    queue = resolve_queue(channel, method.queue, "read")
     if queue.lifecycle is not None:
         queue.lifecycle.used()  # x-expires
     entry = queue.get()

@@ -60,6 +60,12 @@ class Channel(ChannelDeliveries):
         self.connection = connection
         self.number = number
         self.vhost = connection.vhost
+        #: the user's permissions in the vhost (broker.access.Grant): every
+        #: method handler checks through it (RabbitMQ's rabbit_channel mapping)
+        self.grant = connection.grant
+        #: exchange names a publish may go to without a check (the grant's
+        #: ``writable``: the route cache's one set lookup per publish)
+        self.writable = connection.grant.writable
         self.state = OPEN
         self.assembler = ContentAssembler(connection.server.config.max_message_size)
         self.consumers: dict[str, Consumer] = {}

@@ -15,7 +15,8 @@ class PublisherConfirms:
     ``publish()`` returns the sequence number (delivery tag) of a new
     publish. ``settle(seq)`` marks it acked; settlements may come out of
     order, and ``emit()`` (run by the connection before each write) sends one
-    basic.ack with multiple=true up to the longest settled prefix and single
+    basic.ack with multiple=true over the longest answered prefix, naming
+    the highest number settled now (never one answered before), and single
     acks for settled numbers beyond a gap. ``nack(seq)`` sends basic.nack
     right away (after any acks due).
     """
@@ -92,9 +93,14 @@ class PublisherConfirms:
             return
         self.done.update(fresh)
         upto = self._advance()
-        if upto > start:
-            # may cover numbers already answered singly: clients ignore those
-            self.channel.send(commands.Basic.Ack(delivery_tag=upto, multiple=upto - start > 1))
+        covered = [seq for seq in fresh if seq <= upto]
+        if covered:
+            # the tag named is one confirmed now, as RabbitMQ does
+            # (rabbit_channel:coalesce_and_send): a multiple ack may cover
+            # numbers answered before (clients skip those), but a client
+            # drops a confirm whose own tag it already resolved (aiormq
+            # ignores the whole frame), losing the others it covers
+            self.channel.send(commands.Basic.Ack(delivery_tag=max(covered), multiple=len(covered) > 1))
         for seq in fresh:
             if seq > upto:
                 self.channel.send(commands.Basic.Ack(delivery_tag=seq, multiple=False))

@@ -19,10 +19,13 @@ log = logging.getLogger(__name__)
 
 
 def declare(channel, method: commands.Exchange.Declare) -> None:
-    """exchange.declare. Errors, in RabbitMQ's order: 503 COMMAND_INVALID
-    (connection) for an unknown type, 403 for the default exchange or a new
-    ``amq.`` name, 404 for a passive declare of a missing exchange, 406 for
-    an inequivalent re-declare."""
+    """exchange.declare. Errors, in RabbitMQ 3.10's order: 503 COMMAND_INVALID
+    (connection) for an unknown type, 403 for the default exchange, 403
+    without configure permission on the exchange, 403 for a new ``amq.``
+    name, 403 for a new one with an alternate-exchange without read
+    permission on it or write permission on the alternate, 404 for a
+    passive declare of a missing exchange (a passive declare needs no
+    permission in RabbitMQ 3.10), 406 for an inequivalent re-declare."""
     vhost = channel.vhost
     name = method.exchange
     if name == "":
@@ -33,12 +36,17 @@ def declare(channel, method: commands.Exchange.Declare) -> None:
         cls = EXCHANGE_TYPES.get(method.exchange_type)
         if cls is None:
             raise connection_error(reply_codes.COMMAND_INVALID, f"invalid exchange type '{method.exchange_type}'")
+        channel.grant.check("configure", "exchange", name)
         exchange = vhost.exchanges.get(name)
         arguments = method.arguments or {}
         if exchange is None:
             if name.startswith("amq."):
                 raise channel_error(reply_codes.ACCESS_REFUSED,
                                     f"exchange name '{name}' contains reserved prefix 'amq.*'")
+            alternate = arguments.get("alternate-exchange")
+            if isinstance(alternate, str):  # rabbitmq.com/ae.html: read on this one, write on the alternate
+                channel.grant.check("read", "exchange", name)
+                channel.grant.check("write", "exchange", alternate)
             exchange = cls(name, bool(method.durable), bool(method.auto_delete), bool(method.internal), arguments)
             vhost.add_exchange(exchange)
             log.info("%s vhost '%s': exchange '%s' (%s) declared", channel, vhost.name, name, cls.type_name)
@@ -65,7 +73,8 @@ def _field_values(method: commands.Exchange.Declare, exchange, field: str) -> tu
 
 def delete(channel, method: commands.Exchange.Delete) -> None:
     """exchange.delete; a missing exchange is not an error (as RabbitMQ),
-    the default exchange is 403, if-unused with bindings 406."""
+    the default exchange is 403, a system one 403, no configure permission
+    403, if-unused with bindings 406."""
     vhost = channel.vhost
     name = method.exchange
     if name == "":
@@ -73,6 +82,7 @@ def delete(channel, method: commands.Exchange.Delete) -> None:
     if name.startswith("amq."):
         raise channel_error(reply_codes.ACCESS_REFUSED,
                             f"deletion of system exchange '{name}' in vhost '{vhost.name}' not allowed")
+    channel.grant.check("configure", "exchange", name)
     exchange = vhost.exchanges.get(name)
     if exchange is not None:
         if method.if_unused and exchange.has_bindings():
@@ -85,9 +95,11 @@ def delete(channel, method: commands.Exchange.Delete) -> None:
 
 
 def bind(channel, method: commands.Exchange.Bind) -> None:
-    """exchange.bind (e2e): 404 for a missing source or destination, 403
-    for the default exchange, 406 for invalid binding arguments."""
+    """exchange.bind (e2e): 403 without permissions (``check_binding``),
+    404 for a missing source or destination, 403 for the default exchange,
+    406 for invalid binding arguments."""
     vhost = channel.vhost
+    check_binding(channel, method.source, "exchange", method.destination)
     source = vhost.exchange_for_binding(method.source)
     destination = vhost.exchange_for_binding(method.destination)
     vhost.bind(source, destination, method.routing_key, method.arguments or {})
@@ -96,9 +108,11 @@ def bind(channel, method: commands.Exchange.Bind) -> None:
 
 
 def unbind(channel, method: commands.Exchange.Unbind) -> None:
-    """exchange.unbind; a missing exchange or binding is not an error (as
-    RabbitMQ); the default exchange is 403."""
+    """exchange.unbind; 403 without permissions (``check_binding``); a
+    missing exchange or binding is not an error (as RabbitMQ); the default
+    exchange is 403."""
     vhost = channel.vhost
+    check_binding(channel, method.source, "exchange", method.destination)
     if method.destination == "" or method.source == "":
         vhost.exchange_for_binding("")
     destination = vhost.exchanges.get(method.destination)
@@ -107,6 +121,17 @@ def unbind(channel, method: commands.Exchange.Unbind) -> None:
         vhost.unbind(source, destination, method.routing_key, method.arguments or {})
     if not method.nowait:
         channel.send(commands.Exchange.UnbindOk())
+
+
+def check_binding(channel, source: str, kind: str, destination: str) -> None:
+    """A bind or unbind from the exchange ``source`` to the ``kind``
+    ("queue" or "exchange") ``destination`` needs write on the destination,
+    then (after the default exchange's 403) read on the source, in RabbitMQ
+    3.10's order (rabbit_channel binding_action); 403 ACCESS_REFUSED."""
+    channel.grant.check("write", kind, destination)
+    if source == "" or (kind == "exchange" and destination == ""):
+        channel.vhost.exchange_for_binding("")
+    channel.grant.check("read", "exchange", source)
 
 
 HANDLERS = {

@@ -22,7 +22,9 @@ def publish(channel, publish_args: tuple, header: bytes, body: bytes) -> None:
     pipeline (broker/vhost/publish.py), then basic.return and the publisher
     confirm (broker/session/publish_answer.py); or held in a transaction.
 
-    Errors: 404 NOT_FOUND (no such exchange), 403 ACCESS_REFUSED (internal
+    Errors: 403 ACCESS_REFUSED (no write permission on the exchange, the
+    default one counting as amq.default: broker/access/permissions.py),
+    404 NOT_FOUND (no such exchange), 403 ACCESS_REFUSED (internal
     exchange), 406 PRECONDITION_FAILED (user-id property is not the
     connection's user, as RabbitMQ checks: rabbitmq.com/validated-user-id.html)
     are channel errors; immediate=true is 540 NOT_IMPLEMENTED on the
@@ -31,6 +33,8 @@ def publish(channel, publish_args: tuple, header: bytes, body: bytes) -> None:
     exchange_name, routing_key, mandatory, immediate = publish_args
     if immediate:
         raise connection_error(reply_codes.NOT_IMPLEMENTED, "immediate=true")
+    if exchange_name not in channel.writable:  # before the lookup, as RabbitMQ: 403 even when missing
+        channel.grant.check_publish(exchange_name)
     vhost = channel.vhost
     exchange = vhost.exchanges.get(exchange_name)
     if exchange is None:

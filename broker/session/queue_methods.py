@@ -14,6 +14,7 @@ from pamqp import commands
 from broker.model.field_values import printed
 from broker.queues import arguments as queue_arguments
 from broker.queues.queue import Queue
+from broker.session.exchange_methods import check_binding
 from protocol import reply_codes
 from protocol.errors import channel_error
 
@@ -26,14 +27,26 @@ EQUIVALENCE_ARGS = ("x-expires", "x-message-ttl", "x-max-length", "x-max-length-
                     "x-queue-mode", "x-single-active-consumer", "x-queue-version", "x-queue-master-locator")
 
 
-def resolve_queue(channel, name: str) -> Queue:
-    """The queue ``name`` names for this channel ("" = the last queue it
-    declared, spec §1.7.2.1). Raises 404 NOT_FOUND when absent, 405
-    RESOURCE_LOCKED when exclusive to another connection (channel errors)."""
-    vhost = channel.vhost
+def queue_name(channel, name: str) -> str:
+    """The queue name ``name`` means on this channel ("" = the last queue it
+    declared, spec §1.7.2.1); 404 NOT_FOUND when there is none."""
     name = name or channel.last_queue_name
     if not name:
         raise channel_error(reply_codes.NOT_FOUND, "no previously declared queue")
+    return name
+
+
+def resolve_queue(channel, name: str, permission: str | None = None) -> Queue:
+    """The queue ``name`` names for this channel ("" = the last queue it
+    declared, spec §1.7.2.1), after checking ``permission`` ("read",
+    "configure"...; None: none needed) on it. Raises 404 NOT_FOUND when
+    absent, 403 ACCESS_REFUSED without the permission (checked first, as
+    RabbitMQ), 405 RESOURCE_LOCKED when exclusive to another connection
+    (channel errors)."""
+    vhost = channel.vhost
+    name = queue_name(channel, name)
+    if permission is not None:
+        channel.grant.check(permission, "queue", name)
     queue = vhost.queues.get(name)
     if queue is None:
         raise channel_error(reply_codes.NOT_FOUND, f"no queue '{name}' in vhost '{vhost.name}'")
@@ -79,9 +92,12 @@ def _describe(value) -> str:
 
 def declare(channel, method: commands.Queue.Declare) -> None:
     """queue.declare: create, or check an existing queue. 403 for an
-    ``amq.`` name, 404 for a passive declare of a missing queue, 405 for an
-    exclusive queue of another connection, 406 for an inequivalent
-    re-declare (all channel errors)."""
+    ``amq.`` name, 403 without configure permission on the queue (a passive
+    declare needs none in RabbitMQ 3.10), for a new queue 406 at the vhost's
+    max-queues and 403 for a dead-letter exchange without read on the queue
+    or write on the exchange (``_check_new_queue``), 404 for a passive
+    declare of a missing queue, 405 for an exclusive queue of another
+    connection, 406 for an inequivalent re-declare (all channel errors)."""
     vhost = channel.vhost
     name = method.queue
     if method.passive:
@@ -90,11 +106,12 @@ def declare(channel, method: commands.Queue.Declare) -> None:
         generated = not name
         if generated:
             name = "amq.gen-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        elif name.startswith("amq."):
+            raise channel_error(reply_codes.ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'")
+        channel.grant.check("configure", "queue", name)
         queue = vhost.queues.get(name)
         if queue is None:
-            if name.startswith("amq.") and not generated:
-                raise channel_error(reply_codes.ACCESS_REFUSED,
-                                    f"queue name '{name}' contains reserved prefix 'amq.*'")
+            _check_new_queue(channel, name, method.arguments or {})
             queue_arguments.validate(name, vhost.name, method.arguments or {})
             owner = channel.connection if method.exclusive else None
             queue = Queue(vhost, name, bool(method.durable), owner, bool(method.auto_delete), method.arguments)
@@ -114,10 +131,25 @@ def declare(channel, method: commands.Queue.Declare) -> None:
                                               consumer_count=queue.consumer_count))
 
 
+def _check_new_queue(channel, name: str, arguments: dict) -> None:
+    """What RabbitMQ 3.10 checks before creating a queue: the vhost's
+    max-queues (406, broker/access/limits.py), then with
+    x-dead-letter-exchange read permission on the queue and write on the
+    exchange (403)."""
+    vhost = channel.vhost
+    channel.connection.server.access.check_queue_limit(vhost.name, len(vhost.queues), name)
+    dead_letter_exchange = arguments.get("x-dead-letter-exchange")
+    if isinstance(dead_letter_exchange, str):
+        channel.grant.check("read", "queue", name)
+        channel.grant.check("write", "exchange", dead_letter_exchange)
+
+
 def bind(channel, method: commands.Queue.Bind) -> None:
-    """queue.bind: 403 for the default exchange, then 404 for a missing
-    exchange or queue (the exchange is named first, as RabbitMQ), 406 for
-    invalid binding arguments."""
+    """queue.bind: 403 without write on the queue or read on the exchange
+    (broker.session.exchange_methods.check_binding), 403 for the default
+    exchange, then 404 for a missing exchange or queue (the exchange is
+    named first, as RabbitMQ), 406 for invalid binding arguments."""
+    check_binding(channel, method.exchange, "queue", queue_name(channel, method.queue))
     exchange = channel.vhost.exchange_for_binding(method.exchange)
     queue = resolve_queue(channel, method.queue)
     routing_key = method.routing_key
@@ -129,12 +161,12 @@ def bind(channel, method: commands.Queue.Bind) -> None:
 
 
 def unbind(channel, method: commands.Queue.Unbind) -> None:
-    """queue.unbind; a missing exchange, queue or binding is not an error
-    (as RabbitMQ), the default exchange is 403, an exclusive queue of
-    another connection 405."""
+    """queue.unbind; 403 without write on the queue or read on the
+    exchange (check_binding); a missing exchange, queue or binding is not
+    an error (as RabbitMQ), the default exchange is 403, an exclusive queue
+    of another connection 405."""
     vhost = channel.vhost
-    if method.exchange == "":
-        vhost.exchange_for_binding("")
+    check_binding(channel, method.exchange, "queue", queue_name(channel, method.queue))
     exchange = vhost.exchanges.get(method.exchange)
     queue = vhost.queues.get(method.queue or channel.last_queue_name)
     if exchange is not None and queue is not None:
@@ -145,10 +177,11 @@ def unbind(channel, method: commands.Queue.Unbind) -> None:
 
 
 def purge(channel, method: commands.Queue.Purge) -> None:
-    """queue.purge -> purge-ok with the number of ready messages dropped;
+    """queue.purge -> purge-ok with the number of ready messages dropped
+    (403 without read permission on the queue);
     for a stored queue purge-ok waits for the fsync of the purge records, so
     purged messages do not come back after a crash."""
-    queue = resolve_queue(channel, method.queue)
+    queue = resolve_queue(channel, method.queue, "read")
     count = queue.purge()
     log.info("%s vhost '%s' queue '%s': purged %d messages", channel, queue.vhost.name, queue.name, count)
     if queue.stored and count:
@@ -158,12 +191,12 @@ def purge(channel, method: commands.Queue.Purge) -> None:
 
 
 def delete(channel, method: commands.Queue.Delete) -> None:
-    """queue.delete; deleting a missing queue succeeds with count 0 (as
-    RabbitMQ). 406 for if-unused with consumers or if-empty with messages."""
+    """queue.delete: 403 without configure permission on the queue;
+    deleting a missing queue succeeds with count 0 (as RabbitMQ). 406 for
+    if-unused with consumers or if-empty with messages."""
     vhost = channel.vhost
-    name = method.queue or channel.last_queue_name
-    if not name:
-        raise channel_error(reply_codes.NOT_FOUND, "no previously declared queue")
+    name = queue_name(channel, method.queue)
+    channel.grant.check("configure", "queue", name)
     queue = vhost.queues.get(name)
     count = 0
     if queue is not None:

@@ -103,7 +103,9 @@ def on_publish(channel: "Channel", method: bytes, header: bytes, body: bytes) ->
     the general path's per-message rules applies (open channel with no
     content pending, no transaction, no expiration or user-id property, no
     CC/BCC headers, body within max_message_size) and the route is
-    cacheable: the vhost's publish pipeline (broker/vhost/publish.py) takes
+    cacheable: the user's write permission on the exchange is checked (once
+    per user, vhost and exchange: ``Channel.writable``), then the vhost's
+    publish pipeline (broker/vhost/publish.py) takes
     it with its cached route (no routing; a plain route is only persisted
     when persistent and enqueued), then basic.return for a mandatory one
     nobody takes (312 NO_ROUTE) and the publisher confirm
@@ -117,6 +119,8 @@ def on_publish(channel: "Channel", method: bytes, header: bytes, body: bytes) ->
         route = vhost.routes.get(method) or lookup(vhost, method)
         if route is not None:
             try:
+                if route.exchange_name not in channel.writable:  # once per user, vhost and exchange
+                    channel.grant.check_publish(route.exchange_name)
                 message = Message(route.exchange_name, route.routing_key, header, body, None,
                                   route.exchange_routing_key)
                 outcome = publish(vhost, route.exchange, message, route)

@@ -13,6 +13,7 @@ from pamqp import commands
 
 from broker.session.channel import Channel
 from broker.session.route_cache import on_publish
+from broker.transport.login import Login
 from broker.transport.output import Output
 from protocol import reply_codes
 from protocol.constants import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, HEARTBEAT_FRAME,
@@ -20,8 +21,9 @@ from protocol.constants import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME
 from protocol.errors import AMQPError, connection_error
 from protocol.framing import PUBLISH_RUN, FrameReader
 from protocol.handshake import (OPEN as HANDSHAKE_OPEN, AWAIT_PROTOCOL_HEADER, BadProtocolHeader, Handshake,
-                                HandshakeRefused)
+                                HandshakeRefused, looks_like_tls)
 from protocol.methods import decode_method, encode_method
+from protocol.sasl import certificate_user
 
 if TYPE_CHECKING:
     from broker.queues.queue import Queue
@@ -63,16 +65,21 @@ class Connection:
         self.name = f"connection {peer[0]}:{peer[1]} -> {local[0]}:{local[1]}"
         self.state = HANDSHAKE
         self.reader = FrameReader(config.frame_max)
+        self.peer_address = peer[0]
+        #: login, connection.open and the connection limits (broker.transport.login)
+        self.login = login = Login(self)
         self.handshake = Handshake(server.server_properties(), config.channel_max, config.frame_max,
-                                   config.heartbeat, server.authenticate, server.vhosts.__contains__)
+                                   config.heartbeat, login.authenticate, login.open_vhost,
+                                   certificate_user(transport.get_extra_info("peercert")),
+                                   login.authenticate_external)
         self.frame_max = config.frame_max
         self.channel_max = config.channel_max
         self.heartbeat = 0
         self.username = ""
         self.vhost = None
+        #: the user's permissions in the vhost (broker.access.Grant), set by connection.open
+        self.grant = None
         self.cancel_notify = False
-        #: the client announced the connection.blocked capability
-        self.blocked_notify = False
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: set[Queue] = set()
         self.output = output = Output(self.loop, transport, server.storage, self._resume_consumers)
@@ -86,8 +93,6 @@ class Connection:
         #: broker.transport.flow_control may pause reading it
         self.publisher = False
         self._reading_paused = False
-        #: counted in ``server.open_connections`` (from connection.open-ok to the socket's end)
-        self._counted = False
         self._last_recv = self.loop.time()
         self._timer = self.loop.call_later(config.handshake_timeout, self._handshake_timeout)
 
@@ -139,7 +144,8 @@ class Connection:
             self.state = CLOSED
             self._close_transport()
         except BadProtocolHeader as exc:
-            log.warning("%s: bad protocol header %r, answering with AMQP 0-9-1's", self.name, exc.args[0])
+            log.warning("%s: bad protocol header %r%s, answering with AMQP 0-9-1's", self.name, exc.args[0],
+                        " (a TLS handshake: amqps is on the TLS port)" if looks_like_tls(exc.args[0]) else "")
             self.transport.write(PROTOCOL_HEADER)
             self._close_transport()
         except Exception:
@@ -186,10 +192,8 @@ class Connection:
         if self.state == CLOSING:
             return
         if self.state == HANDSHAKE:
-            if isinstance(method, commands.Connection.Open):
-                if self.handshake.state != "awaiting connection.open":
-                    raise HandshakeRefused("connection.open before the handshake reached it")
-                self.server.admit_connection()  # 530 past --max-connections
+            if isinstance(method, commands.Connection.Open) and self.handshake.state != "awaiting connection.open":
+                raise HandshakeRefused("connection.open before the handshake reached it")
             self.send(self.handshake.on_method(method))
             if self.handshake.state == HANDSHAKE_OPEN:
                 self._on_open()
@@ -221,14 +225,13 @@ class Connection:
                 reply_codes.NOT_ALLOWED,
                 f"number of channels opened ({len(self.channels)}) has reached the negotiated "
                 f"channel_max ({self.channel_max})")
+        self.server.access.open_channel(self.username)  # 530 at the user's max-channels
         self.channels[number] = Channel(self, number)
         self.send(encode_method(number, commands.Channel.OpenOk()))
 
     def _on_open(self) -> None:
         handshake = self.handshake
         self.state = OPEN
-        self.server.open_connections += 1
-        self._counted = True
         self._timer.cancel()
         self.frame_max = handshake.frame_max
         self.reader.frame_max = handshake.frame_max
@@ -238,7 +241,6 @@ class Connection:
         self.vhost = self.server.vhosts[handshake.vhost]
         capabilities = handshake.client_properties.get("capabilities") or {}
         self.cancel_notify = bool(capabilities.get("consumer_cancel_notify"))
-        self.blocked_notify = bool(capabilities.get("connection.blocked"))
         product = handshake.client_properties.get("product", "?")
         log.info("%s: user '%s' opened vhost '%s' (client %s, heartbeat %ss, frame_max %d)", self.name,
                  self.username, handshake.vhost, product, self.heartbeat, self.frame_max)
@@ -249,6 +251,7 @@ class Connection:
         """Drop a fully closed channel so its number can be reused."""
         if self.channels.get(channel.number) is channel:
             del self.channels[channel.number]
+            self.server.access.channel_closed(self.username)
 
     def add_exclusive_queue(self, queue: "Queue") -> None:
         """``queue`` was declared exclusive to this connection (its
@@ -277,8 +280,7 @@ class Connection:
         """Read the socket again after ``pause_reading``."""
         if self._reading_paused:
             self._reading_paused = False
-            # the heartbeat monitor restarts from now (rabbit_heartbeat is
-            # paused while a connection is blocked)
+            # heartbeats are checked again from now (as rabbit_heartbeat's pause)
             self._last_recv = self.loop.time()
             if not self.transport.is_closing():
                 self.transport.resume_reading()
@@ -364,6 +366,8 @@ class Connection:
     def _release_all(self) -> None:
         for channel in self.channels.values():
             channel.shutdown()
+        if self.channels:
+            self.server.access.channel_closed(self.username, len(self.channels))
         self.channels.clear()
         for queue in list(self.exclusive_queues):
             log.info("%s vhost '%s' queue '%s': exclusive queue deleted with its connection", self.name,
@@ -379,12 +383,10 @@ class Connection:
         elif self.state != CLOSED:
             log.info("%s: socket closed%s", self.name, f" ({exc})" if exc else "")
         self._release_all()
-        if self._counted:
-            self._counted = False
-            self.server.open_connections -= 1
         self.state = CLOSED
         self._timer.cancel()
         self.server.connections.discard(self)
+        self.login.closed()
         self.server.flow.forget_connection(self)
 
 

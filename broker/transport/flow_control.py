@@ -59,8 +59,9 @@ class PublishFlow:
 
     ``connections``: the server's set of open connections
     (broker.transport.connection.Connection, seen through ``name``,
-    ``state``, ``publisher``, ``blocked_notify``, ``pause_reading() ->
-    bool``, ``resume_reading()`` and ``send(frame_bytes)``). ``blocked_by``:
+    ``state``, ``publisher``, ``handshake.client_properties``,
+    ``pause_reading() -> bool``, ``resume_reading()`` and
+    ``send(frame_bytes)``). ``blocked_by``:
     the reasons in force; ``paused``: the connections this object paused;
     ``late``: the timers now behind their due work; ``pauses``: how many
     times publishers were paused (for tests and benchmarks)."""
@@ -176,8 +177,10 @@ def _tell(connection, reason: str | None) -> None:
     """connection.blocked with ``reason`` ("low on memory"), or
     connection.unblocked for None, to a client that announced the
     ``connection.blocked`` capability (rabbitmq.com/connection-blocked.html)."""
+    capabilities = connection.handshake.client_properties.get("capabilities") or {}
+    notify = bool(capabilities.get("connection.blocked"))
     log.info("%s: %s%s", connection.name, f"blocked ({reason})" if reason else "unblocked",
-             "" if connection.blocked_notify else " (client not told: no connection.blocked capability)")
-    if connection.blocked_notify and connection.state == "open":
+             "" if notify else " (client not told: no connection.blocked capability)")
+    if notify and connection.state == "open":
         method = commands.Connection.Blocked(reason=reason) if reason else commands.Connection.Unblocked()
         connection.send(encode_method(0, method))

@@ -20,11 +20,11 @@
 The schema and the state rule are documented in ``schema.py``.
 """
 
-from storage.mirror.query import MirrorNotFound, find, show, to_ms
+from storage.mirror.query import MirrorNotFound, count, find, lookup, show, to_ms
 from storage.mirror.rebuild import DB_NAME, WAL_DIR, RebuildError, db_path, rebuild, rebuild_async
 from storage.mirror.schema import EVENTS, SCHEMA_VERSION, STATES
 from storage.mirror.writer import MessageMirror
 
-__all__ = ["MessageMirror", "find", "show", "to_ms", "rebuild", "rebuild_async",
+__all__ = ["MessageMirror", "count", "find", "lookup", "show", "to_ms", "rebuild", "rebuild_async",
            "db_path", "RebuildError", "MirrorNotFound", "DB_NAME", "WAL_DIR", "EVENTS", "STATES",
            "SCHEMA_VERSION"]

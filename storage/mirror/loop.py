@@ -1,7 +1,7 @@
 """The background task of ``MessageMirror`` (mixed into it): takes up to
-``batch_size`` fed records at a time, decodes them on the loop in slices
-(``rows``), and applies them in one transaction with the new watermark
-(``database``). Chooses full or metadata-only rows from the number of
+``batch_size`` fed records at a time and has the database thread decode
+them (``rows``) and apply them in one transaction with the new watermark
+(``database.apply_batch``, one call per batch). Chooses full or metadata-only rows from the number of
 records waiting, retries a failed batch, and gives up after repeated
 failures.
 """
@@ -13,7 +13,6 @@ import logging
 import time
 
 from storage.mirror import database as sql
-from storage.mirror.rows import Resolved, resolve
 from storage.mirror.schema import MODE_FULL, MODE_METADATA_ONLY
 from storage.wal.record import Position
 
@@ -27,7 +26,7 @@ RETRY_DELAY = 1.0
 
 class WriterLoopMixin:
     """``_run`` (the writer task) and what it calls. Uses the mirror's
-    backlog, state, decoder, database connection, lock and counters."""
+    backlog, state, decoder, database thread, lock and counters."""
 
     async def _run(self) -> None:
         backlog = self._backlog
@@ -96,18 +95,12 @@ class WriterLoopMixin:
 
     async def _apply(self, batch: list) -> None:
         t0 = _monotonic()
-        ops: list = []
-        for _ in self._decoder.decode_batch(batch, not self._metadata_only, self.body_limit, ops):
-            await asyncio.sleep(0)
-        db = self._db
+        mode = MODE_METADATA_ONLY if self._metadata_only else MODE_FULL
         async with self._lock:
-            known, history = await sql.lookup(db, ops)
-            out = Resolved(self._copy_of)
-            for _ in resolve(ops, known, history, out):
-                await asyncio.sleep(0)
-            last = batch[-1][2]
-            await sql.write(db, out, last, MODE_METADATA_ONLY if self._metadata_only
-                            else MODE_FULL)
+            out, self._bodies_missing = await self._dbt.run(
+                sql.apply_batch, self._decoder, batch, not self._metadata_only, self.body_limit,
+                self._copy_of, mode, self._bodies_missing)
+        last = batch[-1][2]
         self._copy_of = out.copy_of
         self.watermark = last if isinstance(last, Position) else Position(*last)
         self._rows += len(out.messages)

@@ -12,7 +12,9 @@ Protocol, one ASCII line per message:
   byte ``end`` of ``segment``; ``S <segment> <end>``: the same, and stop once
   everything up to there is applied.
 * process -> broker (stdout): ``F <segment>``: the lowest WAL segment it
-  still needs (its deletion floor).
+  still needs (its deletion floor); ``M <mode> <bodies missing>``: the
+  database's mode (``full`` or ``metadata-only``) and how many messages it
+  stored without their body so far, at start and whenever either changes.
 
 End of stdin without ``S`` (the broker died, e.g. SIGKILL), or the parent
 process changing, makes it finish the batch in hand and exit: it never
@@ -90,16 +92,33 @@ async def _watch_parent(control: _Control, parent: int) -> None:
     control.gone(f"the broker (pid {parent}) is gone")
 
 
-def _floor_writer():
+def _writer(template: bytes):
+    """A function writing ``template % args`` to the broker (stdout)."""
     out = sys.stdout.buffer
 
-    def report(floor: int) -> None:
+    def report(*args) -> None:
         try:
-            out.write(b"F %d\n" % floor)
+            out.write(template % args)
             out.flush()
         except OSError:          # the broker is gone: stdin's end tells the loop
             pass
     return report
+
+
+class _ModeReport:
+    """Sends ``M <mode> <bodies missing>`` when either changed."""
+
+    def __init__(self, mirror: MessageMirror):
+        self.mirror = mirror
+        self.write = _writer(b"M %s %d\n")
+        self.last = None
+
+    def __call__(self) -> None:
+        stats = self.mirror.stats
+        now = (stats["mode"].encode(), stats["bodies_missing"])
+        if now != self.last:
+            self.last = now
+            self.write(*now)
 
 
 async def follow(config: dict) -> int:
@@ -119,7 +138,9 @@ async def follow(config: dict) -> int:
 async def _follow(config: dict) -> int:
     mirror = MessageMirror(config["db_path"], **config.get("options", {}))
     await mirror.start()
-    report = _floor_writer()
+    report = _writer(b"F %d\n")
+    mode = _ModeReport(mirror)
+    mode()
     follower = WalFollower(mirror, config["wal_dir"], config.get("segment_size", 64 << 20),
                            floor_moved=report)
     report(follower.floor)
@@ -139,7 +160,9 @@ async def _follow(config: dict) -> int:
                 await follower.wait()
                 continue
             await follower.step()
+            mode()
         await mirror.flush()
+        mode()
     except Exception:              # e.g. WalCorruptError: the broker restarts it
         if control.orphaned or os.getppid() != parent:
             # the broker is gone (SIGKILL): what it left may be being
@@ -176,7 +199,6 @@ def main(argv: list[str]) -> int:
     handler.setFormatter(logging.Formatter(config.get("log_format")))
     level = getattr(logging, str(config.get("log_level", "INFO")).upper(), logging.INFO)
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, level))
     try:
         import uvloop
     except ImportError:

@@ -15,8 +15,17 @@ from typing import Any
 
 from storage.mirror.schema import EVENT_COLUMNS, MESSAGE_COLUMNS
 
-#: columns ``find`` returns (everything but the body)
-FIND_COLUMNS = tuple(c for c in MESSAGE_COLUMNS if c != "body")
+#: columns ``find`` returns: every message column but the body, and
+#: ``queue``: the queues the message was routed to, comma-separated (None
+#: for an unrouted message): ``messages.queue`` when it went to one, else
+#: its rows of ``message_queues``
+FIND_COLUMNS = tuple(c for c in MESSAGE_COLUMNS if c != "body") + ("queue",)
+_QUEUES_SQL = ("coalesce(messages.queue, (SELECT group_concat(queue, ',') FROM message_queues "
+               "WHERE message = messages.id))")
+#: ``count`` stops counting past this many messages (a count of every row of
+#: a big database costs seconds; "more than 100000" says enough)
+COUNT_CAP = 100_000
+_SELECT = ", ".join(c if c != "queue" else f"{_QUEUES_SQL} AS queue" for c in FIND_COLUMNS)
 
 
 class MirrorNotFound(FileNotFoundError):
@@ -74,24 +83,12 @@ def _message_dict(columns, row) -> dict:
     return d
 
 
-def find(db_path: Path | str, vhost: str | None = None, queue: str | None = None,
-         exchange: str | None = None, routing_key: str | None = None,
-         message_id: str | None = None, correlation_id: str | None = None,
-         headers: dict | None = None, state: str | None = None, since: Any = None,
-         until: Any = None, limit: int | None = 100) -> list[dict]:
-    """Messages matching every given filter, newest (highest id) first.
-
-    ``queue``: routed to that queue (any event in it). ``headers``:
-    {name: value}; a str value matches a header whose value is that string
-    or whose JSON text is it (``"42"`` matches 42 and "42", ``"true"``
-    matches true); another value matches a header equal to it as JSON
-    (``json_extract``). ``state``: exact ``messages.state``. ``since`` /
-    ``until``: published_at >= since and < until (see ``to_ms`` for the
-    accepted forms). ``limit``: at most that many rows (None: all).
-
-    Returns one dict per message with the ``FIND_COLUMNS`` (no body);
-    ``headers`` is decoded from JSON (dict or None). Raises MirrorNotFound,
-    ValueError for a bad time or header name, sqlite3.Error."""
+def _where(vhost: str | None = None, queue: str | None = None, exchange: str | None = None,
+           routing_key: str | None = None, message_id: str | None = None,
+           correlation_id: str | None = None, headers: dict | None = None, state: str | None = None,
+           since: Any = None, until: Any = None) -> tuple[str, list]:
+    """The ``WHERE`` clause (empty when no filter) and its parameters for
+    ``find``'s filters."""
     where, params = [], []
     for column, value in (("vhost", vhost), ("exchange", exchange), ("routing_key", routing_key),
                           ("message_id", message_id), ("correlation_id", correlation_id),
@@ -99,33 +96,94 @@ def find(db_path: Path | str, vhost: str | None = None, queue: str | None = None
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
+    since_ms = None if since is None else to_ms(since)
+    until_ms = None if until is None else to_ms(until)
     if queue is not None:
-        where.append("id IN (SELECT message FROM message_events WHERE queue = ?)")
-        params.append(queue)
+        # schema 2: the one queue in messages.queue, several in message_queues
+        # (which has published_at, so the time range bounds that side too)
+        sub, sub_params = "SELECT message FROM message_queues WHERE queue = ?", [queue]
+        for op, bound in ((">=", since_ms), ("<", until_ms)):
+            if bound is not None:
+                sub += f" AND published_at {op} ?"
+                sub_params.append(bound)
+        where.append(f"(queue = ? OR id IN ({sub}))")
+        params += [queue, *sub_params]
     for key, value in (headers or {}).items():
         path = _json_path(str(key))
         if isinstance(value, str):
+            # instr first: a cheap test that skips the JSON parse of most rows;
+            # sound because the stored JSON is compact and unescaped for such
+            # values (the value, or its JSON text, appears verbatim)
+            if not any(c in value for c in '"\\') and value.isprintable():
+                where.append("instr(headers, ?) > 0")
+                params.append(value)
             where.append("(headers ->> ? = ? OR headers -> ? = ?)")
             params += [path, value, path, value]
         else:
             where.append("headers -> ? = json(?)")
             params += [path, json.dumps(value)]
-    if since is not None:
+    if since_ms is not None:
         where.append("published_at >= ?")
-        params.append(to_ms(since))
-    if until is not None:
+        params.append(since_ms)
+    if until_ms is not None:
         where.append("published_at < ?")
-        params.append(to_ms(until))
-    sql = f"SELECT {', '.join(FIND_COLUMNS)} FROM messages"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC"
+        params.append(until_ms)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def find(db_path: Path | str, limit: int | None = 100, **filters: Any) -> list[dict]:
+    """Messages matching every given filter, newest (highest id) first.
+
+    Filters (keyword arguments, None: any): ``vhost``, ``exchange``,
+    ``routing_key``, ``message_id``, ``correlation_id``, ``state``: equal
+    to. ``queue``: routed to that queue (any event in it). ``headers``:
+    {name: value}; a str value matches a header whose value is that string
+    or whose JSON text is it (``"42"`` matches 42 and "42", ``"true"``
+    matches true); another value matches a header equal to it as JSON
+    (``json_extract``). ``since`` / ``until``: published_at >= since and <
+    until (see ``to_ms`` for the accepted forms). ``limit``: at most that
+    many rows (None: all).
+
+    Returns one dict per message with the ``FIND_COLUMNS`` (no body);
+    ``headers`` is decoded from JSON (dict or None). Raises MirrorNotFound,
+    ValueError for a bad time or header name, sqlite3.Error."""
+    where, params = _where(**filters)
+    sql = f"SELECT {_SELECT} FROM messages{where} ORDER BY id DESC"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))
     conn = connect_ro(db_path)
     try:
         return [_message_dict(FIND_COLUMNS, row) for row in conn.execute(sql, params)]
+    finally:
+        conn.close()
+
+
+def count(db_path: Path | str, cap: int = COUNT_CAP, **filters: Any) -> int:
+    """How many messages match ``filters`` (those of ``find``), counted up
+    to ``cap + 1``: a result above ``cap`` means "more than ``cap``". Tells
+    what a ``limit`` left out. Raises as ``find``."""
+    where, params = _where(**filters)
+    conn = connect_ro(db_path)
+    try:
+        return conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM messages{where} LIMIT ?)",
+                            [*params, cap + 1]).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def lookup(db_path: Path | str, key: str) -> list[int]:
+    """The ids of the messages ``key`` names, newest first: the message
+    with that internal id when ``key`` is digits and there is one, else
+    those whose message-id or correlation-id property is ``key``. Raises
+    MirrorNotFound, sqlite3.Error."""
+    conn = connect_ro(db_path)
+    try:
+        if key.isdigit() and conn.execute("SELECT 1 FROM messages WHERE id = ?", (int(key),)).fetchone():
+            return [int(key)]
+        return [row[0] for row in conn.execute(
+            "SELECT id FROM messages WHERE message_id = ? UNION "
+            "SELECT id FROM messages WHERE correlation_id = ? ORDER BY id DESC", (key, key))]
     finally:
         conn.close()
 

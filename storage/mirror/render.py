@@ -1,4 +1,6 @@
-"""Text and JSON rendering of query results (for ``leveret messages``)."""
+"""Text and JSON rendering of query results (for ``leveret messages``):
+the text of a table cell (the command line lays the table out), one
+message with its body and timeline, JSON."""
 
 from __future__ import annotations
 
@@ -8,9 +10,14 @@ import json
 
 from storage.mirror.schema import PROPERTY_COLUMNS
 
-TABLE_COLUMNS = ("id", "published_at", "exchange", "routing_key", "message_id", "state",
-                 "body_size")
+#: the columns ``leveret messages find`` shows unless ``--columns`` says
+DEFAULT_COLUMNS = ("id", "published_at", "exchange", "routing_key", "queue", "message_id", "state",
+                   "body_size")
+#: columns holding numbers (right-aligned in a table)
+NUMERIC_COLUMNS = frozenset(("id", "queue_count", "timestamp", "priority", "delivery_mode", "body_size"))
 _PROPERTY_LABELS = [c for c in PROPERTY_COLUMNS if c != "headers"]
+#: bytes per line of a hex dump
+HEX_WIDTH = 16
 
 
 def iso(ms: int | None) -> str | None:
@@ -22,28 +29,19 @@ def iso(ms: int | None) -> str | None:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def _cell(column: str, value) -> str:
+def cell(column: str, value) -> str:
+    """The text of one value of a ``find`` row in a table: times as ISO
+    text, the default exchange (empty name) as ``(default)``, headers as
+    JSON, a missing value as an empty cell."""
+    if column == "exchange" and value == "":
+        return "(default)"
     if value is None:
         return ""
-    if column == "published_at":
+    if column in ("published_at", "finished_at"):
         return iso(value)
+    if column == "headers":
+        return json.dumps(value, ensure_ascii=False)
     return str(value)
-
-
-def format_table(rows: list[dict]) -> str:
-    """A fixed-width table of ``TABLE_COLUMNS`` (published_at as ISO text),
-    one line per row, or ``(no messages)``."""
-    if not rows:
-        return "(no messages)"
-    cells = [[_cell(c, r.get(c)) for c in TABLE_COLUMNS] for r in rows]
-    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(TABLE_COLUMNS)]
-    right = {"id", "body_size"}
-
-    def fmt(values):
-        return "  ".join(v.rjust(w) if c in right else v.ljust(w)
-                         for c, v, w in zip(TABLE_COLUMNS, values, widths)).rstrip()
-
-    return "\n".join([fmt(TABLE_COLUMNS), fmt(["-" * w for w in widths]), *map(fmt, cells)])
 
 
 def jsonable(message: dict) -> dict:
@@ -92,32 +90,58 @@ def _describe(event: dict) -> str:
     return f"{name} in {queue!r}"
 
 
-def format_message(message: dict, body_preview: int = 200) -> str:
+def hex_dump(data: bytes, width: int = HEX_WIDTH) -> list[str]:
+    """``data`` as ``xxd``-style lines: offset, ``width`` bytes in hex,
+    the same bytes as ASCII (``.`` for anything not printable)."""
+    lines = []
+    for offset in range(0, len(data), width):
+        chunk = data[offset:offset + width]
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{offset:08x}  {chunk.hex(' '):<{width * 3 - 1}}  {text}")
+    return lines
+
+
+def body_lines(body: bytes, preview: int) -> list[str]:
+    """The first ``preview`` bytes of ``body``: as text when they decode
+    as UTF-8 (a character cut at the end of the preview is dropped), else
+    as a hex dump; ``...`` when the body is longer."""
+    shown = body[:preview]
+    try:
+        lines = shown.decode("utf-8").splitlines() or [""]
+    except UnicodeDecodeError as exc:
+        if len(body) > preview and exc.start >= len(shown) - 3 and exc.reason == "unexpected end of data":
+            lines = shown[:exc.start].decode("utf-8").splitlines() or [""]
+        else:
+            lines = hex_dump(shown)
+    if len(body) > preview:
+        lines.append("...")
+    return lines
+
+
+def format_message(message: dict, body_preview: int = 1024) -> str:
     """Human-readable text for ``query.show``: routing, properties,
-    body (first ``body_preview`` bytes), then the event timeline."""
+    body (first ``body_preview`` bytes, see ``body_lines``), then the event
+    timeline. Labels are aligned on the longest one."""
     m = message
-    lines = [f"message {m['id']}  state {m['state']}",
-             f"  published at   {iso(m['published_at'])}",
-             f"  vhost          {m['vhost']}",
-             f"  exchange       {m['exchange'] or '(default)'}",
-             f"  routing key    {m['routing_key']}"]
+    fields = [("published at", iso(m["published_at"])), ("vhost", m["vhost"]),
+              ("exchange", m["exchange"] or "(default)"), ("routing key", m["routing_key"])]
     if m.get("finished_at") is not None:
-        lines.append(f"  finished at    {iso(m['finished_at'])}")
-    lines.append("properties")
-    for column in _PROPERTY_LABELS:
-        if m.get(column) is not None:
-            lines.append(f"  {column:<15}{m[column]}")
+        fields.append(("finished at", iso(m["finished_at"])))
+    properties = [(c, m[c]) for c in _PROPERTY_LABELS if m.get(c) is not None]
     if m.get("headers") is not None:
-        lines.append(f"  {'headers':<15}{json.dumps(m['headers'], ensure_ascii=False)}")
+        properties.append(("headers", json.dumps(m["headers"], ensure_ascii=False)))
+    width = max(len(label) for label, _value in fields + properties)
+    lines = [f"message {m['id']}  state {m['state']}"]
+    lines += [f"  {label:<{width}}  {value}" for label, value in fields]
+    lines.append("properties")
+    lines += [f"  {label:<{width}}  {value}" for label, value in properties]
     body = m.get("body")
     if body is None:
         note = "not stored" if m["body_size"] else "empty"
         lines.append(f"body ({m['body_size']} bytes, {note})")
     else:
-        shown = body[:body_preview]
-        more = " ..." if len(body) > body_preview else ""
         lines.append(f"body ({m['body_size']} bytes)")
-        lines.append(f"  {shown!r}{more}")
+        lines += [f"  {line}" for line in body_lines(body, body_preview)]
     lines.append("timeline")
     for e in m.get("events", []):
         lines.append(f"  {iso(e['at'])}  {e['event']:<13} {_describe(e)}")

@@ -20,7 +20,7 @@ DELETE_CHUNK = 5000
 
 class RetentionMixin:
     """``cleanup`` and the task that runs it every ``cleanup_interval``
-    seconds. Uses the mirror's ``_db``, ``_lock``, ``_state``, ``_rows``,
+    seconds. Uses the mirror's ``_dbt``, ``_lock``, ``_state``, ``_rows``,
     ``_n``, ``retention_seconds`` and ``retention_rows``."""
 
     async def _cleanup_loop(self) -> None:
@@ -39,7 +39,7 @@ class RetentionMixin:
         None: now), then the oldest finished ones beyond ``retention_rows``
         rows. Works in transactions of at most ``DELETE_CHUNK`` messages.
         Returns the number of messages deleted."""
-        if self._db is None or self._state == "failed":
+        if self._dbt is None or self._state == "failed":
             return 0
         if now_ms is None:
             now_ms = time.time_ns() // 1_000_000
@@ -66,23 +66,30 @@ class RetentionMixin:
         """Delete the ``limit`` oldest finished messages matching
         ``condition`` and their events, in one transaction (one statement
         per table: the same deterministic SELECT picks the same ids)."""
-        pick = (f"SELECT id FROM messages WHERE finished_at IS NOT NULL AND {condition} "
+        pick = (f"SELECT id FROM message_rows WHERE finished_at IS NOT NULL AND {condition} "
                 "ORDER BY finished_at, id LIMIT ?")
         async with self._lock:
-            db = self._db
-            if db is None:
+            if self._dbt is None:
                 return 0
-            try:
-                await db.execute(f"DELETE FROM message_events WHERE message IN ({pick})",
-                                 (*params, limit))
-                cur = await db.execute(f"DELETE FROM messages WHERE id IN ({pick})",
-                                       (*params, limit))
-                n = cur.rowcount
-                await cur.close()
-                await db.commit()
-            except BaseException:
-                if db.in_transaction:
-                    await db.rollback()
-                raise
+            n = await self._dbt.run(_delete, pick, (*params, limit))
             self._rows -= n
             return n
+
+
+def _delete(db, pick: str, params: tuple) -> int:
+    """On the database thread: delete the messages ``pick`` selects, with
+    their bodies, queues and events, in one transaction (one statement per
+    table: the same deterministic SELECT picks the same ids); returns how
+    many messages."""
+    try:
+        db.execute("BEGIN")
+        for table, key in (("message_events", "message"), ("message_queues", "message"),
+                           ("message_bodies", "id")):
+            db.execute(f"DELETE FROM {table} WHERE {key} IN ({pick})", params)
+        n = db.execute(f"DELETE FROM message_rows WHERE id IN ({pick})", params).rowcount
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
+    return n

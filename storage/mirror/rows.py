@@ -13,20 +13,30 @@ slices (a worker thread would be starved of the GIL by a busy loop).
 from __future__ import annotations
 
 import logging
+import struct
 
 from storage.mirror.properties import fast_properties
-from storage.mirror.schema import READY_EVENTS, UNACKED_EVENTS
+from storage.mirror.schema import MESSAGE_COLUMNS, READY_EVENTS, UNACKED_EVENTS
 from storage.wal.batch_record import decode_ack_many, decode_delivered_many
 from storage.wal.errors import RecordError
 from storage.wal.record import (ACK, ACK_MANY, DELIVERED, DELIVERED_MANY, MESSAGE, REASON_NAMES, REQUEUED,
-                                decode_ack, decode_delivered, decode_message)
+                                decode_ack, decode_delivered, decode_message, header_and_body_at)
 
 log = logging.getLogger("storage.mirror")
 
 OP_MESSAGE = 0
 OP_EVENT = 1
-_NO_PROPERTIES = (None,) * 13
+_NO_PROPERTIES = ((None,) * 13, 0)
 _CACHE_MAX = 4096
+#: (AMQP property flag bit, mask bit of its column in schema.PROPERTY_COLUMNS)
+_FLAG_COLUMNS = ((0x0080, 1 << 0), (0x0400, 1 << 1), (0x8000, 1 << 2), (0x4000, 1 << 3),
+                 (0x0020, 1 << 4), (0x0008, 1 << 5), (0x0010, 1 << 6), (0x0040, 1 << 7),
+                 (0x0800, 1 << 8), (0x0100, 1 << 9), (0x1000, 1 << 10), (0x0200, 1 << 11),
+                 (0x2000, 1 << 12))
+_ID_AT = struct.Struct(">QQ").unpack_from
+_U32 = struct.Struct(">I").unpack_from
+_STATE = MESSAGE_COLUMNS.index("state")
+_PUBLISHED = MESSAGE_COLUMNS.index("published_at")
 
 
 class BatchDecoder:
@@ -38,25 +48,82 @@ class BatchDecoder:
 
     def __init__(self):
         self._cache: dict[bytes, tuple] = {}
+        self._masks: dict[int, int] = {}
+        self._hits = 0
+        self._uncached = 0
+        self._routes: dict[bytes, tuple] = {}
         self.errors = 0
         self.header_errors = 0
 
-    def properties(self, header: bytes) -> tuple:
+    def properties(self, header: bytes) -> tuple[tuple, int]:
+        """(the 13 property columns, mask of the present ones: bit k for
+        column k) of a content header, cached by its property bytes. When
+        headers hardly repeat (a distinct message-id each, the usual case)
+        the cache is left alone for a while: its upkeep cost more than its
+        hits saved."""
+        if self._uncached:
+            self._uncached -= 1
+            return self._decode(header)
         key = header[12:]              # class id, weight, body size come first
-        props = self._cache.get(key)
-        if props is None:
-            try:
-                props = fast_properties(header)
-            except Exception as exc:   # pamqp raises ValueError, struct.error, IndexError...
-                self.header_errors += 1
-                if self.header_errors <= 10:
-                    log.warning("message database: undecodable content header (%r); "
-                                "properties left empty", exc)
-                return _NO_PROPERTIES
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            self._cache[key] = props
-        return props
+        found = self._cache.get(key)
+        if found is not None:
+            self._hits += 1
+            return found
+        found = self._decode(header)
+        if len(self._cache) >= _CACHE_MAX:
+            if self._hits < _CACHE_MAX // 4:
+                self._uncached = 8 * _CACHE_MAX
+            self._cache.clear()
+            self._hits = 0
+        self._cache[key] = found
+        return found
+
+    def _decode(self, header: bytes) -> tuple[tuple, int]:
+        try:
+            props = fast_properties(header)
+        except Exception as exc:   # pamqp raises ValueError, struct.error, IndexError...
+            self.header_errors += 1
+            if self.header_errors <= 10:
+                log.warning("message database: undecodable content header (%r); "
+                            "properties left empty", exc)
+            return _NO_PROPERTIES
+        flags = header[12] << 8 | header[13]
+        if flags & 1:                  # a second flag word: go by the values
+            return props, sum(1 << k for k, v in enumerate(props) if v is not None)
+        mask = self._masks.get(flags)
+        if mask is None:
+            mask = self._masks[flags] = sum(col for bit, col in _FLAG_COLUMNS if flags & bit)
+        return props, mask
+
+    def message(self, payload: bytes) -> tuple[int, int, tuple, bytes, int, int]:
+        """(message id, at_ms, (vhost, exchange, routing key, queues),
+        content header, body offset, body length) of a MESSAGE payload
+        (layout: storage/wal/record.py). The route part is decoded by
+        ``decode_message`` once per distinct route and cached: a stream of
+        publishes repeats a few routes. Raises RecordError if malformed."""
+        try:
+            mid, at = _ID_AT(payload, 0)
+            p = 16
+            p += 1 + payload[p]
+            p += 1 + payload[p]
+            p += 1 + payload[p]
+            count = _U32(payload, p)[0]
+            p += 4
+            for _ in range(count):
+                p += 1 + payload[p]
+            route = self._routes.get(payload[16:p])
+            if route is None:
+                m = decode_message(payload, with_body=False)
+                route = (m.vhost, m.exchange, m.routing_key, m.queues)
+                if len(self._routes) >= _CACHE_MAX:
+                    self._routes.clear()
+                self._routes[payload[16:p]] = route
+            header, offset, length = header_and_body_at(payload, p)
+        except (IndexError, struct.error) as exc:
+            raise RecordError(f"malformed message payload: {exc}") from None
+        if offset + length != len(payload):
+            raise RecordError("malformed message payload: lengths do not add up")
+        return mid, at, route, header, offset, length
 
     def decode_batch(self, batch, store_bodies: bool, body_limit: int, ops: list,
                      step: int = 64):
@@ -64,7 +131,9 @@ class BatchDecoder:
         ``(type, payload, position, t)``), yielding after every ``step``
         records. An op is ``(OP_MESSAGE, id, row, queues, at_ms)`` with
         ``row`` a list in ``schema.MESSAGE_COLUMNS`` order (state and
-        finished_at still None), or ``(OP_EVENT, id, queue, event, at_ms,
+        finished_at still None) followed by the mask of the present
+        property columns (``BatchDecoder.properties``) and the queue (None
+        unless exactly one), or ``(OP_EVENT, id, queue, event, at_ms,
         consumer_tag, delivery_count)``; a batched record gives one event op
         per message, so timelines read as with single records. Other record
         types are skipped; a malformed payload is skipped with a warning
@@ -78,13 +147,18 @@ class BatchDecoder:
                 yield
             try:
                 if rtype == MESSAGE:
-                    m = decode_message(payload, with_body=False)
+                    mid, at, route, header, offset, length = self.message(payload)
                     body = None
-                    if store_bodies and m.body_length <= body_limit:
-                        body = bytes(payload[m.body_offset:])
-                    row = [m.message_id, m.vhost, m.exchange, m.routing_key, len(m.queues),
-                           *self.properties(m.header), m.body_length, body, m.at_ms, None, None]
-                    append((OP_MESSAGE, m.message_id, row, m.queues, m.at_ms))
+                    if store_bodies and length <= body_limit:
+                        # a bytearray: the sqlite3 module binds it without the
+                        # adaptation lookup that bytes (and None) cost
+                        body = bytearray(memoryview(payload)[offset:])
+                    props, mask = self.properties(header)
+                    queues = route[3]
+                    row = [mid, route[0], route[1], route[2], len(queues),
+                           *props, length, body, at, None, None, mask,
+                           queues[0] if len(queues) == 1 else None]
+                    append((OP_MESSAGE, mid, row, route[3], at))
                 elif rtype == ACK:
                     e = decode_ack(payload)
                     name = REASON_NAMES.get(e.reason, f"reason-{e.reason}")
@@ -137,19 +211,23 @@ def derive_state(queues: dict) -> tuple[str, int | None]:
 class Resolved:
     """What one batch writes: ``messages`` (new rows, complete),
     ``events`` (message_events rows without id), ``updates`` ((id, state,
-    finished_at) for messages already in the database), and the counts
+    finished_at) for messages already in the database), ``queues``
+    ((message, queue, published_at) for the new messages routed to
+    several queues), and
+    the counts
     ``duplicates`` (MESSAGE records for ids already known, and the
     DELIVERED records that come with them: a WAL compaction copy) and
     ``orphans`` (events for unknown messages). ``copy_of``: the id of the
     compaction copy the last op belonged to, or None; carried from one
     batch to the next."""
 
-    __slots__ = ("messages", "events", "updates", "duplicates", "orphans", "copy_of")
+    __slots__ = ("messages", "events", "updates", "queues", "duplicates", "orphans", "copy_of")
 
     def __init__(self, copy_of: int | None = None):
         self.messages: list[list] = []
         self.events: list[tuple] = []
         self.updates: list[tuple] = []
+        self.queues: list[tuple] = []
         self.duplicates = 0
         self.orphans = 0
         self.copy_of = copy_of
@@ -196,6 +274,8 @@ def resolve(ops: list[tuple], known: dict[int, int], history: list[tuple], out: 
             counts[mid] = len(queues)
             new_rows[mid] = row
             out.messages.append(row)
+            if len(queues) > 1:
+                out.queues.extend([(mid, q, at) for q in queues])
             st = status[mid] = {}
             for q in queues:
                 events.append((mid, q, "routed", at, None, None))
@@ -224,7 +304,7 @@ def resolve(ops: list[tuple], known: dict[int, int], history: list[tuple], out: 
         row = new_rows.get(mid)
         if row is not None:
             if state == "unrouted":
-                finished = row[-3]          # published_at
-            row[-2], row[-1] = state, finished
+                finished = row[_PUBLISHED]
+            row[_STATE], row[_STATE + 1] = state, finished
         else:
             out.updates.append((mid, state, finished))

@@ -8,8 +8,12 @@ of milliseconds since the Unix epoch (UTC); the views ``messages_iso`` and
 ``message_events_iso`` add ISO-8601 UTC text columns
 (``2026-05-09T07:35:25.123Z``) next to them.
 
-Table ``messages`` -- one row per persistent message that reached a durable
-queue (one MESSAGE record in the WAL):
+View ``messages`` -- one row per persistent message that reached a durable
+queue (one MESSAGE record in the WAL). It joins the table ``message_rows``
+(every column but ``body``) with ``message_bodies`` (id, body): the bodies
+live in a table of their own, so the rows that queries scan are ~100 bytes
+and share no page with bodies (docs/message-database.md, "How fast it
+applies"). Writers write the two tables; readers read the view:
 
 ==================  =========================================================
 id                  INTEGER PRIMARY KEY: the broker's message id from the WAL
@@ -49,6 +53,10 @@ state               TEXT: current state, derived from the last event of the
 finished_at         INTEGER: time (ms) of the event that finished the message
                     in its last queue; NULL while it is queued or delivered
                     in any queue. Retention deletes by this column.
+queue               TEXT: the queue, for a message routed to exactly one
+                    durable queue; NULL when routed to several (their names
+                    are in table ``message_queues (message, queue,
+                    published_at)``, indexed by queue and time) or none
 ==================  =========================================================
 
 State rule. Per queue the message is *ready* after ``routed`` or
@@ -64,9 +72,11 @@ Table ``message_events`` -- the timeline, one row per thing that happened
 to a message in one queue, in WAL order:
 
 ==============  ==============================================================
-id              INTEGER PRIMARY KEY: increases in WAL order (timeline order)
-message         INTEGER: ``messages.id`` (REFERENCES ... ON DELETE CASCADE;
-                the writer deletes events itself, foreign_keys is not needed)
+id              INTEGER: increases in WAL order (timeline order); the table
+                is keyed by (message, id) WITHOUT ROWID, so a timeline is
+                one range of the table
+message         INTEGER: ``messages.id`` (the writer deletes events with
+                their message)
 queue           TEXT: queue name
 event           TEXT: one of EVENTS: ``routed`` (published into the queue),
                 ``delivered`` (basic.deliver or basic.get-ok), ``requeued``
@@ -89,12 +99,23 @@ Table ``meta`` (key TEXT PRIMARY KEY, value): ``schema_version``;
 last record applied (written in the same transaction as its rows, so the
 database and its watermark never disagree); ``mode``: ``full`` or
 ``metadata-only`` (bodies are not being stored because the mirror fell
-behind); ``body_limit``: the body size limit in bytes.
+behind); ``bodies_missing``: how many messages were stored without their
+body in metadata-only mode (bodies within the limit, not empty);
+``body_limit``: the body size limit in bytes; ``next_event``: the id the
+next event gets.
+
+Indexes (each one costs every insert; these are what the queries of
+``query.py`` need, measured at 10 million rows in docs/message-database.md):
+``message_rows`` by message_id and correlation_id (partial: non-NULL only),
+published_at, (queue, state, published_at), finished_at (partial, for
+retention); ``message_queues`` by (queue, published_at). Schema 1 (bodies in
+``messages``, rowid events, indexes by state and exchange) is migrated in
+place at open (migrate.py).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: every value of message_events.event
 EVENTS = ("routed", "delivered", "requeued", "acked", "rejected", "expired",
@@ -121,8 +142,13 @@ EVENT_COLUMNS = ("id", "message", "queue", "event", "at", "consumer_tag", "deliv
 
 _ISO = "strftime('%Y-%m-%dT%H:%M:%fZ', {0} / 1000.0, 'unixepoch')"
 
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS messages (
+#: the columns of table message_rows, in order (the view's minus body, plus queue)
+ROW_COLUMNS = tuple(c for c in MESSAGE_COLUMNS if c != "body") + ("queue",)
+
+#: the tables and indexes of a schema-2 database (migrate.py brings a
+#: schema-1 file to the same, before VIEWS are made)
+TABLES = """
+CREATE TABLE IF NOT EXISTS message_rows (
     id               INTEGER PRIMARY KEY,
     vhost            TEXT NOT NULL,
     exchange         TEXT NOT NULL,
@@ -142,36 +168,57 @@ CREATE TABLE IF NOT EXISTS messages (
     reply_to         TEXT,
     headers          TEXT,
     body_size        INTEGER NOT NULL,
-    body             BLOB,
     published_at     INTEGER NOT NULL,
     state            TEXT NOT NULL,
-    finished_at      INTEGER
+    finished_at      INTEGER,
+    queue            TEXT
 );
-CREATE INDEX IF NOT EXISTS messages_message_id ON messages(message_id);
-CREATE INDEX IF NOT EXISTS messages_correlation_id ON messages(correlation_id);
-CREATE INDEX IF NOT EXISTS messages_exchange_key ON messages(exchange, routing_key);
-CREATE INDEX IF NOT EXISTS messages_published_at ON messages(published_at);
-CREATE INDEX IF NOT EXISTS messages_state ON messages(state);
-CREATE INDEX IF NOT EXISTS messages_finished_at ON messages(finished_at)
+CREATE INDEX IF NOT EXISTS messages_message_id ON message_rows(message_id)
+    WHERE message_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_correlation_id ON message_rows(correlation_id)
+    WHERE correlation_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_published_at ON message_rows(published_at);
+CREATE INDEX IF NOT EXISTS messages_queue_state ON message_rows(queue, state, published_at);
+CREATE INDEX IF NOT EXISTS messages_finished_at ON message_rows(finished_at)
     WHERE finished_at IS NOT NULL;
 
+CREATE TABLE IF NOT EXISTS message_bodies (
+    id   INTEGER PRIMARY KEY,
+    body BLOB NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS message_queues (
+    message      INTEGER NOT NULL,
+    queue        TEXT NOT NULL,
+    published_at INTEGER NOT NULL,
+    PRIMARY KEY (message, queue)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS message_queues_queue ON message_queues(queue, published_at);
+
 CREATE TABLE IF NOT EXISTS message_events (
-    id             INTEGER PRIMARY KEY,
-    message        INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    id             INTEGER NOT NULL,
+    message        INTEGER NOT NULL,
     queue          TEXT NOT NULL,
     event          TEXT NOT NULL,
     at             INTEGER NOT NULL,
     consumer_tag   TEXT,
-    delivery_count INTEGER
-);
-CREATE INDEX IF NOT EXISTS message_events_message ON message_events(message, id);
-CREATE INDEX IF NOT EXISTS message_events_queue ON message_events(queue, message);
+    delivery_count INTEGER,
+    PRIMARY KEY (message, id)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value
 ) WITHOUT ROWID;
+"""
 
+VIEWS = f"""
+CREATE VIEW IF NOT EXISTS messages AS
+    SELECT r.id, r.vhost, r.exchange, r.routing_key, r.queue_count, r.message_id,
+           r.correlation_id, r.content_type, r.content_encoding, r.type, r.app_id, r.user_id,
+           r.timestamp, r.priority, r.expiration, r.delivery_mode, r.reply_to, r.headers,
+           r.body_size, b.body, r.published_at, r.state, r.finished_at, r.queue
+    FROM message_rows r LEFT JOIN message_bodies b ON b.id = r.id;
 CREATE VIEW IF NOT EXISTS messages_iso AS
     SELECT *, {_ISO.format('published_at')} AS published_at_iso,
               {_ISO.format('finished_at')} AS finished_at_iso
@@ -180,11 +227,16 @@ CREATE VIEW IF NOT EXISTS message_events_iso AS
     SELECT *, {_ISO.format('at')} AS at_iso FROM message_events;
 """
 
+SCHEMA = TABLES + VIEWS
+
 #: pragmas of the writer's connection. synchronous=NORMAL: a power loss may
 #: lose the last transactions, never corrupt the file; the watermark rolls
 #: back with them, so the facade feeds those records again at start.
 #: cache_size: 8 MiB of page cache (64 MiB cost the broker 50 MB of RSS in
 #: bench/deep_queue.py for the same mirror throughput).
+#: pragmas of a new database file, before its first table (page size, see
+#: docs/message-database.md, "How fast it applies")
+NEW_DATABASE_PRAGMAS = ("PRAGMA page_size=65536",)
 WRITER_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
                   "PRAGMA busy_timeout=5000", "PRAGMA cache_size=-8192",
                   "PRAGMA temp_store=MEMORY")

@@ -62,7 +62,9 @@ class MirrorSupervisor:
     the broker goes on) and it is restarted after RESTART_DELAY seconds,
     doubling per crash; it resumes from its database's watermark.
     ``pid``: the running process's, or None; ``crashes``: unexpected exits
-    so far."""
+    so far; ``mode`` (``full``, ``metadata-only``, None before the first
+    report) and ``bodies_missing`` (messages stored without their body):
+    what the process reported last, for a metric."""
 
     def __init__(self, db_path: Path | str, wal: WriteAheadLog, options: dict, *,
                  log_level: str = "info", log_format: str | None = None):
@@ -78,6 +80,8 @@ class MirrorSupervisor:
         self._send_handle: asyncio.TimerHandle | None = None
         self._watch: asyncio.Task | None = None
         self._stopping = False
+        self.mode: str | None = None
+        self.bodies_missing = 0
         self._started_at = 0.0
         self._delay = RESTART_DELAY
         self.crashes = 0
@@ -150,6 +154,8 @@ class MirrorSupervisor:
             if (len(parts) == 2 and parts[0] == b"F" and proc is self._proc
                     and not self._stopping):
                 self.wal.set_deletion_floor(int(parts[1]))
+            elif len(parts) == 3 and parts[0] == b"M":
+                self.mode, self.bodies_missing = parts[1].decode(), int(parts[2])
 
     async def _watch_forever(self) -> None:
         while True:

@@ -1,9 +1,9 @@
 """MessageMirror: the batch writer of the message database.
 
 ``feed`` only appends to a deque. A background asyncio task (``loop``)
-takes up to ``batch_size`` records at a time, decodes them in slices of a
-few ms (``rows``), and applies each batch in one SQLite transaction through
-aiosqlite, together with the new WAL watermark (``database``). A second
+takes up to ``batch_size`` records at a time and has the database thread
+(``db_thread``) decode them (``rows``) and apply them in one SQLite
+transaction, together with the new WAL watermark (``database``). A second
 task deletes old history (``retention``). It runs in the message database
 process (process.py, fed by follower.py from the WAL segment files) and in
 ``leveret db rebuild``. This module holds the public API: lifecycle,
@@ -18,9 +18,8 @@ import time
 from collections import deque
 from pathlib import Path
 
-import aiosqlite
-
 from storage.mirror import database as sql
+from storage.mirror.db_thread import DatabaseThread
 from storage.mirror.loop import WriterLoopMixin
 from storage.mirror.retention import RetentionMixin
 from storage.mirror.rows import BatchDecoder
@@ -63,7 +62,7 @@ class MessageMirror(WriterLoopMixin, RetentionMixin):
     """
 
     def __init__(self, db_path: Path | str, body_limit: int = 64 * 1024,
-                 max_backlog: int = 200_000, batch_size: int = 5000,
+                 max_backlog: int = 200_000, batch_size: int = 10_000,
                  retention_seconds: float = 7 * 86400, retention_rows: int = 10_000_000,
                  *, flush_interval: float = 0.05, cleanup_interval: float = 60.0):
         self.db_path = Path(db_path)
@@ -81,7 +80,9 @@ class MessageMirror(WriterLoopMixin, RetentionMixin):
         self._wake = asyncio.Event()
         self._idle = True
         self._inflight_since: float | None = None
-        self._db: aiosqlite.Connection | None = None
+        self._dbt: DatabaseThread | None = None
+        #: messages stored without their body because of metadata-only mode
+        self._bodies_missing = 0
         self._lock = asyncio.Lock()
         self._decoder = BatchDecoder()
         self._task: asyncio.Task | None = None
@@ -102,8 +103,8 @@ class MessageMirror(WriterLoopMixin, RetentionMixin):
         """Open (creating if needed) the database, read the watermark and
         mode, and start the writer and cleanup tasks. Raises
         sqlite3.Error/OSError only if a fresh database cannot be created."""
-        self._db, self.watermark, mode, self._rows = await sql.open_database(
-            self.db_path, self.body_limit)
+        (self._dbt, self.watermark, mode, self._rows,
+         self._bodies_missing) = await sql.open_database(self.db_path, self.body_limit)
         self._metadata_only = mode == MODE_METADATA_ONLY
         self._state = "running"
         self._task = asyncio.create_task(self._run(), name="leveret-mirror-writer")
@@ -130,9 +131,9 @@ class MessageMirror(WriterLoopMixin, RetentionMixin):
                 await self._cleanup_task
             except asyncio.CancelledError:
                 pass
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        if self._dbt is not None:
+            await self._dbt.close()
+            self._dbt = None
         self._state = "stopped"
         log.info("message database %s closed: %d records applied", self.db_path,
                  self._n["applied"])
@@ -205,7 +206,9 @@ class MessageMirror(WriterLoopMixin, RetentionMixin):
         max_backlog_seen, last_batch_ms / max_batch_ms (decode to commit),
         lag_seconds, max_lag (seconds from feed to commit of the oldest
         record of the slowest batch: the worst lag so far), mode ("full" or
-        "metadata-only"), rows (messages in the table), state (new,
+        "metadata-only"), rows (messages in the table), bodies_missing
+        (messages stored without their body in metadata-only mode, as
+        ``meta.bodies_missing``), state (new,
         running, stopping, stopped, failed), failed, watermark."""
         s = dict(self._n)
         s.update(errors=self._decoder.errors, header_errors=self._decoder.header_errors,
@@ -213,5 +216,6 @@ class MessageMirror(WriterLoopMixin, RetentionMixin):
                  behind=self.behind, lag_seconds=self.lag_seconds(),
                  mode=MODE_METADATA_ONLY if self._metadata_only else MODE_FULL,
                  rows=self._rows, state=self._state, failed=self._state == "failed",
+                 bodies_missing=self._bodies_missing,
                  watermark=self.watermark)
         return s

@@ -10,7 +10,8 @@ import argparse
 import pytest
 
 from broker.app import alarms
-from broker.app.cli import _byte_size, _watermark, build_config
+from broker.app.cli import build_config
+from broker.app.resource_options import byte_size, watermark
 
 
 def test_cgroup_limit_files(tmp_path):
@@ -42,25 +43,25 @@ def test_measures_of_this_process(tmp_path):
 @pytest.mark.parametrize("text, value", [("50000000", 50_000_000), ("50MB", 50_000_000), ("512MiB", 512 << 20),
                                          ("2G", 2 << 30), ("1 GB", 10**9), ("0", 0), ("64kB", 64_000)])
 def test_byte_sizes(text, value):
-    assert _byte_size(text) == value
+    assert byte_size(text) == value
 
 
 @pytest.mark.parametrize("text", ["", "MB", "-1", "1.5GB", "12XB", "ten"])
 def test_bad_byte_sizes(text):
     with pytest.raises(argparse.ArgumentTypeError):
-        _byte_size(text)
+        byte_size(text)
 
 
 @pytest.mark.parametrize("text, value", [("0.4", 0.4), ("1", 1.0), ("0", 0.0), ("1073741824", float(1 << 30)),
                                          ("1GiB", float(1 << 30)), ("256MB", 256e6)])
 def test_watermarks(text, value):
-    assert _watermark(text) == value
+    assert watermark(text) == value
 
 
 @pytest.mark.parametrize("text", ["-0.1", "1.5", "nan", "lots"])
 def test_bad_watermarks(text):
     with pytest.raises(argparse.ArgumentTypeError):
-        _watermark(text)
+        watermark(text)
 
 
 def test_flags_and_environment():

@@ -4,7 +4,6 @@ what ``main`` hands to ``broker.app.server.run``. No server is started."""
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -13,12 +12,20 @@ import pytest
 
 from broker.app import cli
 from broker.app.config import Config
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.broker.cli_helpers import data_dir, run_leveret as _tool  # noqa: F401  (fixture)
 
 
 def test_defaults_without_flags_or_environment():
     assert cli.build_config([], {}) == Config()
+
+
+def test_the_default_is_the_safe_fsync_mode():
+    """A confirm means fsynced unless the user asks otherwise (README,
+    "Durability"): comparing defaults with themselves would not notice a
+    flipped default. tests/durability checks what the default does."""
+    assert Config().fsync == "always"
+    assert cli.build_config([], {}).fsync == "always"
+    assert cli.build_config(["--fsync", "never"], {}).fsync == "never"
 
 
 def test_every_flag_sets_its_field():
@@ -28,7 +35,7 @@ def test_every_flag_sets_its_field():
          "--max-message-size", "1048576", "--handshake-timeout", "2.5"],
         {},
     )
-    assert config == Config(host="0.0.0.0", port=5673, data_dir=Path("/tmp/lev"), log_level="debug",
+    assert config == Config(host=("0.0.0.0",), port=5673, data_dir=Path("/tmp/lev"), log_level="debug",
                             heartbeat=5, frame_max=8192, channel_max=16, max_message_size=1048576,
                             handshake_timeout=2.5)
 
@@ -43,7 +50,7 @@ def test_serve_subcommand_is_the_default():
 
 def test_options_before_and_after_serve_combine():
     config = cli.build_config(["--port", "5675", "serve", "--host", "::1"], {})
-    assert (config.port, config.host) == (5675, "::1")
+    assert (config.port, config.host) == (5675, ("::1",))
 
 
 def test_environment_overrides_defaults():
@@ -64,7 +71,7 @@ def test_flag_overrides_environment():
     config = cli.build_config(["--port", "5681", "--log-level", "debug"], environ)
     assert config.port == 5681
     assert config.log_level == "debug"
-    assert config.host == "0.0.0.0"  # no flag: the environment still applies
+    assert config.host == ("0.0.0.0",)  # no flag: the environment still applies
 
 
 def test_flag_equal_to_the_default_still_overrides_environment():
@@ -130,7 +137,9 @@ def test_main_runs_the_server_with_the_config_and_exits_with_its_code(monkeypatc
 
     fake.run = run
     monkeypatch.setitem(sys.modules, "broker.app.server", fake)
-    monkeypatch.setattr(sys.modules["broker"], "server", fake, raising=False)
+    # ``from broker.app import server`` takes the package attribute when the
+    # real module was imported before (by another test): replace that too
+    monkeypatch.setattr(sys.modules["broker.app"], "server", fake, raising=False)
     root_handlers = logging.getLogger().handlers[:]
     root_level = logging.getLogger().level
     try:
@@ -161,13 +170,8 @@ def test_log_line_format(capsys):
     assert rest == "INFO broker.app.server: hello there"
 
 
-def _run_module(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "broker", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=60)
-
-
 def test_help_via_python_m_broker():
-    result = _run_module("--help")
+    result = _tool("--help")
     assert result.returncode == 0, result.stderr
     for flag in ("--host", "--port", "--data-dir", "--log-level", "--heartbeat", "--frame-max",
                  "--channel-max", "--max-message-size", "--handshake-timeout", "serve", "LEVERET_PORT"):
@@ -175,13 +179,13 @@ def test_help_via_python_m_broker():
 
 
 def test_serve_help_via_python_m_broker():
-    result = _run_module("serve", "--help")
+    result = _tool("serve", "--help")
     assert result.returncode == 0, result.stderr
     assert "usage: leveret serve" in result.stdout and "--data-dir" in result.stdout
 
 
 def test_bad_flag_via_python_m_broker_exits_2():
-    result = _run_module("--port", "not-a-port")
+    result = _tool("--port", "not-a-port")
     assert result.returncode == 2
     assert "--port" in result.stderr
 
@@ -197,7 +201,7 @@ def test_tool_commands_parse():
     assert (args.command, args.action, args.data_dir) == ("messages", "find", Path("/d"))
     assert args.headers == [("a", "1"), ("b", "x=y")] and args.limit == 5 and args.json
     args = cli.build_parser().parse_args(["messages", "show", "42"])
-    assert (args.action, args.id, args.json, hasattr(args, "data_dir")) == ("show", 42, False, False)
+    assert (args.action, args.id, args.json, hasattr(args, "data_dir")) == ("show", "42", False, False)
     assert cli.build_parser().parse_args(["db", "rebuild"]).action == "rebuild"
 
 
@@ -210,7 +214,10 @@ def test_tool_commands_parse():
     ["messages"],
     ["db"],
     ["messages", "show"],
-    ["messages", "show", "abc"],
+    ["messages", "find", "--state", "bogus"],
+    ["messages", "find", "--columns", "id,bogus"],
+    ["messages", "find", "--columns", "id,,state"],
+    ["queues", "list", "--port", "1"],
     ["messages", "find", "--header", "novalue"],
     ["messages", "find", "--since", "yesterday"],
     ["messages", "find", "--limit", "0"],
@@ -223,98 +230,11 @@ def test_tool_commands_reject_server_options_and_bad_values(argv, capsys):
 
 
 def test_tool_data_dir_from_flag_environment_or_default():
-    parser = cli.build_parser()
     env = {"LEVERET_DATA_DIR": "/env"}
-    assert cli.tool_data_dir(parser.parse_args(["db", "rebuild", "--data-dir", "/f"]), env) == Path("/f")
-    assert cli.tool_data_dir(parser.parse_args(["--data-dir", "/top", "db", "rebuild"]), env) \
-        == Path("/top")
-    assert cli.tool_data_dir(parser.parse_args(["db", "rebuild"]), env) == Path("/env")
-    assert cli.tool_data_dir(parser.parse_args(["db", "rebuild"]), {}) == Path("data")
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    """A data directory with the scenario's WAL and its live-fed database
-    (tests/storage/test_mirror_scenario.py lists the messages)."""
-    import asyncio
-
-    from tests.storage.test_mirror_scenario import build_database
-
-    path = tmp_path_factory.mktemp("leveret-data")
-    asyncio.run(build_database(path))
-    return path
-
-
-def _tool(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("LEVERET_")}
-    environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "broker", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=60, env=environ)
-
-
-def test_messages_find_table(data_dir):
-    from storage.mirror.render import iso
-    from tests.storage.test_mirror_scenario import BASE
-
-    result = _tool("messages", "find", "--data-dir", str(data_dir))
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0].split() == ["id", "published_at", "exchange", "routing_key", "message_id",
-                                "state", "body_size"]
-    assert [line.split()[0] for line in lines[2:]] == ["9", "8", "7", "6", "5", "4", "3", "2", "1"]
-    assert lines[-1].split() == ["1", iso(BASE + 1000), "orders", "order.created", "order-1", "acked",
-                                 "12"]
-    result = _tool("messages", "find", "--state", "acked", "--limit", "2",
-                   env={"LEVERET_DATA_DIR": str(data_dir)})
-    assert [line.split()[0] for line in result.stdout.splitlines()[2:]] == ["8", "2"]
-    result = _tool("messages", "find", "--data-dir", str(data_dir), "--queue", "nowhere")
-    assert result.returncode == 0 and result.stdout.strip() == "(no messages)"
-
-
-def test_messages_find_json_and_filters(data_dir):
-    import json
-
-    def found(*filters):
-        result = _tool("messages", "find", "--data-dir", str(data_dir), "--json", *filters)
-        assert result.returncode == 0, result.stderr
-        return [m["id"] for m in json.loads(result.stdout)]
-
-    assert found() == [9, 8, 7, 6, 5, 4, 3, 2, 1]
-    assert found("--queue", "mail") == [3]
-    assert found("--header", "tenant=acme") == [1]
-    assert found("--header", "n=2", "--exchange", "orders") == [2]
-    assert found("--correlation-id", "corr-1", "--routing-key", "") == [3]
-    assert found("--vhost", "other") == [9]
-    doc = json.loads(_tool("messages", "find", "--data-dir", str(data_dir), "--json",
-                           "--message-id", "order-1").stdout)
-    assert doc[0]["headers"]["tenant"] == "acme" and doc[0]["state"] == "acked"
-    assert doc[0]["published_at_iso"].endswith("Z") and "body" not in doc[0]
-
-
-def test_messages_show_text_and_json(data_dir):
-    import json
-
-    result = _tool("messages", "show", "3", "--data-dir", str(data_dir))
-    assert result.returncode == 0, result.stderr
-    text = result.stdout
-    assert text.startswith("message 3  state queued")
-    timeline = text.split("timeline\n")[1].splitlines()
-    assert [line.split()[1] for line in timeline] == ["routed", "routed", "delivered", "acked"]
-    assert "routed to queue 'audit'" in timeline[0] and "routed to queue 'mail'" in timeline[1]
-    assert "delivered from 'audit' to consumer 'a1' (delivery 1)" in timeline[2]
-    assert "message_id     evt-3" in text
-    doc = json.loads(_tool("messages", "show", "5", "--json", "--data-dir", str(data_dir)).stdout)
-    assert doc["state"] == "dead-lettered" and doc["body"] == "five"
-    assert [e["event"] for e in doc["events"]] == ["routed", "delivered", "dead-lettered"]
-    missing = _tool("messages", "show", "99", "--data-dir", str(data_dir))
-    assert missing.returncode == 1 and "no message 99" in missing.stderr
-
-
-def test_messages_without_a_database(tmp_path):
-    result = _tool("messages", "find", "--data-dir", str(tmp_path))
-    assert result.returncode == 1 and "no message database" in result.stderr
+    assert cli.build_config(["db", "rebuild", "--data-dir", "/f"], env).data_dir == Path("/f")
+    assert cli.build_config(["--data-dir", "/top", "db", "rebuild"], env).data_dir == Path("/top")
+    assert cli.build_config(["db", "rebuild"], env).data_dir == Path("/env")
+    assert cli.build_config(["queues", "list"], {}).data_dir == Path("data")
 
 
 def test_db_rebuild(data_dir, tmp_path):

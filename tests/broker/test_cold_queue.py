@@ -38,13 +38,15 @@ async def _passes(count: int) -> None:
         await asyncio.sleep(0)
 
 
-async def _until(predicate) -> None:
-    """Let the loop run, a pass at a time, until ``predicate()`` holds."""
-    for _ in range(100_000):
-        if predicate():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("never happened")
+async def _until(predicate, guard_s: float = 30.0) -> None:
+    """Let the loop run, a pass at a time, until ``predicate()`` holds;
+    AssertionError after ``guard_s`` seconds (a hang guard, not a bound)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + guard_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("never happened")
+        await asyncio.sleep(0.001)
 
 
 def test_to_cold_round_trip_and_the_tuple_is_not_tracked_by_the_gc():
@@ -173,8 +175,7 @@ def test_messages_refilled_into_ready_expire_there_as_tombstones():
         for _ in range(HOT_LIMIT + 1):  # the last get refills the 100 from cold
             queue.delivered(queue.get(), "", True)  # as basic.get with no-ack
         expired = queue.lifecycle.expired
-        await asyncio.sleep(1.0)
-        await _until(lambda: len(queue.lifecycle.index) == 0)
+        await _until(lambda: len(queue.lifecycle.index) == 0)   # the 99 left expire after their 1 s
         state = len(expired.in_cold), expired.tombstones, queue.message_count
         left = queue.get()
         return state, left, len(expired.ids)

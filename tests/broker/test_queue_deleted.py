@@ -66,7 +66,8 @@ def test_connection_forgets_its_exclusive_queue_when_deleted():
         loop = asyncio.get_running_loop()
         vhost = VHost("/")
         server = SimpleNamespace(config=Config(), server_properties=dict, authenticate=lambda *a: True,
-                                 vhosts={"/": vhost}, storage=None, connections=set(), flow=PublishFlow(set()))
+                                 authenticate_external=lambda user: True, vhosts={"/": vhost}, storage=None,
+                                 connections=set(), flow=PublishFlow(set()))
         ours, theirs = socket.socketpair()
         transport, _protocol = await loop.connect_accepted_socket(asyncio.Protocol, ours)
         try:

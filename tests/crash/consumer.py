@@ -9,6 +9,9 @@ Lines printed (flushed):
   ``durable``           every ack printed before this line is on disk: a
                         confirmed persistent publish on the same channel
                         followed them, and the WAL is one ordered log
+  ``nack checkpoint``   the broker nacked that checkpoint publish
+  ``channel-closed C T``, ``connection-closed C T``, ``error E``: a broker
+                        error ended the script (corpus.report_failure)
 
 Usage: python -m tests.crash.consumer URL QUEUE CHECKPOINT_QUEUE SEED
 """
@@ -20,7 +23,7 @@ import sys
 
 import pika
 
-from tests.crash.corpus import CONNECTION_LOST, mismatch, number_of
+from tests.crash.corpus import mismatch, number_of, report_failure
 
 PREFETCH = 40
 MAX_HELD = 12
@@ -54,14 +57,21 @@ def main(url: str, queue: str, checkpoint_queue: str, seed: int) -> None:
             print(f"ack {n}", flush=True)
             unconfirmed_acks += 1
             if unconfirmed_acks >= ACKS_PER_CHECKPOINT:
-                ch.basic_publish("", checkpoint_queue, b"checkpoint",
-                                 pika.BasicProperties(delivery_mode=2))
+                try:
+                    ch.basic_publish("", checkpoint_queue, b"checkpoint",
+                                     pika.BasicProperties(delivery_mode=2))
+                except pika.exceptions.NackError:
+                    print("nack checkpoint", flush=True)
+                    unconfirmed_acks = 0
+                    return
                 unconfirmed_acks = 0
                 print("durable", flush=True)
 
         channel.basic_consume(queue, on_message)
         channel.start_consuming()
-    except CONNECTION_LOST:
+    except pika.exceptions.AMQPError as exc:
+        report_failure(exc)
+    except OSError:
         return
 
 

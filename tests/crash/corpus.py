@@ -16,8 +16,12 @@ import pika
 import pika.exceptions
 
 PERSISTENT = 2
-#: what pika raises when the broker goes away mid-conversation (the scripts' normal end)
-CONNECTION_LOST = (pika.exceptions.AMQPError, OSError)
+#: what pika raises when the broker's socket goes away (a SIGKILL: the
+#: scripts' normal end). Not a close the broker sent (ConnectionClosedByBroker),
+#: a channel error or a nack: those are reported (``report_failure``).
+#: (the WrongState errors: a call on a channel or connection already lost)
+CONNECTION_LOST = (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelWrongStateError,
+                   pika.exceptions.ConnectionWrongStateError, OSError)
 LARGE_EVERY = 13
 
 
@@ -74,3 +78,20 @@ def mismatch(properties: pika.BasicProperties, body: bytes) -> str | None:
     if b"".join(properties.encode()) != b"".join(expected_properties(n).encode()):
         return f"msg-{n}: properties differ: {properties!r}"
     return None
+
+
+def report_failure(exc: BaseException) -> bool:
+    """Print what a broker error means as one flushed line and return True
+    (the script should stop), or return False for a lost connection (the
+    expected end). Lines: ``channel-closed CODE TEXT``, ``connection-closed
+    CODE TEXT``, ``error REPR``. A nack is reported by the caller
+    (``nack N``), since the channel goes on."""
+    if isinstance(exc, pika.exceptions.ChannelClosedByBroker):
+        print(f"channel-closed {exc.reply_code} {exc.reply_text}", flush=True)
+    elif isinstance(exc, pika.exceptions.ConnectionClosedByBroker):
+        print(f"connection-closed {exc.reply_code} {exc.reply_text}", flush=True)
+    elif isinstance(exc, CONNECTION_LOST):
+        return False
+    else:
+        print(f"error {exc!r}", flush=True)
+    return True

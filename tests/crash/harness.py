@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 
 from tests.crash.corpus import expected_body, expected_properties, mismatch, number_of
 from tests.interop.server_process import REPO_ROOT
@@ -16,33 +18,66 @@ from tests.interop.test_durability import _connect
 
 
 class Client:
-    """One script process; ``finish()`` waits for it and returns its lines."""
+    """One script process. Its stdout is read as it comes (``lines``:
+    the complete lines so far), so a test can wait for an event
+    (``wait_for``) instead of sleeping; ``finish()`` waits for the exit."""
 
     def __init__(self, module: str, *args: object):
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
         self.name = module
+        self.lines: list[str] = []
         self.proc = subprocess.Popen([sys.executable, "-m", f"tests.crash.{module}", *map(str, args)],
                                      cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
+        self._stderr: list[bytes] = []
+        self._readers = [threading.Thread(target=self._read_stdout, daemon=True),
+                         threading.Thread(target=lambda: self._stderr.append(self.proc.stderr.read()),
+                                          daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_stdout(self) -> None:
+        for raw in self.proc.stdout:
+            if raw.endswith(b"\n"):       # a last line without "\n" was cut by the exit
+                self.lines.append(raw.decode().rstrip("\n"))
+
+    def wait_for(self, predicate, timeout: float) -> None:
+        """Wait until ``predicate(lines)`` is true. Raises AssertionError
+        (with the script's stderr) when the script exits or ``timeout``
+        seconds (a hang guard) pass first."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.lines):
+            if self.proc.poll() is not None:
+                self._readers[0].join()
+                if predicate(self.lines):
+                    return
+                raise AssertionError(f"{self.name} exited {self.proc.returncode} before the event; "
+                                     f"last lines {self.lines[-5:]}:\n{self.stderr()}")
+            assert time.monotonic() < deadline, f"{self.name}: no event within {timeout} s: {self.lines[-5:]}"
+            time.sleep(0.01)
+
+    def stderr(self) -> str:
+        return b"".join(self._stderr).decode(errors="replace")[-2000:]
 
     def finish(self, timeout: float = 15.0) -> list[str]:
         """Wait for the exit (SIGKILL by pid after ``timeout``); return the
         complete stdout lines. Raises AssertionError if it failed."""
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
-            raise AssertionError(f"{self.name} did not exit after the broker died:\n{err.decode()[-2000:]}")
-        assert self.proc.returncode == 0, f"{self.name} exited {self.proc.returncode}:\n{err.decode()[-2000:]}"
-        text = out.decode()
-        return text.split("\n")[:-1]    # a last line without "\n" was cut by the exit
+            self.proc.wait()
+            raise AssertionError(f"{self.name} did not exit after the broker died:\n{self.stderr()}")
+        for reader in self._readers:
+            reader.join()
+        assert self.proc.returncode == 0, f"{self.name} exited {self.proc.returncode}:\n{self.stderr()}"
+        return list(self.lines)
 
     def stop(self) -> None:
         """SIGKILL it if still running (test teardown)."""
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()
 
 
 def publish(proc, queue: str, numbers) -> None:

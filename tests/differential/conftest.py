@@ -24,7 +24,9 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.differential.scenario_tools import DELIVERIES
 from tests.interop.server_process import BrokerProcess
+from tests.log_guard import stop_checked
 
 REFERENCE_ONLY = os.environ.get("LEVERET_DIFF_REFERENCE_ONLY") == "1"
 REFERENCE_URL = os.environ.get("LEVERET_REFERENCE_URL", "amqp://guest:guest@127.0.0.1:5682/%2F")
@@ -49,7 +51,7 @@ def leveret_url(reference_url, tmp_path_factory):
     """URL of a private Leveret process shared by the differential tests."""
     proc = BrokerProcess(tmp_path_factory.mktemp("differential") / "data").start()
     yield proc.url
-    proc.stop()
+    stop_checked(proc)
 
 
 @pytest.fixture
@@ -58,15 +60,22 @@ def differential(reference_url: str, request) -> Callable[..., Any]:
     run on Leveret, assert equal. Returns the observation."""
 
     def run(scenario: Callable[[str], Any], expected: Any) -> Any:
+        DELIVERIES.clear()
         reference = scenario(reference_url)
         assert reference == expected, (
             f"the reference RabbitMQ observed something else than the scenario expects:\n"
             f"  rabbitmq: {reference!r}\n  expected: {expected!r}")
         if REFERENCE_ONLY:
             pytest.skip("LEVERET_DIFF_REFERENCE_ONLY=1: checked against RabbitMQ only")
-        observed = scenario(request.getfixturevalue("leveret_url"))
+        leveret_url = request.getfixturevalue("leveret_url")
+        observed = scenario(leveret_url)
         assert observed == reference, (
             f"Leveret differs from RabbitMQ 3.10:\n  leveret:  {observed!r}\n  rabbitmq: {reference!r}")
+        whole, whole_reference = DELIVERIES.get(leveret_url), DELIVERIES.get(reference_url)
+        assert whole == whole_reference, (
+            f"Leveret's deliveries differ from RabbitMQ 3.10 in a field the scenario does not return "
+            f"(every property and header, in order per queue and per consumer):\n"
+            f"  leveret:  {whole!r}\n  rabbitmq: {whole_reference!r}")
         return observed
 
     return run

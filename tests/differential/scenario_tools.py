@@ -12,7 +12,13 @@ two runs comparable:
   real names become ``<main>``, timestamps (the x-death ``time`` field)
   become ``"<timestamp>"``, bytes become text;
 * :meth:`Scope.message` observes one delivery: body, redelivered flag,
-  exchange, routing key, and the properties and headers that matter.
+  exchange, routing key, and every property and header.
+
+A scenario returns the fields it is about; besides, every delivery a scope
+saw through :meth:`Scope.drain` or a :class:`Collector` is kept whole, in
+order per queue (basic.get) and per consumer (``Scope.deliveries``), and
+``DELIVERIES`` holds them per broker URL: the ``differential`` fixture
+compares them too, so a property a scenario does not name still counts.
 
 Nothing here knows which broker it talks to.
 """
@@ -32,8 +38,17 @@ from pika.compat import long as pika_long
 
 from tests.interop.pika_helpers import params
 
-# Properties compared on every delivery (pika.BasicProperties attribute names).
+# Every basic property of AMQP 0-9-1 (spec section 1.8, class basic;
+# pika.BasicProperties attribute names): compared on every delivery.
+ALL_PROPERTIES = ("content_type", "content_encoding", "headers", "delivery_mode", "priority",
+                  "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type",
+                  "user_id", "app_id", "cluster_id")
+# The ones a scenario's own observation shows by default (``Scope.message``).
 OBSERVED_PROPERTIES = ("content_type", "correlation_id", "delivery_mode", "priority", "expiration", "headers")
+
+
+#: broker URL -> the ``Scope.deliveries`` of each scope run against it
+DELIVERIES: dict[str, list[dict[str, list[dict[str, Any]]]]] = {}
 
 
 class Long(int):
@@ -64,6 +79,8 @@ class Scope:
         self.queues: list[str] = []
         self.exchanges: list[str] = []
         self.connections: list[pika.BlockingConnection] = []
+        #: "get <queue>" / "consumer <label>" -> full observations, in order
+        self.deliveries: dict[str, list[dict[str, Any]]] = {}
         self.conn = self.connect()
         self.ch = self.channel(confirm=True)
 
@@ -158,16 +175,24 @@ class Scope:
         return value
 
     def message(self, method, props, body, *fields: str) -> dict[str, Any]:
-        """Observe one delivery. ``fields`` limits the keys (default: all)."""
+        """Observe one delivery. ``fields`` picks the keys (default: body,
+        redelivered, exchange, routing_key and OBSERVED_PROPERTIES)."""
+        seen = self.whole(method, props, body)
+        return {k: seen[k] for k in (fields or ("body", "redelivered", "exchange", "routing_key",
+                                                *OBSERVED_PROPERTIES))}
+
+    def whole(self, method, props, body) -> dict[str, Any]:
+        """Everything about one delivery: body, redelivered, exchange,
+        routing key and ALL_PROPERTIES."""
         seen = {
             "body": self.norm(body),
             "redelivered": bool(method.redelivered),
             "exchange": self.norm(method.exchange),
             "routing_key": self.norm(method.routing_key),
         }
-        for prop in OBSERVED_PROPERTIES:
+        for prop in ALL_PROPERTIES:
             seen[prop] = self.norm(getattr(props, prop))
-        return {k: seen[k] for k in fields} if fields else seen
+        return seen
 
     def drain(self, queue: str, *fields: str, ch=None) -> list:
         """basic.get (auto-ack) until ``queue`` is empty; observed messages.
@@ -177,6 +202,7 @@ class Scope:
             method, props, body = (ch or self.ch).basic_get(queue, auto_ack=True)
             if method is None:
                 return out
+            self.deliveries.setdefault(f"get {self.norm(queue)}", []).append(self.whole(method, props, body))
             seen = self.message(method, props, body, *fields)
             out.append(seen[fields[0]] if len(fields) == 1 else seen)
         raise AssertionError(f"{queue} did not run dry")
@@ -224,6 +250,16 @@ class Scope:
         return "ack" if getattr(ch or self.ch, "_delivery_confirmation", False) else "sent"
 
 
+def per_consumer(seen: list[tuple[str, str, bool]]) -> dict[str, list[tuple[str, bool]]]:
+    """Deliveries grouped by consumer label, each consumer's in arrival
+    order: AMQP orders the deliveries of one queue to one consumer
+    (spec section 4.7), not the interleaving between consumers."""
+    out: dict[str, list[tuple[str, bool]]] = {}
+    for label, body, redelivered in seen:
+        out.setdefault(label, []).append((body, redelivered))
+    return dict(sorted(out.items()))
+
+
 class Collector:
     """Messages delivered to pika consumers, tagged with the consumer's label."""
 
@@ -237,6 +273,8 @@ class Collector:
         """Start a consumer labelled ``label``; deliveries stay unacked unless ``auto_ack``."""
         def on_message(channel, method, props, body):
             self.seen.append((label, body.decode(), bool(method.redelivered)))
+            self.scope.deliveries.setdefault(f"consumer {label}", []).append(
+                self.scope.whole(method, props, body))
             if not auto_ack:
                 self.unacked.setdefault(label, []).append((channel, method.delivery_tag))
         return ch.basic_consume(queue, on_message, auto_ack=auto_ack, arguments=arguments)
@@ -272,6 +310,7 @@ def scope(url: str) -> Iterator[Scope]:
     try:
         yield s
     finally:
+        DELIVERIES.setdefault(url, []).append(s.deliveries)
         s.cleanup()
 
 

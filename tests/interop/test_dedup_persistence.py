@@ -6,10 +6,13 @@ values are gone."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from contextlib import closing
 
 import pika
 
+from tests.interop.lifecycle_helpers import wait_until
 from tests.interop.pika_helpers import drain, pika_connection
 
 
@@ -28,6 +31,17 @@ def _publish(ch, exchange: str, *values, **headers) -> None:
 
 def _arrived(ch, queue: str) -> list[bytes]:
     return [body for _m, _p, body in drain(ch, queue)]
+
+
+def _saved(proc, exchange: str) -> list[str]:
+    """The values of ``exchange``'s cache in dedup-cache.db now, oldest
+    first (as their Python repr), read-only beside the running broker."""
+    path = proc.data_dir / "dedup-cache.db"
+    if not path.exists():
+        return []
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return [key for (key,) in db.execute("SELECT key FROM dedup_cache WHERE exchange = ? ORDER BY seq",
+                                             (exchange,))]
 
 
 def test_disk_cache_survives_a_restart_and_a_crash_within_its_size(fresh_broker, unique):
@@ -49,7 +63,8 @@ def test_disk_cache_survives_a_restart_and_a_crash_within_its_size(fresh_broker,
         assert _arrived(ch, queue) == [b"a", b"e"]
         _publish(ch, memory_x, "a")
         assert _arrived(ch, memory_q) == [b"a"]  # memory: not a duplicate after the restart
-        time.sleep(0.3)  # the values are saved in the background
+        # the values are saved in the background: wait for the rows, then crash
+        wait_until(lambda: _saved(proc, exchange)[-3:] == ["'d'", "'a'", "'e'"], timeout=30)
     proc.kill()
     proc.start()
     with pika_connection(proc) as conn:
@@ -71,7 +86,7 @@ def test_expired_values_and_a_deleted_exchange_are_not_restored(fresh_broker, un
         _publish(ch, gone_x, "g")
         ch.exchange_delete(gone_x)
         _declare(ch, gone_x, gone_q, "disk")
-    time.sleep(0.4)
+    time.sleep(0.4)   # the feature: "short" (x-cache-ttl 200 ms) expires before the restart
     proc.restart()
     with pika_connection(proc) as conn:
         ch = conn.channel()

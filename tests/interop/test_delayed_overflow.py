@@ -8,7 +8,6 @@ reference RabbitMQ of tests/differential has no such plugin)."""
 
 from __future__ import annotations
 
-import time
 
 from tests.interop.delayed_helpers import declare_delayed, delay_props
 from tests.interop.lifecycle_helpers import connect, count, dead_letter_setup, get_all, wait_until
@@ -19,9 +18,13 @@ def _publish_delayed(ch, exchange: str, bodies: list[bytes], delay_ms: int = 200
         ch.basic_publish(exchange, "k", body, delay_props(delay_ms))
 
 
-def _settle(seconds: float = 1.0) -> None:
-    """Give the due messages time to be routed (they are due after 0.2 s)."""
-    time.sleep(seconds)
+def _settle(ch, exchange: str, unique) -> None:
+    """Wait until the messages published to ``exchange`` so far were routed:
+    a marker due after them (x-delay 400) reaches a queue of its own."""
+    probe = ch.queue_declare(unique("probe"), exclusive=True).method.queue
+    ch.queue_bind(probe, exchange, "probe")
+    ch.basic_publish(exchange, "probe", b"marker", delay_props(400))
+    wait_until(lambda: count(ch, probe) == 1)
 
 
 def test_reject_publish_applies_when_due(broker, unique):
@@ -34,7 +37,7 @@ def test_reject_publish_applies_when_due(broker, unique):
         ch.queue_declare(queue, arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
         ch.queue_bind(queue, exchange, "k")
         _publish_delayed(ch, exchange, [b"m%d" % i for i in range(5)])
-        _settle()
+        _settle(ch, exchange, unique)
         assert count(ch, queue) == 2
         assert [body for body, _p, _m in get_all(ch, queue)] == [b"m0", b"m1"]
         ch.queue_delete(queue)

@@ -159,7 +159,8 @@ def test_held_on_the_way_survives_restart(fresh_broker, unique):
         got = _wait(ch, queue, 1, timeout=20)
         assert time.time() - published >= 2.95, "routed before its delay"
         assert [(x[2], x[1].headers, x[1].delivery_mode) for x in got] == [(b"p", {"x-delay": -3000}, 2)]
-        time.sleep(0.5)
+        ch.basic_publish(source, "k", b"marker", _props(100))    # routed after any duplicate of "p"
+        assert [x[2] for x in _wait(ch, queue, 1)] == [b"marker"]
         assert drain(ch, queue) == []
 
 
@@ -196,7 +197,9 @@ def test_a_duplicate_dropped_by_a_deduplication_exchange_is_not_held(ch, unique)
         ch.basic_publish(source, "", body, pika.BasicProperties(
             headers={"x-delay": 200, "x-deduplication-header": "same"}))
     assert [x[2] for x in _wait(ch, queue, 1)] == [b"first"]
-    time.sleep(0.4)
+    ch.basic_publish(source, "", b"marker", pika.BasicProperties(   # due after "again" would be
+        headers={"x-delay": 300, "x-deduplication-header": "other"}))
+    assert [x[2] for x in _wait(ch, queue, 1)] == [b"marker"]
     assert drain(ch, queue) == []
     ch.exchange_delete(source)
     ch.exchange_delete(delayed)

@@ -53,11 +53,19 @@ async def test_ten_thousand_messages_exactly_once_in_order(broker, unique):
     seen: dict[int, list[tuple[int, int, int, bool]]] = collections.defaultdict(list)
     received = 0
     all_in = asyncio.Event()
+    ends: set[int] = set()               # queues whose end marker arrived
+    all_ends = asyncio.Event()
     connections = []
 
     def make_handler(cid: int, qi: int):
         async def on_message(message):
             nonlocal received
+            if message.body.startswith(b"end"):
+                await message.ack()
+                ends.add(qi)
+                if len(ends) == QUEUES:
+                    all_ends.set()
+                return
             pub, seq = map(int, message.body.split(b":"))
             seen[cid].append((qi, pub, seq, message.redelivered))
             await message.ack()
@@ -81,8 +89,12 @@ async def test_ten_thousand_messages_exactly_once_in_order(broker, unique):
             loop.run_in_executor(None, publisher, broker, exchange, pub) for pub in range(PUBLISHERS))),
             timeout=60)
         await asyncio.wait_for(all_in.wait(), timeout=max(5.0, 60 - (time.monotonic() - started)))
-        await asyncio.sleep(0.5)   # let any duplicate show up
         elapsed = time.monotonic() - started
+        # a duplicate would come before a marker published after everything
+        with blocking(broker) as conn:
+            for i in range(QUEUES):
+                conn.channel().basic_publish(exchange, f"k{i}", b"end")
+        await asyncio.wait_for(all_ends.wait(), timeout=60)
     finally:
         for conn in connections:
             try:

@@ -114,7 +114,7 @@ def test_find_filters_and_show(fresh_broker):
         ("delivered", "", 2), ("acked", None, None)]
     assert [e["at_iso"] for e in shown["events"]] == [iso(e["at"]) for e in shown["events"]]
     missing = leveret("messages", "show", "999", "--data-dir", str(proc.data_dir))
-    assert missing.returncode == 1 and "no message 999" in missing.stderr
+    assert missing.returncode == 1 and "no message '999'" in missing.stderr
 
 
 def test_queue_delete_records_deleted(fresh_broker):

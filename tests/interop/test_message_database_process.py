@@ -11,6 +11,8 @@ import re
 import signal
 from pathlib import Path
 
+import pytest
+
 from tests.interop.mirror_scenario import props, sql, wait_until
 from tests.interop.pika_helpers import pika_connection
 
@@ -77,6 +79,7 @@ def test_the_database_catches_up_after_a_restart(fresh_broker):
     assert sql(proc, "SELECT message_id FROM messages ORDER BY id")[-1] == ("m19",)
 
 
+@pytest.mark.broker_log(r"message database process \(pid \d+\) exited unexpectedly with status -9")
 def test_a_killed_process_does_not_disturb_the_broker(fresh_broker):
     proc = fresh_broker()
     publish(proc, 0, 20)

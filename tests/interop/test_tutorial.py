@@ -14,13 +14,12 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pika.exceptions as pe
 import pytest
 
-from tests.interop.clients import blocking, wait_for
+from tests.interop.clients import blocking, get_all, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -143,10 +142,17 @@ def test_new_task_is_persistent_on_durable_queue(broker, task_queue):
 def test_work_queues_fair_dispatch(broker, task_queue):
     """Tutorial 2: two workers with prefetch 1 and manual acks; a long task
     keeps one worker busy while the other takes every short task; every task
-    is done exactly once and the queue ends empty."""
+    is done exactly once and the queue ends empty.
+
+    A worker prints " [x] Done" before it acks, so a stop right after the
+    last Done could cut the ack. Instead of sleeping, two long "sync" tasks
+    are sent after the last Done: with prefetch 1, each worker takes one only
+    once its previous ack was read, so both receiving one proves it; the
+    two sync tasks come back (requeued) when the workers stop."""
     with blocking(broker) as conn:
         conn.channel().queue_declare("task_queue", durable=True)
     workers = [Background(broker, "worker.py", DOT_SECONDS="0.2") for _ in range(2)]
+    sync = "sync" + "." * 50                 # 10 s of work: the first worker stays busy
     try:
         wait_for(lambda: consumer_count(broker, "task_queue") == 2, timeout=20, interval=0.1,
                  what="two workers to consume")
@@ -157,16 +163,20 @@ def test_work_queues_fair_dispatch(broker, task_queue):
             assert sent.returncode == 0, sent.stderr
         wait_for(lambda: sum(w.lines.count(" [x] Done") for w in workers) == 5, timeout=30,
                  interval=0.1, what="5 tasks done")
-        time.sleep(0.3)
+        for _ in workers:
+            assert run(broker, "new_task.py", sync).returncode == 0
+        wait_for(lambda: all(f" [x] Received {sync}" in w.lines for w in workers), timeout=30,
+                 interval=0.1, what="each worker to take a sync task (its last ack was read)")
     finally:
         errors = [w.stop() for w in workers]
-    received = [[line.removeprefix(" [x] Received ") for line in w.lines if line.startswith(" [x] Received")]
-                for w in workers]
+    received = [[line.removeprefix(" [x] Received ") for line in w.lines
+                 if line.startswith(" [x] Received") and not line.endswith(sync)] for w in workers]
     assert sorted(received, key=len) == [[long_task], shorts], (received, errors)
     for w in workers:
         assert w.lines[0] == WAITING
-        assert w.lines.count(" [x] Done") == len([x for x in w.lines if x.startswith(" [x] Received")])
+        assert w.lines.count(" [x] Done") == len(received[workers.index(w)])
     wait_for(lambda: consumer_count(broker, "task_queue") == 0, timeout=10, interval=0.1,
              what="workers' consumers to go away")
     with blocking(broker) as conn:
-        assert conn.channel().queue_declare("task_queue", passive=True).method.message_count == 0
+        channel = conn.channel()
+        assert get_all(channel, "task_queue") == [sync.encode()] * 2

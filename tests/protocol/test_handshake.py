@@ -17,7 +17,7 @@ from pamqp.header import ProtocolHeader
 from protocol import handshake as hsmod
 from protocol import reply_codes
 from protocol.constants import PROTOCOL_HEADER
-from protocol.errors import AMQPError
+from protocol.errors import AMQPError, connection_error
 from protocol.handshake import BadProtocolHeader, Handshake
 from protocol.methods import decode_method
 
@@ -42,9 +42,15 @@ class Auth:
         return USERS.get(username) == password
 
 
+def open_vhost(name: str) -> None:
+    """The broker's check of connection.open, for the vhosts in VHOSTS."""
+    if name not in VHOSTS:
+        raise connection_error(reply_codes.NOT_ALLOWED, f"vhost {name} not found")
+
+
 def make(channel_max: int = 2047, frame_max: int = 131072, heartbeat: int = 60) -> tuple[Handshake, Auth]:
     auth = Auth()
-    hs = Handshake(SERVER_PROPERTIES, channel_max, frame_max, heartbeat, auth, VHOSTS.__contains__)
+    hs = Handshake(SERVER_PROPERTIES, channel_max, frame_max, heartbeat, auth, open_vhost)
     return hs, auth
 
 
@@ -62,7 +68,8 @@ def parse_one(data: bytes):
 
 
 def start_ok(mechanism: str = "PLAIN", response: str = "\x00guest\x00guest", props: dict | None = None):
-    return commands.Connection.StartOk(client_properties=props if props is not None else {"product": "pytest"},
+    default = {"product": "pytest", "capabilities": {"authentication_failure_close": True}}
+    return commands.Connection.StartOk(client_properties=props if props is not None else default,
                                        mechanism=mechanism, response=response, locale="en_US")
 
 
@@ -253,6 +260,7 @@ def test_unknown_vhost(vhost):
     with pytest.raises(AMQPError) as info:
         send(hs, commands.Connection.Open(virtual_host=vhost))
     assert_error(info, reply_codes.NOT_ALLOWED, (10, 40))
+    assert info.value.text == f"vhost {vhost} not found"
     assert hs.state == hsmod.AWAIT_OPEN
 
 
@@ -273,6 +281,18 @@ def test_bad_login(mechanism, response):
         f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}")
     assert len(auth.calls) == 1
     assert hs.state == hsmod.AWAIT_START_OK
+
+
+def test_bad_login_without_authentication_failure_close():
+    """rabbitmq.com/auth-notification.html: a client that did not announce
+    authentication_failure_close gets no connection.close for a refused login:
+    the socket is closed (HandshakeRefused), as RabbitMQ does."""
+    hs, auth = make()
+    hs.on_protocol_header(PROTOCOL_HEADER)
+    with pytest.raises(hsmod.HandshakeRefused) as info:
+        send(hs, start_ok("PLAIN", "\x00guest\x00wrong", props={"product": "old client"}))
+    assert "PLAIN" in str(info.value)
+    assert len(auth.calls) == 1
 
 
 @pytest.mark.parametrize("response", ["guest", "", "\x00a\x00b\x00c"])

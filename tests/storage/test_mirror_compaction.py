@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 
-import aiosqlite
-
 from storage.mirror import MessageMirror, rebuild_async, show
 from storage.mirror.database import insert_messages
 from storage.wal import (ACK, DELIVERED, MESSAGE, REASON_REJECTED, WriteAheadLog, encode_ack,
@@ -122,11 +120,10 @@ async def test_a_second_message_row_is_never_inserted(tmp_path):
     await mirror.start()
     (await write(tmp_path, original()[:1], mirror)).close()
     await mirror.stop()
-    async with aiosqlite.connect(db) as conn:
-        row = [1, "/", "other", "rk", 1] + [None] * 13 + [4, b"new!", BASE + 99, "queued", None]
-        await insert_messages(conn, [row])
-        await conn.commit()
     conn = sqlite3.connect(db)
+    row = [1, "/", "other", "rk", 1] + [None] * 13 + [4, b"new!", BASE + 99, "queued", None]
+    with conn:
+        insert_messages(conn, [row])
     assert conn.execute("SELECT exchange, body FROM messages").fetchall() == [("fan", b"body")]
     conn.close()
 

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from storage.mirror import MessageMirror, MirrorNotFound, find, show, to_ms
-from storage.mirror.render import format_message, format_table, iso, to_json
+from storage.mirror import MessageMirror, MirrorNotFound, count, find, lookup, show, to_ms
+from storage.mirror.render import body_lines, cell, format_message, hex_dump, iso, to_json
 from storage.wal import MESSAGE, Position, encode_message
 from tests.storage.test_mirror_scenario import BASE, build_database, content_header
 
@@ -99,23 +99,38 @@ async def test_reads_are_read_only_and_work_while_the_writer_runs(tmp_path):
     assert ids(find(db, message_id="live")) == [1]          # the writer is still open
     conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        conn.execute("DELETE FROM messages")
+        conn.execute("DELETE FROM message_events")
     conn.close()
     await mirror.stop()
 
 
+async def test_queue_column_count_and_lookup(db):
+    rows = {r["id"]: r for r in find(db)}
+    assert (rows[3]["queue"], rows[1]["queue"], rows[9]["queue"]) == ("audit,mail", "orders", "jobs")
+    assert count(db) == 9 and count(db, queue="orders", state="acked") == 3
+    assert count(db, headers={"tenant": "acme"}) == 1
+    assert count(db, cap=5) == 6 and count(db, cap=9) == 9   # past the cap: "more than 5"
+    assert lookup(db, "3") == [3]                   # the internal id first
+    assert lookup(db, "order-2") == [2]             # a message-id
+    assert lookup(db, "corr-1") == [3, 1]           # a correlation-id, newest first
+    assert lookup(db, "99") == [] and lookup(db, "nothing") == []
+
+
 async def test_rendering(db):
-    table = format_table(find(db, queue="orders", limit=3)).splitlines()
-    assert table[0].split() == ["id", "published_at", "exchange", "routing_key", "message_id",
-                                "state", "body_size"]
-    assert table[2].split() == ["8", iso(BASE + 8000), "orders", "order.created", "big",
-                                "acked", "65537"]
-    assert format_table([]) == "(no messages)"
+    assert [cell(c, v) for c, v in (("exchange", ""), ("exchange", "orders"), ("message_id", None),
+                                    ("published_at", BASE), ("headers", {"n": 1}), ("id", 7))] \
+        == ["(default)", "orders", "", iso(BASE), '{"n": 1}', "7"]
     text = format_message(show(db, 2))
     assert "message 2  state acked" in text
     assert "delivered from 'orders' to consumer 'c2' (delivery 2)" in text
     assert "requeued in 'orders'" in text and "acked in 'orders'" in text
-    assert "body (3 bytes)\n  b'two'" in text
+    assert "body (3 bytes)\n  two\n" in text
+    labelled = [line for line in text.split("body (")[0].splitlines() if line.startswith("  ")]
+    column = 2 + len("delivery_mode") + 2       # the longest label, then two spaces
+    assert len(labelled) == 8 and all(line[column - 2:column + 1].startswith("  ") and line[column] != " "
+                                      for line in labelled)
+    one = format_message(show(db, 1))
+    assert "\n  correlation_id  corr-1\n  content_type    application/json\n" in one
     assert "basic.get" in format_message(show(db, 8))
     assert "body (65537 bytes, not stored)" in format_message(show(db, 8))
     assert "routed to queue 'mail'" in format_message(show(db, 3))
@@ -124,3 +139,14 @@ async def test_rendering(db):
     assert doc["body"] == '{"order": 1}' and doc["body_encoding"] == "utf-8"
     assert doc["events"][0]["at_iso"] == iso(BASE + 1000)
     assert json.loads(to_json(find(db, state="acked")))[0]["id"] == 8
+
+
+def test_bodies_as_text_or_hex_dump():
+    assert body_lines(b"line 1\nline 2", 100) == ["line 1", "line 2"]
+    assert body_lines("é".encode() * 3, 3) == ["é", "..."]       # a character cut by the preview
+    assert body_lines(b"", 10) == [""]
+    assert body_lines(b"\x00\xffab", 10) == hex_dump(b"\x00\xffab")
+    assert hex_dump(bytes(range(20))) == [
+        "00000000  00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f  ................",
+        "00000010  10 11 12 13                                      ...."]
+    assert hex_dump(b"AB\xff") == ["00000000  41 42 ff" + " " * 39 + "  AB."]

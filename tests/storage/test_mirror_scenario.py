@@ -151,7 +151,7 @@ async def test_scenario_rows_states_and_watermark(tmp_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     meta = dict(conn.execute("SELECT key, value FROM meta"))
     assert (meta["wal_segment"], meta["wal_offset"], meta["wal_length"]) == tuple(positions[-1])
-    assert meta["mode"] == "full" and meta["schema_version"] == 1
+    assert meta["mode"] == "full" and meta["schema_version"] == 2
     assert conn.execute("SELECT count(*) FROM message_events").fetchone()[0] == 25
     assert conn.execute("SELECT published_at_iso FROM messages_iso WHERE id = 1").fetchone()[0] \
         == datetime.datetime.fromtimestamp((BASE + 1000) / 1000, datetime.timezone.utc) \

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 
 from storage.mirror import MessageMirror, show
 from storage.mirror import loop as loop_module
@@ -41,7 +40,9 @@ async def test_metadata_only_under_backlog_and_back(tmp_path, caplog):
     # batches of 20 taken while > 100 waited (300, 280, ..., 120: 10 batches) and
     # until the backlog was under 25 (100 ... 40: 4 more) had no body
     assert stored == list(range(281, 301))
-    assert dict(conn.execute("SELECT key, value FROM meta"))["mode"] == "full"
+    meta = dict(conn.execute("SELECT key, value FROM meta"))
+    assert meta["mode"] == "full" and meta["bodies_missing"] == 280
+    assert stats["bodies_missing"] == 280
     conn.close()
     warnings = [r.getMessage() for r in caplog.records if r.name == "storage.mirror"
                 and r.levelno == logging.WARNING]
@@ -58,17 +59,14 @@ async def test_a_slow_database_never_blocks_feed(tmp_path):
     try:
         mirror.feed(MESSAGE, message(1), Position(1, 16, 10))
         await asyncio.sleep(0.2)                 # the first batch is now stuck in SQLite
-        t0 = time.perf_counter()
-        for i in range(2, 20_002):
+        for i in range(2, 20_002):               # its cost per record: bench/mirror_lag.py
             mirror.feed(MESSAGE, message(i), Position(1, 16 + i, 10))
-        feed_seconds = time.perf_counter() - t0
         await asyncio.sleep(0.3)
         assert mirror.backlog == 20_000
         assert mirror.lag_seconds() >= 0.5
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    assert feed_seconds < 0.5                    # ~1 us per record
     await mirror.stop()
     assert mirror.stats["applied"] == 20_001 and mirror.lag_seconds() == 0.0
     assert mirror.stats["max_lag"] >= 0.5
@@ -163,28 +161,26 @@ async def test_lag_is_the_age_of_the_oldest_unapplied_record(tmp_path):
     await mirror.stop()
 
 
-async def test_mirror_keeps_up_with_a_wal_under_steady_load(tmp_path):
-    """30,000 records fed at 10,000/s through a real WAL: lag stays bounded."""
+async def test_records_from_a_real_wal_in_batches(tmp_path):
+    """30,000 records appended to a real WAL and fed as they are written:
+    every one applied, in several batches, the last state right. (How fast
+    it keeps up is measured in bench/mirror_lag.py and
+    bench/mirror_apply_rate.py, not here.)"""
     db = tmp_path / "messages.db"
-    mirror = MessageMirror(db)
+    mirror = MessageMirror(db, batch_size=5000)
     await mirror.start()
     wal = WriteAheadLog(tmp_path / "wal")
     wal.open().drain()
-    worst = 0.0
-    t0 = time.monotonic()
-    sent = 0
-    while sent < 30_000:
-        target = min(30_000, int((time.monotonic() - t0) * 10_000) + 1)
-        while sent < target:
-            payload = (message(sent // 2 + 1) if sent % 2 == 0
-                       else encode_ack(sent // 2 + 1, "q", at_ms=BASE))
-            rtype = MESSAGE if sent % 2 == 0 else ACK
-            mirror.feed(rtype, payload, wal.append(rtype, payload))
-            sent += 1
-        worst = max(worst, mirror.lag_seconds())
-        await asyncio.sleep(0.005)
+    for sent in range(30_000):
+        payload = (message(sent // 2 + 1) if sent % 2 == 0
+                   else encode_ack(sent // 2 + 1, "q", at_ms=BASE))
+        rtype = MESSAGE if sent % 2 == 0 else ACK
+        mirror.feed(rtype, payload, wal.append(rtype, payload))
+        if sent % 1000 == 999:
+            await asyncio.sleep(0)
     await mirror.stop()
     wal.close()
-    assert mirror.stats["applied"] == 30_000
-    assert max(worst, mirror.stats["max_lag"]) < 2.0
-    assert dump(db)[0][-1][-2:] == ("acked", BASE)
+    stats = mirror.stats
+    assert stats["applied"] == 30_000 and stats["messages"] == 15_000
+    assert stats["batches"] >= 6
+    assert dump(db)[0][-1][-3:-1] == ("acked", BASE)
