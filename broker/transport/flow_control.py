@@ -90,8 +90,8 @@ class PublishFlow:
                 self.hold(connection)
         if len(self.paused) > before:
             self.pauses += 1
-        log.debug("publish flow: blocked by %s, %d publishing connections paused", sorted(self.blocked_by),
-                  len(self.paused))
+        log.debug("publish flow: %d publishing connections paused (blocked by %s)", len(self.paused),
+                  ", ".join(sorted(self.blocked_by)))
 
     def unblock(self, reason: str) -> None:
         """``reason`` no longer holds: connections told about a resource
