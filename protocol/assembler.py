@@ -8,6 +8,7 @@ from __future__ import annotations
 from protocol import reply_codes
 from protocol.errors import AMQPError, connection_error
 from protocol.hot_methods import decode_content_header
+from protocol.wire_check import check_content_header
 
 IDLE = 0
 AWAIT_HEADER = 1
@@ -49,6 +50,7 @@ class ContentAssembler:
         method = self.method
         if class_id != 60:
             raise self._error(f"expected content header for class 60, got one for class {class_id} instead")
+        check_content_header(payload)
         if body_size > self.max_size:
             self.reset()
             raise AMQPError(reply_codes.PRECONDITION_FAILED,

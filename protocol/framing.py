@@ -10,6 +10,7 @@ from typing import Any
 from protocol import reply_codes
 from protocol.constants import FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD
 from protocol.errors import AMQPError, connection_error
+from protocol.wire_check import check_content_header
 
 _HEADER = struct.Struct(">BHI")
 #: a content header frame's head and fixed fields: type, channel, size, class, weight, body size
@@ -37,7 +38,9 @@ class FrameReader:
     frame of the declared size. It comes as one item ``(PUBLISH_RUN,
     channel, (method_payload, header_payload, body))``; anything else
     (bodies over several frames, frames not yet arrived, a header of another
-    class) comes frame by frame and meets the assembler's checks.
+    class) comes frame by frame and meets the assembler's checks. Either
+    way a content header whose properties do not decode is AMQPError 541
+    (protocol/wire_check.check_content_header).
 
     The buffer is the received ``bytes`` object itself while it is small, so
     each payload is sliced out of it once, without a bytearray in between;
@@ -120,6 +123,7 @@ class FrameReader:
                     h_end = end + 8 + h_size
                     if (h_type == FRAME_HEADER and h_channel == channel and 14 <= h_size <= limit
                             and class_id == 60 and h_end < total and buf[h_end] == FRAME_END):
+                        check_content_header(buf[end + 8:h_end])
                         if not body_size:
                             self._pos = h_end + 1
                             yield PUBLISH_RUN, channel, (buf[pos + 7:end], buf[end + 8:h_end], b"")

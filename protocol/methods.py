@@ -8,14 +8,16 @@ import struct
 from pamqp import commands, frame as pamqp_frame
 from pamqp.base import Frame as Method
 
+from protocol import names as _names  # noqa: F401  (RabbitMQ's name rule for pamqp's constructors)
 from protocol import reply_codes
 from protocol.errors import connection_error
+from protocol.wire_check import arguments_end
 
 __all__ = ["Method", "decode_method", "encode_method", "method_ids"]
 
 _IDS = struct.Struct(">HH")
-_HAS_TABLE = frozenset(cls for cls in commands.INDEX_MAPPING.values()
-                       if any(cls.amqp_type(attr) == "table" for attr in cls.__slots__))
+#: each method class's argument types in wire order (pamqp's names)
+_KINDS = {cls: tuple(cls.amqp_type(attr) for attr in cls.__slots__) for cls in commands.INDEX_MAPPING.values()}
 
 
 def method_ids(payload: bytes) -> tuple[int, int]:
@@ -41,38 +43,18 @@ def decode_method(payload: bytes) -> Method:
     method = cls()
     args = payload[4:]
     try:
+        # pamqp checks no declared length against the bytes present (a
+        # cut-short string comes out shorter, a table value is read from
+        # the bytes after the table) and reports nothing of what it
+        # consumed: the arguments are walked with every length checked
+        # first, and must end where the payload ends
+        if arguments_end(_KINDS[cls], args) != len(args):
+            raise ValueError("arguments do not fill the method frame")
         method.unmarshal(args)
-        # pamqp neither checks string lengths against the bytes present nor
-        # reports what it consumed; re-encoding tells, except for field
-        # tables (a client may pick wider integer types than pamqp does)
-        if cls not in _HAS_TABLE and _encoded_length(method) != len(args):
-            raise ValueError("arguments do not match their encoded length")
-    except Exception as exc:  # pamqp raises struct.error, ValueError, IndexError, UnicodeError
+    except Exception as exc:  # pamqp raises struct.error, ValueError, OverflowError, UnicodeError
         error = connection_error(reply_codes.FRAME_ERROR, f"cannot decode {cls.name} arguments: {exc}")
         raise error.for_method(class_id, method_id) from None
     return method
-
-
-_FIXED = {"octet": 1, "short": 2, "long": 4, "longlong": 8, "timestamp": 8}
-
-
-def _encoded_length(method: Method) -> int:
-    """Bytes the decoded arguments occupy on the wire (table-less methods)."""
-    total = bits = 0
-    for attr in method.__slots__:
-        kind = method.amqp_type(attr)
-        if kind == "bit":
-            bits += 1
-            continue
-        total += (bits + 7) // 8
-        bits = 0
-        value = getattr(method, attr)
-        if kind in _FIXED:
-            total += _FIXED[kind]
-        else:
-            raw = value.encode() if isinstance(value, str) else (value or b"")
-            total += (1 if kind == "shortstr" else 4) + len(raw)
-    return total + (bits + 7) // 8
 
 
 def encode_method(channel: int, method: Method) -> bytes:

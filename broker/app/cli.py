@@ -11,7 +11,8 @@
             [--wal-segment-size B] [--compact-interval S] [--mirror on|off]
             [--mirror-body-limit B] [--mirror-retention-days D]
             [--mirror-retention-rows N] [--mirror-max-backlog N]
-            [--consumer-timeout MS] [--definitions FILE]
+            [--consumer-timeout MS] [--definitions FILE] [--memory-high-watermark F|B]
+            [--disk-free-limit B] [--max-connections N]
             [--management on|off] [--management-host H] [--management-port P]
             [--prometheus on|off] [--prometheus-host H] [--prometheus-port P]
 
@@ -60,6 +61,7 @@ from broker.app.cli_admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.app.cli_control import add_control_commands, run_control
 from broker.app.cli_messages import add_messages_command, run_messages
 from broker.app.cli_tools import add_data_dir_option, add_db_command, check_tool_args, run_db
+from broker.app.resource_options import RESOURCE_OPTIONS
 from broker.app.config import LOG_FORMAT, Config, env_name, parse_on_off
 from broker.app.listeners import listener_problem
 
@@ -227,7 +229,7 @@ SERVE_OPTIONS: tuple[tuple[str, str, str, Callable[[str], object], str], ...] = 
     ("prometheus_host", "--prometheus-host", "H", _host, "address the Prometheus endpoint listens on"),
     ("prometheus_port", "--prometheus-port", "P", _int_range(0, 65535),
      "TCP port of the Prometheus endpoint (0: any free port)"),
-)
+) + RESOURCE_OPTIONS
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:

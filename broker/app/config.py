@@ -22,7 +22,9 @@ class Config:
 
     Units: ``heartbeat`` in seconds (0 turns heartbeats off),
     ``handshake_timeout`` in seconds, ``frame_max``, ``max_message_size``
-    and ``mirror_body_limit`` in bytes, ``mirror_retention_days`` in days. ``channel_max`` and ``frame_max`` are what connection.tune
+    and ``mirror_body_limit`` in bytes, ``mirror_retention_days`` in days,
+    ``disk_free_limit`` in bytes, ``memory_high_watermark`` a fraction (<= 1)
+    or bytes (> 1). ``channel_max`` and ``frame_max`` are what connection.tune
     proposes; the client's tune-ok may lower them (AMQP 0-9-1 §1.4.2.6).
     """
 
@@ -90,6 +92,14 @@ class Config:
     prometheus: bool = True
     prometheus_host: str = "127.0.0.1"
     prometheus_port: int = 15692
+    #: memory alarm threshold: a fraction (0-1) of the machine's memory, or
+    #: of the cgroup's limit when lower; above 1: bytes (broker/app/alarms.py)
+    memory_high_watermark: float = 0.4
+    #: disk alarm threshold: free bytes on the data directory's file system
+    #: (never below two WAL segments)
+    disk_free_limit: int = 50_000_000
+    #: most connections open at once (0: no limit)
+    max_connections: int = 0
 
     def mirror_options(self) -> dict:
         """``storage.mirror.MessageMirror`` keyword arguments from the

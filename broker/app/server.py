@@ -18,6 +18,7 @@ import signal
 import aiosqlite
 
 from broker import __version__
+from broker.app.alarms import ResourceAlarms, available_memory, disk_limit, memory_limit
 from broker.access import AccessControl
 from broker.admin import AdminError, AdminService
 from broker.admin.definitions import load_definitions_file
@@ -76,6 +77,7 @@ class Server:
     the admin service (``admin``: broker.admin.AdminService), the open
     ``connections``, the store (``storage``:
     broker.persistence.store.Store), the publish ``flow`` control, the
+    resource ``alarms`` (broker/app/alarms.py), the
     deduplication journal and the supervisor of the message database
     process, ``mirror`` (None when off), and the ``listeners``
     (broker.app.listeners.Listener, bound by ``start``). The flow control
@@ -95,7 +97,14 @@ class Server:
         self.connections: set = set()
         #: connections and channels opened and closed (broker/model/stats.py)
         self.churn = ChurnStats()
+        #: connections past connection.open (``--max-connections`` counts these;
+        #: broker.transport.login counts them)
+        self.open_connections = 0
         self.flow = PublishFlow(self.connections)
+        #: the memory and disk alarms (``alarms.active``: the ones raised now)
+        self.alarms = ResourceAlarms(
+            self.flow, config.data_dir, memory_limit(config.memory_high_watermark, available_memory()),
+            disk_limit(config.disk_free_limit, config.wal_segment_size))
         #: opened by ``start``; a no-op when the file cannot be used
         self.dedup_journal = DedupJournal(config.data_dir / DEDUP_FILE)
         #: the vhosts of the topology and of access control, made by ``start``
@@ -117,6 +126,17 @@ class Server:
         control and deduplication journal (recovery makes the vhosts named
         in the stored topology with it)."""
         return VHost(name, storage=self.storage, flow=self.flow, dedup_journal=self.dedup_journal)
+
+    def admit_connection(self) -> None:
+        """Raise AMQPError 530 NOT_ALLOWED for a connection.open when
+        ``--max-connections`` connections are open already. RabbitMQ refuses
+        a vhost's or a user's connection limit so (rabbit_reader.erl
+        ``is_over_vhost_connection_limit``); its node-wide ``connection_max``
+        stops accepting sockets instead, which leaves clients hanging."""
+        limit = self.config.max_connections
+        if limit and self.open_connections >= limit:
+            raise connection_error(reply_codes.NOT_ALLOWED, f"connection refused: node connection limit "
+                                   f"({limit}) is reached").for_method(10, 40)
 
     def _load_access(self) -> None:
         """Access control from the topology database (seeded with the
@@ -200,6 +220,7 @@ class Server:
             raise
         self._compactor = asyncio.get_running_loop().create_task(self._compact_forever())
         self.sampler.start()
+        self.alarms.start()
         log.info("Leveret %s listening on %s, data dir %s", __version__, listeners.describe(self.listeners),
                  self.config.data_dir.resolve())
 
@@ -293,6 +314,7 @@ class Server:
         self.sampler.stop()
         if self.metrics is not None:
             await self.metrics.stop()
+        self.alarms.stop()
         log.info("shutting down: closing %d connections", len(self.connections))
         for connection in list(self.connections):
             connection.close(connection_error(reply_codes.CONNECTION_FORCED,

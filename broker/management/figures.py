@@ -75,22 +75,31 @@ def fds_used() -> int:
         return 0
 
 
+def raised_alarms(server) -> set[str]:
+    """The resource alarms in force ("memory", "disk"): ``server.alarms.active``."""
+    return set(getattr(getattr(server, "alarms", None), "active", ()))
+
+
 def node_resources(server) -> dict:
     """mem_used, mem_limit, mem_alarm, disk_free, disk_free_limit,
     disk_free_alarm, fd_used, fd_total, sockets_used, sockets_total,
     proc_used, proc_total, run_queue, processors, uptime (ms). The alarm
-    flags come from ``server.alarms`` (a set or mapping naming "memory"
-    and "disk") when the broker raises alarms, else false."""
-    alarms = getattr(server, "alarms", None) or ()
+    flags and limits come from ``server.alarms``
+    (broker.app.alarms.ResourceAlarms: ``active``, ``memory_limit``,
+    ``disk_free_limit``); RabbitMQ's defaults stand in without it."""
+    alarm_state = getattr(server, "alarms", None)
+    alarms = raised_alarms(server)
+    mem_limit = getattr(alarm_state, "memory_limit", None) or int(total_memory() * MEMORY_WATERMARK)
+    disk_limit = getattr(alarm_state, "disk_free_limit", None) or DISK_FREE_LIMIT
     try:
         disk_free = shutil.disk_usage(server.config.data_dir).free
     except OSError:
         disk_free = 0
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return {
-        "mem_used": memory_used(), "mem_limit": int(total_memory() * MEMORY_WATERMARK),
+        "mem_used": memory_used(), "mem_limit": mem_limit,
         "mem_alarm": "memory" in alarms,
-        "disk_free": disk_free, "disk_free_limit": DISK_FREE_LIMIT, "disk_free_alarm": "disk" in alarms,
+        "disk_free": disk_free, "disk_free_limit": disk_limit, "disk_free_alarm": "disk" in alarms,
         "fd_used": fds_used(), "fd_total": soft if soft != resource.RLIM_INFINITY else 1 << 20,
         "sockets_used": len(server.connections), "sockets_total": soft if soft != resource.RLIM_INFINITY else 1 << 20,
         "proc_used": 1, "proc_total": 1, "run_queue": 0, "processors": os.cpu_count() or 1,

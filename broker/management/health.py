@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pamqp.commands import Basic
 
-from broker.management import http
+from broker.management import figures, http
 from broker.management.auth import require
 from broker.management.messages import publish_message, take_messages
 from broker.management.overview import listeners
@@ -51,7 +51,7 @@ async def ok(call: Call):
 
 async def alarms(call: Call):
     """503 while ``server.alarms`` names an alarm (memory, disk)."""
-    raised = sorted(getattr(call.server, "alarms", None) or ())
+    raised = sorted(figures.raised_alarms(call.server))
     if raised:
         node = call.server.server_properties()["cluster_name"]
         return _failed("There are alarms in effect in the cluster",

@@ -134,6 +134,8 @@ class Connection:
                         break  # the frames after connection.close are discarded, unread
                 else:
                     self._open_channel(number, frame_type, payload)
+            if self.publisher and self.server.flow.blocked_by and not self._reading_paused:
+                self.server.flow.hold(self)  # it published while publishers are blocked
         except AMQPError as error:
             if self.state == CLOSING:
                 return  # garbage after our connection.close: nothing more to say
@@ -279,6 +281,8 @@ class Connection:
         """Read the socket again after ``pause_reading``."""
         if self._reading_paused:
             self._reading_paused = False
+            # heartbeats are checked again from now (as rabbit_heartbeat's pause)
+            self._last_recv = self.loop.time()
             if not self.transport.is_closing():
                 self.transport.resume_reading()
 
@@ -307,6 +311,8 @@ class Connection:
         if self.state in (CLOSED,):
             return
         now = self.loop.time()
+        if self._reading_paused:
+            self._last_recv = now  # not read on purpose: its heartbeats wait in the socket
         if now - self._last_recv > 2 * self.heartbeat:
             log.warning("%s: missed heartbeats from client, timeout: %ss", self.name, self.heartbeat)
             self._release_all()
@@ -383,6 +389,7 @@ class Connection:
         self.server.connections.discard(self)
         self.login.closed()
         self.server.churn.connection_closed += 1
+        self.server.flow.forget_connection(self)
 
 
 def _forget_exclusive_queue(queue: "Queue") -> None:

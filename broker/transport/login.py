@@ -55,15 +55,18 @@ class Login:
         connection = self.connection
         username = connection.handshake.username
         try:
+            connection.server.admit_connection()  # the node-wide --max-connections first
             connection.grant = connection.server.access.open_vhost(username, vhost)
         except AMQPError as error:
             log.warning("%s: user '%s' refused vhost '%s': %s", connection.name, username, vhost, error.text)
             raise
         self.counted = True
+        connection.server.open_connections += 1
 
     def closed(self) -> None:
         """The connection is gone: it no longer counts (idempotent)."""
         if self.counted:
             self.counted = False
             connection = self.connection
+            connection.server.open_connections -= 1
             connection.server.access.connection_closed(connection.handshake.username, connection.handshake.vhost)

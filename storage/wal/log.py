@@ -12,6 +12,7 @@ it runs, new appends collect in memory for the next one. ``open()`` and
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
 import os
@@ -43,11 +44,17 @@ SLOW_FSYNC_MS = 1000.0
 #: upper bounds (ms) of the fsync latency histogram buckets (``stats``:
 #: ``fsync_ms_buckets``, one count per bound and one past the last)
 FSYNC_MS_BOUNDS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
+#: write errors that leave the disk as it was and may pass (a full disk, a
+#: quota, a file size limit): the batch is written again every
+#: RETRY_WRITE_S seconds instead of failing the log. An fsync error is never
+#: retried: after one, the kernel may have dropped the dirty pages.
+RETRYABLE_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+RETRY_WRITE_S = 1.0
 
 
 class _Batch:
     __slots__ = ("parts", "deletions", "unlinks", "lsn", "error", "fsyncs", "dir_fsyncs",
-                 "fsync_ms", "handled")
+                 "fsync_ms", "handled", "created", "retry", "waiting")
 
     def __init__(self, parts, deletions, unlinks, lsn):
         self.parts = parts            # [(Segment, bytearray, file offset)] in log order
@@ -59,6 +66,9 @@ class _Batch:
         self.dir_fsyncs = 0
         self.fsync_ms = 0.0
         self.handled = False
+        self.created = False          # a segment file was created (the directory needs an fsync)
+        self.retry = False            # error is a retryable write error
+        self.waiting = None           # the TimerHandle of a pending retry
 
 
 class WriteAheadLog(SegmentRetention):
@@ -86,6 +96,12 @@ class WriteAheadLog(SegmentRetention):
     live records of a mostly dead segment forward, then release the old
     ones or ``delete_segment``), which keeps every sealed segment at least
     ratio r live, i.e. disk <= live bytes / r + 2 x segment_size.
+
+    A full disk (ENOSPC, EDQUOT, EFBIG while creating or writing a file) does
+    not fail the log: the batch is logged and written again every
+    RETRY_WRITE_S seconds (pwrite at fixed offsets is idempotent), syncs
+    wait meanwhile, so nothing unwritten is ever reported durable, and
+    what was durable stays readable. An fsync error fails the log.
     """
 
     def __init__(self, directory: Path | str, segment_size: int = 64 << 20, fsync: bool = True):
@@ -108,6 +124,7 @@ class WriteAheadLog(SegmentRetention):
         self._loop = None
         self._executor: ThreadPoolExecutor | None = None
         self._error: BaseException | None = None
+        self._closing = False
         self._dirfd: int | None = None
         self._torn: Segment | None = None
         self._to_delete: list[Segment] = []
@@ -362,18 +379,21 @@ class WriteAheadLog(SegmentRetention):
         while an earlier one has a hole), fsync the directory after creating
         a file, then tombstone and unlink dead segments."""
         try:
-            created = False
             for seg, data, base in batch.parts:
-                if seg.fd is None:
-                    seg.fd = os.open(seg.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o644)
-                    created = True
-                pwrite_all(seg.fd, data, base)
+                try:
+                    if seg.fd is None:
+                        seg.fd = os.open(seg.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o644)
+                        batch.created = True
+                    pwrite_all(seg.fd, data, base)
+                except OSError as exc:
+                    batch.retry = exc.errno in RETRYABLE_WRITE_ERRORS
+                    raise
                 if self.fsync:
                     t = perf_counter()
                     _fdatasync(seg.fd)
                     batch.fsync_ms += (perf_counter() - t) * 1000.0
                     batch.fsyncs += 1
-            if created and self.fsync:
+            if batch.created and self.fsync:
                 os.fsync(self._dirfd)
                 batch.dir_fsyncs += 1
             for seg in batch.deletions:
@@ -401,8 +421,14 @@ class WriteAheadLog(SegmentRetention):
         if self._io is batch:
             self._io = None
         if batch.error is not None:
-            self._fail(batch.error)
+            if batch.retry and self._state == "open" and not self._closing:
+                self._retry_later(batch)
+            else:
+                self._fail(batch.error)
             return
+        if batch.waiting is not None:
+            log.warning("WAL in %s: the write succeeded again, syncs continue", self.directory)
+            batch.waiting = None
         n = self._n
         for seg, data, base in batch.parts:
             seg.written = base + len(data)
@@ -438,6 +464,22 @@ class WriteAheadLog(SegmentRetention):
                 log.exception("WAL sync callback %r failed", callback)
         if self._dirty or self._to_delete or self._prefix_tombstones():
             self._schedule_kick()
+
+    def _retry_later(self, batch: _Batch) -> None:
+        """A retryable write error: keep ``batch`` as the one in flight
+        (new appends wait in memory) and write it again later."""
+        if batch.waiting is None:
+            log.error("WAL in %s: write failed: %r; retrying every %.0f s, confirms and held deliveries "
+                      "wait (free disk space)", self.directory, batch.error, RETRY_WRITE_S)
+        batch.error, batch.retry, batch.handled = None, False, False
+        self._io = batch
+        batch.waiting = self._loop.call_later(RETRY_WRITE_S, self._resubmit, batch)
+
+    def _resubmit(self, batch: _Batch) -> None:
+        if self._io is not batch or self._state != "open":
+            return
+        fut = self._loop.run_in_executor(self._executor, self._run_batch, batch)
+        fut.add_done_callback(lambda f, b=batch: self._io_done(b, f))
 
     def _fail(self, exc: BaseException) -> None:
         self._error = exc
@@ -524,11 +566,19 @@ class WriteAheadLog(SegmentRetention):
         write or fsync fails (the log is then failed)."""
         if self._state == "closed":
             return
+        self._closing = True  # a write error is final from now on
         try:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
             if self._io is not None:
-                self._complete(self._io)
+                batch = self._io
+                retried = batch.waiting is not None
+                if retried:
+                    batch.waiting.cancel()
+                    self._run_batch(batch)  # one last try
+                self._complete(batch)
+                if retried and batch.error is not None:
+                    raise batch.error
             if self._state == "open":
                 batch = self._take_batch()
                 if batch is not None:

@@ -6,9 +6,13 @@ that record the calls broker.transport.connection.Connection receives."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
+
+from pamqp import commands
 
 from broker.transport import flow_control as publish_flow
 from broker.transport.flow_control import LATE_MS, PublishFlow
+from protocol.methods import decode_method
 
 
 class Recorded:
@@ -72,3 +76,59 @@ def test_a_pause_ends_after_max_pause_then_publishers_are_read_a_while(monkeypat
     paused, resumed_after, within_min_read, again, pauses = asyncio.run(scenario())
     assert not paused and resumed_after >= 0.05 - 0.005 and within_min_read
     assert not again and pauses == 2
+
+
+class Told(Recorded):
+    """A stand-in that also records the connection.blocked / unblocked
+    frames sent to it (it announced the capability)."""
+
+    name = "connection test"
+    state = "open"
+    handshake = SimpleNamespace(client_properties={"capabilities": {"connection.blocked": True}})
+
+    def __init__(self, publisher: bool):
+        super().__init__(publisher)
+        self.frames: list[str] = []
+
+    def send(self, data: bytes) -> None:
+        method = decode_method(data[7:-1])
+        self.frames.append(f"blocked {method.reason}" if isinstance(method, commands.Connection.Blocked)
+                           else "unblocked")
+
+
+def test_resource_alarms_block_until_every_reason_clears():
+    async def scenario():
+        publisher, consumer = Told(True), Told(False)
+        flow = PublishFlow({publisher, consumer})
+        flow.block(publish_flow.DISK)
+        flow.block(publish_flow.MEMORY)  # already paused: told once
+        flow.report("timer", LATE_MS + 5)
+        flow.unblock(publish_flow.MEMORY)
+        after_memory = (publisher.reading, list(publisher.frames))
+        flow.unblock(publish_flow.DISK)  # told unblocked, still paused: the timer is late
+        after_disk = (publisher.reading, list(publisher.frames))
+        flow.report("timer", 0)
+        return after_memory, after_disk, publisher.reading, consumer.frames, consumer.reading
+    after_memory, after_disk, reading, consumer_frames, consumer_reading = asyncio.run(scenario())
+    assert after_memory == (False, ["blocked low on disk"])
+    assert after_disk == (False, ["blocked low on disk", "unblocked"])
+    assert reading
+    assert consumer_frames == [] and consumer_reading
+
+
+def test_a_connection_that_publishes_under_an_alarm_is_held():
+    async def scenario():
+        newcomer = Told(False)
+        flow = PublishFlow({newcomer})
+        flow.block(publish_flow.MEMORY)
+        before = newcomer.reading
+        newcomer.publisher = True
+        flow.hold(newcomer)
+        held = (newcomer.reading, list(newcomer.frames))
+        flow.forget_connection(newcomer)  # closed meanwhile: nothing more is sent to it
+        flow.unblock(publish_flow.MEMORY)
+        return before, held, newcomer.frames
+    before, held, frames = asyncio.run(scenario())
+    assert before
+    assert held == (False, ["blocked low on memory"])
+    assert frames == ["blocked low on memory"]

@@ -12,6 +12,7 @@ from broker.model.message import Message
 from broker.model.stats import ChurnStats
 from broker.queues.queue import Queue
 from broker.transport.connection import Connection
+from broker.transport.flow_control import PublishFlow
 from broker.vhost.namespace import VHost
 
 
@@ -67,7 +68,7 @@ def test_connection_forgets_its_exclusive_queue_when_deleted():
         vhost = VHost("/")
         server = SimpleNamespace(config=Config(), server_properties=dict, authenticate=lambda *a: True,
                                  authenticate_external=lambda user: True, vhosts={"/": vhost}, storage=None,
-                                 connections=set(), churn=ChurnStats())
+                                 connections=set(), churn=ChurnStats(), flow=PublishFlow(set()))
         ours, theirs = socket.socketpair()
         transport, _protocol = await loop.connect_accepted_socket(asyncio.Protocol, ours)
         try:
