@@ -24,9 +24,9 @@ So the acks *before* a close-ok are checked for validity (increasing tags
 within what was published) and left out of the compared frames; any frame
 after the close-ok, ack or not, is compared and must not be there.
 
-connection.blocked is not covered: Leveret has no resource alarms, and the
-shared reference RabbitMQ cannot be put into one without blocking every
-other user of it.
+connection.blocked is checked against Leveret alone
+(tests/interop/test_blocked_frame_order.py): the shared reference RabbitMQ
+cannot be put into a resource alarm without blocking every other user of it.
 """
 
 from __future__ import annotations
