@@ -45,6 +45,7 @@ class InProcessBroker:
         self.port = free_port()
         # the management API on any free port: parallel brokers must not fight over 15672
         settings.setdefault("management_port", 0)
+        settings.setdefault("prometheus_port", 0)
         self.config = Config(host=(self.host,), port=self.port, data_dir=Path(data_dir), mirror=False,
                              compact_interval=3600.0, **settings)
         self.server = None  # broker.app.server.Server, once started

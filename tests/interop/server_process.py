@@ -97,8 +97,10 @@ class BrokerProcess:
         log = open(self.log_path, "ab")
         cmd = [sys.executable, "-m", "broker", "--host", self.host, "--port", str(self.port),
                "--data-dir", str(self.data_dir), "--log-level", "debug", *self.extra_args]
-        # the management API on any free port: parallel brokers must not fight over 15672
-        env = {"LEVERET_MANAGEMENT_PORT": "0", **os.environ, "PYTHONUNBUFFERED": "1"}
+        # the management API and Prometheus on any free port: parallel brokers
+        # must not fight over 15672 and 15692
+        env = {"LEVERET_MANAGEMENT_PORT": "0", "LEVERET_PROMETHEUS_PORT": "0", **os.environ,
+               "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen([*self.wrapper, *cmd], stdout=log, stderr=subprocess.STDOUT,
                                      cwd=REPO_ROOT, env=env)
         log.close()
