@@ -11,6 +11,7 @@ import time
 import pika
 import pytest
 
+from broker.management.move import BATCH as MOVE_BATCH
 from tests.interop.management_client import Api, start_with_management
 
 
@@ -65,29 +66,46 @@ def test_move_to_queue_and_exchange(broker_api):
     assert "move vhost '/' queue 'h10-dlq' -> queue 'h10-work': 3 messages" in api.proc.log_text()
 
 
-def test_move_interrupted_by_sigkill(broker_api):
-    api = broker_api
-    total = 20_000
-    fill(api.proc, "h10-src", total, "k")
-    api.ok("PUT", "/queues/%2F/h10-dst", {"durable": True})
+#: messages in the source queue for each try: a quiet machine may finish a
+#: small move before the kill lands, so a try that was not interrupted is
+#: repeated with more messages (the test fails if none is interrupted)
+MOVE_SIZES = (20_000, 60_000, 150_000)
+
+
+def _move_then_kill(api, total: int, source_queue: str, destination_queue: str) -> tuple[list, list]:
+    """Fill ``source_queue``, start a move to ``destination_queue`` through
+    the API, SIGKILL the broker once the destination holds two batches,
+    restart it and drain both queues: (source, destination) as lists of
+    (message-id, redelivered)."""
+    fill(api.proc, source_queue, total, "k")
+    api.ok("PUT", f"/queues/%2F/{destination_queue}", {"durable": True})
+
     def request_move():
         try:
-            api.post("/queues/%2F/h10-src/move", {"destination": "h10-dst"})
+            api.post(f"/queues/%2F/{source_queue}/move", {"destination": destination_queue})
         except OSError:
             pass  # the broker was killed before it answered: expected
 
     mover = threading.Thread(target=request_move)
     mover.start()
-    deadline = time.monotonic() + 30
-    while api.ok("GET", "/queues/%2F/h10-dst")["messages"] == 0:  # the move has begun
+    # copies are counted before their batch is fsynced, and batches go one
+    # after the other: past two batches, at least the first one is durable
+    deadline = time.monotonic() + 60
+    while api.ok("GET", f"/queues/%2F/{destination_queue}")["messages"] <= 2 * MOVE_BATCH:
         assert time.monotonic() < deadline
     api.proc.kill()
     mover.join(timeout=30)
     api.proc.start()
+    return drain(api, source_queue), drain(api, destination_queue)
 
-    source = drain(api, "h10-src")
-    destination = drain(api, "h10-dst")
-    assert source and destination, "the kill came after the move ended: nothing was interrupted"
+
+def test_move_interrupted_by_sigkill(broker_api):
+    api = broker_api
+    for attempt, total in enumerate(MOVE_SIZES):
+        source, destination = _move_then_kill(api, total, f"h10-src{attempt}", f"h10-dst{attempt}")
+        if source and destination:
+            break
+    assert source and destination, "the kill came after the move ended every time: nothing was interrupted"
     moved = [message_id for message_id, _ in destination]
     assert len(moved) == len(set(moved)), "a message is twice in the destination"
     assert {message_id for message_id, _ in source} | set(moved) == {f"k-{i}" for i in range(total)}
